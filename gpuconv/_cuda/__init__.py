@@ -1,0 +1,6 @@
+"""The CUDA backend: the functions of the interface in ``gpuconv._backend``, on cupy.ndarray, running the
+kernels of ``kernels/``. Imported only when a CuPy array reaches gpuconv."""
+
+from .conv import conv2d_dgrad, conv2d_fprop, conv2d_wgrad
+from .pad import pad2d, pad2d_backward
+from .pool import avg_pool2d_bprop, avg_pool2d_fprop, max_pool2d_bprop, max_pool2d_fprop
