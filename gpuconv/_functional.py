@@ -106,8 +106,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     op = "conv_transpose2d"
     c = _params.conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation)
     g = c.geometry
-    if g.N == 0:
-        return _unbatch(_zeros(input, g.input_shape), c.unbatched)
+    if g.empty:
+        return _unbatch(_zeros(input, g.input_shape), c.unbatched)  # an empty batch or a 0-wide output
     be = _backend.get(c.kind)
     return _unbatch(be.conv2d_dgrad(g, _batch4(input, c.unbatched), weight, bias), c.unbatched)
 
@@ -122,7 +122,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
                                       dilation, grad_output=grad_output)
     g = c.geometry
     gx = gw = gb = None
-    if g.N == 0:
+    if g.empty:
         if mask[0]:
             gx = _zeros(input, tuple(input.shape))
         if mask[1]:

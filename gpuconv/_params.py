@@ -72,6 +72,11 @@ class ConvGeometry:
         return (self.N, self.K, self.P, self.Q)
 
     @property
+    def empty(self) -> bool:
+        """True when some array of the problem has no elements (nothing for a kernel to do)."""
+        return 0 in (self.N, self.H, self.W, self.P, self.Q)
+
+    @property
     def flops(self) -> int:
         """Multiply-adds counted as two: 2*N*K*P*Q*(C/groups)*R*S, the same for fprop, dgrad and wgrad."""
         return 2 * self.N * self.K * self.P * self.Q * self.c_per_group * self.R * self.S
@@ -448,10 +453,10 @@ def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_paddi
         )
     Hout = (Hin - 1) * stride[0] - 2 * pad[0] + dil[0] * (R - 1) + opad[0] + 1
     Wout = (Win - 1) * stride[1] - 2 * pad[1] + dil[1] * (S - 1) + opad[1] + 1
-    if Hout <= 0 or Wout <= 0:
+    if Hout < 0 or Wout < 0:  # PyTorch allows an empty output, not a negative one
         raise ValueError(
-            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({Hout} x {Wout}) is not "
-            f"positive: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({R} x {S})"
+            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({Hout} x {Wout}) is "
+            f"negative: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({R} x {S})"
         )
     # pad_bottom/pad_right = padding - output_padding makes P == Hin exactly; it is negative when
     # output_padding > padding, which is fine: kernels index with pad_top/pad_left only, and the bottom/right
@@ -510,13 +515,10 @@ def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *,
         if divisor_override == 0:
             raise ValueError(f"{op}: divisor_override must be non-zero, but got 0")
         divisor_override = int(divisor_override)
-    for i in range(2):
-        limit2 = (d[i] * (k[i] - 1) + 1) if max_pool else k[i]
-        if 2 * p[i] > limit2:
-            raise ValueError(
-                f"{op}: padding should be at most half of the effective kernel size, but got padding={p}, "
-                f"kernel_size={k}" + (f" and dilation={d}" if max_pool else "")
-            )
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(
+            f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
+        )
     shape = input.shape if input is not None else _input_shape(op, input_shape)
     (N, C, H, W), unbatched = batched(op, "input" if input is not None else "input_shape", shape)
     _check_spatial(op, "input", (N, C, H, W), unbatched)
