@@ -453,10 +453,10 @@ def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_paddi
         )
     Hout = (Hin - 1) * stride[0] - 2 * pad[0] + dil[0] * (R - 1) + opad[0] + 1
     Wout = (Win - 1) * stride[1] - 2 * pad[1] + dil[1] * (S - 1) + opad[1] + 1
-    if Hout < 0 or Wout < 0:  # PyTorch allows an empty output, not a negative one
+    if Hout <= 0 or Wout <= 0:
         raise ValueError(
-            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({Hout} x {Wout}) is "
-            f"negative: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({R} x {S})"
+            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({Hout} x {Wout}) is too "
+            f"small: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({R} x {S})"
         )
     # pad_bottom/pad_right = padding - output_padding makes P == Hin exactly; it is negative when
     # output_padding > padding, which is fine: kernels index with pad_top/pad_left only, and the bottom/right
