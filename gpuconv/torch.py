@@ -1,0 +1,245 @@
+"""gpuconv's ops as PyTorch autograd functions, so a ``torch.nn.Module`` can run gpuconv's kernels.
+
+The plain functions have the signatures of their ``torch.nn.functional`` namesakes (``conv2d`` also takes
+``nn.Conv2d``'s ``padding_mode`` as a keyword) and give the same results and gradients::
+
+    import gpuconv.torch as gF
+    y = gF.conv2d(x, w, b, padding=1, padding_mode="reflect")
+
+How tensors cross over, without copies:
+
+- CUDA tensors go to CuPy through DLPack, and gpuconv's kernels run on PyTorch's current CUDA stream of the
+  tensor's device, so they are ordered with the surrounding PyTorch work without any synchronisation.
+- CPU tensors go to NumPy (``Tensor.numpy()`` shares memory) and run on gpuconv's NumPy path.
+
+Any strides are accepted (gpuconv copies to contiguous where a kernel needs it). The backward passes are
+gpuconv's own ``*_backward`` functions and are not differentiable again (no double backward).
+
+This module is optional: ``import gpuconv`` never imports torch; only ``import gpuconv.torch`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy
+
+try:
+    import torch
+    from torch.autograd.function import once_differentiable
+except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
+    raise ImportError("gpuconv.torch needs PyTorch; install it (pip install torch) or use gpuconv directly") from exc
+
+import gpuconv
+
+__all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"]
+
+_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+# ------------------------------------------------------------------------------------ tensor <-> array
+
+
+def _check_tensors(op: str, named: dict) -> torch.device:
+    """The one device all non-None tensors live on; a clear error for anything gpuconv cannot take."""
+    device = first = None
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, but got {type(t).__qualname__}")
+        if t.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name} must have dtype float16, float32 or float64, but got {t.dtype}")
+        if t.device.type not in ("cpu", "cuda"):
+            raise TypeError(f"{op}: {name} is on {t.device}; gpuconv runs on CPU and CUDA tensors only")
+        if device is None:
+            device, first = t.device, name
+        elif t.device != device:
+            raise ValueError(
+                f"{op}: expected all tensors to be on one device, but {first} is on {device} and {name} is on "
+                f"{t.device}"
+            )
+    return device
+
+
+def _to_array(t):
+    """A NumPy or CuPy array sharing the tensor's memory (None stays None). For CUDA tensors, call inside
+    :func:`_on_device` so the array is tied to the right device and stream."""
+    if t is None:
+        return None
+    t = t.detach()
+    if t.device.type == "cuda":
+        import cupy
+
+        return cupy.from_dlpack(t)
+    return t.numpy()
+
+
+def _to_tensor(a):
+    """A tensor sharing the memory of a NumPy or CuPy result (None stays None)."""
+    if a is None:
+        return None
+    if isinstance(a, numpy.ndarray):
+        # torch.from_numpy refuses negative strides and warns on read-only arrays; gpuconv's results are
+        # fresh arrays, so this copy is only a guard.
+        if not a.flags.writeable or any(s < 0 for s in a.strides):
+            a = a.copy()
+        return torch.from_numpy(a)
+    return torch.from_dlpack(a)
+
+
+def _cupy_stream(cupy, stream):
+    """CuPy's view of a PyTorch CUDA stream. CuPy 14 replaced ExternalStream by Stream.from_external,
+    which reads the stream through the CUDA stream protocol that torch.cuda.Stream implements."""
+    if hasattr(cupy.cuda.Stream, "from_external"):
+        return cupy.cuda.Stream.from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
+
+
+@contextlib.contextmanager
+def _on_device(device: torch.device):
+    """For a CUDA device: makes it current for PyTorch and CuPy, and makes CuPy launch on PyTorch's current
+    stream there. Array conversions must happen inside too: DLPack hands data over between the two
+    libraries' *current* streams, which are then one and the same, so no synchronisation is needed."""
+    if device.type != "cuda":
+        yield
+        return
+    import cupy
+
+    with torch.cuda.device(device), cupy.cuda.Device(device.index):
+        with _cupy_stream(cupy, torch.cuda.current_stream(device)):
+            yield
+
+
+# ------------------------------------------------------------------------------------ autograd functions
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """conv2d with gpuconv's forward and backward. Arguments as :func:`conv2d`, all positional."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, padding_mode):
+        device = _check_tensors("conv2d", {"input": input, "weight": weight, "bias": bias})
+        ctx.conv_args = (stride, padding, dilation, groups)
+        ctx.padding_mode = padding_mode
+        ctx.save_for_backward(input, weight)
+        with _on_device(device):
+            y = gpuconv.conv2d(_to_array(input), _to_array(weight), _to_array(bias), stride, padding, dilation,
+                               groups, padding_mode=padding_mode)
+            return _to_tensor(y)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        mask = tuple(ctx.needs_input_grad[:3])  # the bias entry is False when bias is None
+        grads = (None, None, None)
+        if any(mask):
+            with _on_device(input.device):
+                grads = gpuconv.conv2d_backward(_to_array(grad_output), _to_array(input), _to_array(weight),
+                                                *ctx.conv_args, padding_mode=ctx.padding_mode, output_mask=mask)
+                grads = tuple(_to_tensor(g) for g in grads)
+        return grads + (None,) * 5
+
+
+class ConvTranspose2dFunction(torch.autograd.Function):
+    """conv_transpose2d with gpuconv's forward and backward. Arguments as :func:`conv_transpose2d`."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, output_padding, groups, dilation):
+        device = _check_tensors("conv_transpose2d", {"input": input, "weight": weight, "bias": bias})
+        ctx.conv_args = (stride, padding, output_padding, groups, dilation)
+        ctx.save_for_backward(input, weight)
+        with _on_device(device):
+            y = gpuconv.conv_transpose2d(_to_array(input), _to_array(weight), _to_array(bias), stride, padding,
+                                         output_padding, groups, dilation)
+            return _to_tensor(y)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        mask = tuple(ctx.needs_input_grad[:3])
+        grads = (None, None, None)
+        if any(mask):
+            with _on_device(input.device):
+                grads = gpuconv.conv_transpose2d_backward(_to_array(grad_output), _to_array(input),
+                                                          _to_array(weight), *ctx.conv_args, output_mask=mask)
+                grads = tuple(_to_tensor(g) for g in grads)
+        return grads + (None,) * 5
+
+
+class MaxPool2dFunction(torch.autograd.Function):
+    """max_pool2d returning (output, indices); the indices are not differentiable."""
+
+    @staticmethod
+    def forward(ctx, input, kernel_size, stride, padding, dilation, ceil_mode):
+        device = _check_tensors("max_pool2d", {"input": input})
+        ctx.input_shape = tuple(input.shape)
+        with _on_device(device):
+            y, indices = gpuconv.max_pool2d(_to_array(input), kernel_size, stride, padding, dilation, ceil_mode,
+                                            return_indices=True)
+            y, indices = _to_tensor(y), _to_tensor(indices)
+        ctx.mark_non_differentiable(indices)
+        ctx.save_for_backward(indices)
+        return y, indices
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, _grad_indices):
+        (indices,) = ctx.saved_tensors
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            with _on_device(indices.device):
+                grad_input = _to_tensor(gpuconv.max_pool2d_backward(_to_array(grad_output), _to_array(indices),
+                                                                    ctx.input_shape))
+        return grad_input, None, None, None, None, None
+
+
+class AvgPool2dFunction(torch.autograd.Function):
+    """avg_pool2d with gpuconv's forward and backward. Arguments as :func:`avg_pool2d`."""
+
+    @staticmethod
+    def forward(ctx, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        device = _check_tensors("avg_pool2d", {"input": input})
+        ctx.input_shape = tuple(input.shape)
+        ctx.device = device
+        ctx.pool_args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        with _on_device(device):
+            return _to_tensor(gpuconv.avg_pool2d(_to_array(input), *ctx.pool_args))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            with _on_device(ctx.device):
+                grad_input = _to_tensor(gpuconv.avg_pool2d_backward(_to_array(grad_output), ctx.input_shape,
+                                                                    *ctx.pool_args))
+        return (grad_input,) + (None,) * 6
+
+
+# ------------------------------------------------------------------------- torch.nn.functional signatures
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
+    """``torch.nn.functional.conv2d`` on gpuconv's kernels; ``padding_mode`` as ``nn.Conv2d``'s."""
+    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels."""
+    return ConvTranspose2dFunction.apply(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """``torch.nn.functional.max_pool2d`` on gpuconv's kernels; indices are int64, flat h*W + w per plane."""
+    output, indices = MaxPool2dFunction.apply(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return (output, indices) if return_indices else output
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """``torch.nn.functional.avg_pool2d`` on gpuconv's kernels."""
+    return AvgPool2dFunction.apply(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                   divisor_override)
