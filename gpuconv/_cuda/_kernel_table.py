@@ -10,5 +10,13 @@ COMPILE_OPTIONS = ("--std=c++17",)
 
 KERNELS = {
     # "conv.cu": ("im2col<float>", ...),          owned by the conv kernels
-    # "pool.cu": ("max_pool2d_fprop<float>", ...), owned by the pooling kernels
+    "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
+        "max_pool2d_fprop<__half>", "max_pool2d_fprop<float>", "max_pool2d_fprop<double>",
+        "max_pool2d_bprop_keys<int>", "max_pool2d_bprop_keys<long long>",
+        "max_pool2d_bprop_gather<__half, int>", "max_pool2d_bprop_gather<__half, long long>",
+        "max_pool2d_bprop_gather<float, int>", "max_pool2d_bprop_gather<float, long long>",
+        "max_pool2d_bprop_gather<double, int>", "max_pool2d_bprop_gather<double, long long>",
+        "avg_pool2d_fprop<__half>", "avg_pool2d_fprop<float>", "avg_pool2d_fprop<double>",
+        "avg_pool2d_bprop<__half>", "avg_pool2d_bprop<float>", "avg_pool2d_bprop<double>",
+    ),
 }
