@@ -1,0 +1,301 @@
+"""Layer objects for training small networks on NumPy or CuPy arrays, without a framework.
+
+Each layer has ``forward(x)``, which keeps what its backward needs, and ``backward(grad_output)``, which
+returns the gradient of the loss with respect to ``x`` and leaves the gradients of its parameters in
+``grads`` (aligned with ``params``; overwritten, not accumulated, by each backward). Parameters live in the
+array module the layer was made with (``xp=numpy`` or ``xp=cupy``) and are updated in place by
+:class:`SGD`. A minimal training step::
+
+    model = Sequential(Conv2d(1, 8, 3, padding=1, xp=xp, rng=0), ReLU(), MaxPool2d(2), Flatten(),
+                       Linear(8 * 4 * 4, 10, xp=xp, rng=1))
+    loss_fn, opt = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
+    loss = loss_fn.forward(model.forward(x), labels)
+    model.backward(loss_fn.backward())
+    opt.step()
+
+Weights are drawn with NumPy's generator (He initialisation) and then moved to ``xp``, so one seed gives the
+same network on the CPU and on the GPU. Biases start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+import gpuconv
+
+__all__ = [
+    "array_module", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Flatten", "Linear",
+    "Sequential", "SoftmaxCrossEntropy", "SGD",
+]
+
+
+def array_module(device: str):
+    """numpy for ``"cpu"``, cupy for ``"cuda"``."""
+    if device == "cpu":
+        return numpy
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    raise ValueError(f"device must be 'cpu' or 'cuda', but got {device!r}")
+
+
+def _module_of(a):
+    """numpy or cupy, whichever array module ``a`` belongs to."""
+    if isinstance(a, numpy.ndarray):
+        return numpy
+    import cupy
+
+    return cupy
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def he_normal(shape, fan_in: int, *, xp=numpy, dtype=numpy.float32, rng=None):
+    """Normal weights with standard deviation sqrt(2 / fan_in) (He et al., 2015), for layers followed by
+    ReLU. ``rng`` is a numpy.random.Generator or a seed."""
+    rng = numpy.random.default_rng(rng)
+    w = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+    return xp.asarray(w.astype(dtype))
+
+
+class Layer:
+    """A layer without parameters; subclasses with parameters fill ``params`` and ``grads``."""
+
+    params: tuple = ()
+    grads: tuple = ()
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _saved(self, value):
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return value
+
+
+class Conv2d(Layer):
+    """A convolution layer over ``gpuconv.conv2d``; arguments as ``torch.nn.Conv2d``'s. The weight is
+    (out_channels, in_channels/groups, kH, kW) with fan-in in_channels/groups*kH*kW.
+
+    Set ``need_input_grad = False`` on a network's first layer: its backward then skips the input
+    gradient (and returns None)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", *, xp=numpy, dtype=numpy.float32, rng=None):
+        kh, kw = _pair(kernel_size)
+        fan_in = in_channels // groups * kh * kw
+        self.weight = he_normal((out_channels, in_channels // groups, kh, kw), fan_in, xp=xp, dtype=dtype, rng=rng)
+        self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
+        self.conv_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode)
+        self.need_input_grad = True
+        self.grads = []
+        self._x = None
+
+    @property
+    def params(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x):
+        self._x = x
+        return gpuconv.conv2d(x, self.weight, self.bias, **self.conv_args)
+
+    def backward(self, grad_output):
+        mask = (self.need_input_grad, True, self.bias is not None)
+        gx, gw, gb = gpuconv.conv2d_backward(grad_output, self._saved(self._x), self.weight, **self.conv_args,
+                                             output_mask=mask)
+        self.grads = [gw] + ([gb] if gb is not None else [])
+        return gx
+
+
+class ConvTranspose2d(Layer):
+    """A transposed convolution layer over ``gpuconv.conv_transpose2d``; arguments as
+    ``torch.nn.ConvTranspose2d``'s. The weight is (in_channels, out_channels/groups, kH, kW); its fan-in
+    is taken as in_channels/groups*kH*kW, the inputs that reach one output when the stride is 1."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, *, xp=numpy, dtype=numpy.float32, rng=None):
+        kh, kw = _pair(kernel_size)
+        fan_in = in_channels // groups * kh * kw
+        self.weight = he_normal((in_channels, out_channels // groups, kh, kw), fan_in, xp=xp, dtype=dtype, rng=rng)
+        self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
+        self.conv_args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                              dilation=dilation)
+        self.need_input_grad = True
+        self.grads = []
+        self._x = None
+
+    @property
+    def params(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x):
+        self._x = x
+        return gpuconv.conv_transpose2d(x, self.weight, self.bias, **self.conv_args)
+
+    def backward(self, grad_output):
+        mask = (self.need_input_grad, True, self.bias is not None)
+        gx, gw, gb = gpuconv.conv_transpose2d_backward(grad_output, self._saved(self._x), self.weight,
+                                                       **self.conv_args, output_mask=mask)
+        self.grads = [gw] + ([gb] if gb is not None else [])
+        return gx
+
+
+class MaxPool2d(Layer):
+    """Max pooling over ``gpuconv.max_pool2d``; keeps the argmax indices for backward."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.pool_args = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                              ceil_mode=ceil_mode)
+        self._indices = self._input_shape = None
+
+    def forward(self, x):
+        y, self._indices = gpuconv.max_pool2d(x, return_indices=True, **self.pool_args)
+        self._input_shape = x.shape
+        return y
+
+    def backward(self, grad_output):
+        return gpuconv.max_pool2d_backward(grad_output, self._saved(self._indices), self._input_shape)
+
+
+class AvgPool2d(Layer):
+    """Average pooling over ``gpuconv.avg_pool2d``; arguments as ``torch.nn.AvgPool2d``'s."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        self.pool_args = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                              count_include_pad=count_include_pad, divisor_override=divisor_override)
+        self._input_shape = None
+
+    def forward(self, x):
+        self._input_shape = x.shape
+        return gpuconv.avg_pool2d(x, **self.pool_args)
+
+    def backward(self, grad_output):
+        return gpuconv.avg_pool2d_backward(grad_output, self._saved(self._input_shape), **self.pool_args)
+
+
+class ReLU(Layer):
+    def __init__(self):
+        self._positive = None
+
+    def forward(self, x):
+        self._positive = x > 0
+        return x * self._positive
+
+    def backward(self, grad_output):
+        return grad_output * self._saved(self._positive)
+
+
+class Flatten(Layer):
+    """(N, ...) -> (N, features), as ``torch.nn.Flatten``."""
+
+    def __init__(self):
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output):
+        return grad_output.reshape(self._saved(self._shape))
+
+
+class Linear(Layer):
+    """y = x @ weight.T + bias, weight (out_features, in_features), as ``torch.nn.Linear``."""
+
+    def __init__(self, in_features, out_features, bias=True, *, xp=numpy, dtype=numpy.float32, rng=None):
+        self.weight = he_normal((out_features, in_features), in_features, xp=xp, dtype=dtype, rng=rng)
+        self.bias = xp.zeros(out_features, dtype=dtype) if bias else None
+        self.grads = []
+        self._x = None
+
+    @property
+    def params(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x):
+        self._x = x
+        y = x @ self.weight.T
+        return y + self.bias if self.bias is not None else y
+
+    def backward(self, grad_output):
+        x = self._saved(self._x)
+        self.grads = [grad_output.T @ x] + ([grad_output.sum(axis=0)] if self.bias is not None else [])
+        return grad_output @ self.weight
+
+
+class Sequential(Layer):
+    """Layers applied in order; ``params`` and ``grads`` are those of all layers, in order."""
+
+    def __init__(self, *layers):
+        self.layers = list(layers)
+
+    @property
+    def params(self):
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self):
+        return [g for layer in self.layers for g in layer.grads]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output):
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+
+class SoftmaxCrossEntropy:
+    """Mean cross-entropy of softmax(logits) against integer class labels, as
+    ``torch.nn.functional.cross_entropy``. ``forward(logits, labels)`` returns the loss as a 0-d array;
+    ``backward()`` returns its gradient with respect to the logits."""
+
+    def __init__(self):
+        self._probs = self._labels = None
+
+    def forward(self, logits, labels):
+        xp = _module_of(logits)
+        shifted = logits - logits.max(axis=1, keepdims=True)  # exp cannot overflow
+        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        self._probs, self._labels = xp.exp(log_probs), labels
+        return -log_probs[xp.arange(len(labels)), labels].mean()
+
+    def backward(self):
+        if self._probs is None:
+            raise RuntimeError("SoftmaxCrossEntropy.backward called before forward")
+        grad = self._probs.copy()
+        n = len(self._labels)
+        grad[_module_of(grad).arange(n), self._labels] -= 1
+        return grad / n
+
+
+class SGD:
+    """Stochastic gradient descent with momentum, as ``torch.optim.SGD``: v = momentum*v + g (+ weight_decay*p),
+    p -= lr*v. Reads ``model.params`` / ``model.grads`` at each step and updates the parameters in place."""
+
+    def __init__(self, model, lr, momentum=0.0, weight_decay=0.0):
+        self.model, self.lr, self.momentum, self.weight_decay = model, lr, momentum, weight_decay
+        self._velocity = None
+
+    def step(self):
+        params, grads = self.model.params, self.model.grads
+        if len(grads) != len(params):
+            raise RuntimeError(f"SGD.step: {len(params)} parameters but {len(grads)} gradients; call backward first")
+        if self._velocity is None:
+            self._velocity = [_module_of(g).zeros_like(g) for g in grads]
+        for p, g, v in zip(params, grads, self._velocity):
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            v *= self.momentum
+            v += g
+            p -= self.lr * v
