@@ -1,0 +1,93 @@
+"""The ``backend`` fixture: every table test runs once per array module present.
+
+"numpy" always runs. "cupy-direct", "cupy-im2col" and "cupy-implicit_gemm" run when CuPy imports and sees a
+GPU, with ``GPUCONV_CONV_ALGO`` forcing the convolution algorithm and ``GPUCONV_POISON=1`` making the CUDA
+backend fill outputs with NaN before each launch (an element a kernel forgets to write then fails the
+comparison). Without CuPy or a GPU those runs skip, never error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zlib
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "gpuconv", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gpuconv"))
+
+CONV_ALGOS = ("direct", "im2col", "implicit_gemm")
+BACKENDS = ("numpy",) + tuple(f"cupy-{a}" for a in CONV_ALGOS)
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_with_gpu():
+    """The cupy module when it imports and sees at least one GPU, else None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except Exception:  # no CuPy, no driver, no device: all mean "no GPU tests"
+        pass
+    return None
+
+
+class Backend:
+    """One array module the tests run on, and how to move NumPy arrays to it and back."""
+
+    def __init__(self, name, xp, algo=None):
+        self.name, self.xp, self.algo = name, xp, algo
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.xp is not numpy
+
+    def put(self, a):
+        """A NumPy array (or None) as this backend's array."""
+        return None if a is None else self.xp.asarray(a)
+
+    def get(self, a):
+        """This backend's array (or None) as a NumPy array."""
+        if a is None or isinstance(a, numpy.ndarray):
+            return a
+        return self.xp.asnumpy(a)
+
+    def skip_unsupported_conv(self, geometry, dtype, passes):
+        """Skip when the forced algorithm is implicit_gemm and it does not handle one of the passes
+        ('fprop', 'dgrad', 'wgrad') this test runs on this geometry."""
+        if self.algo != "implicit_gemm" or geometry.N == 0:
+            return
+        from gpuconv._cuda import implicit_gemm
+
+        for pass_name in passes:
+            if not implicit_gemm.supports(geometry, numpy.dtype(dtype), pass_name):
+                pytest.skip(f"implicit_gemm does not support {pass_name} here")
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    name = request.param
+    if name == "numpy":
+        return Backend(name, numpy)
+    cupy = cupy_with_gpu()
+    if cupy is None:
+        pytest.skip("needs CuPy and a GPU")
+    algo = name.split("-", 1)[1]
+    monkeypatch.setenv("GPUCONV_CONV_ALGO", algo)
+    monkeypatch.setenv("GPUCONV_POISON", "1")
+    return Backend(name, cupy, algo)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id: fresh data per test, yet a failure reproduces."""
+    return numpy.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

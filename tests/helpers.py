@@ -1,0 +1,117 @@
+"""Shared by the table tests: test data, array layouts, the tolerance rule, and small checks.
+
+Tolerance. Every op here is a sum of products (or a max, which is exact). Its rounding error is bounded by
+    |computed - exact| <= (a few output roundings + n * accumulation unit roundoff) * bound
+where ``bound`` is the same op applied to the absolute values of its inputs (it dominates every partial sum)
+and n the length of the longest sum. float16 rounds its output to float16 but accumulates in float32, so a
+float16 result is compared with the float64 reference of the float16-rounded inputs. A real bug gives an
+error of the order of the values themselves, far above this bound.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+DTYPES = (numpy.float64, numpy.float32, numpy.float16)
+LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last")
+
+_UNIT_ROUNDOFF = {numpy.dtype(t): numpy.finfo(t).eps / 2 for t in DTYPES}
+
+
+def random_array(rng, shape, dtype):
+    """Uniform in [-1, 1] away from zero, rounded to dtype: never zeros, never a degenerate all-equal array."""
+    a = rng.uniform(0.25, 1.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)
+    return a.astype(dtype)
+
+
+def tie_free_array(rng, shape, dtype):
+    """A shuffled range: all values distinct, so max pooling's winner is unique. Multiples of 1/8 below 256
+    in magnitude are exact in float16 too, so rounding cannot create ties."""
+    size = int(numpy.prod(shape))
+    values = (rng.permutation(size) - size // 2) * 0.125
+    return values.reshape(shape).astype(dtype)
+
+
+def on_backend(backend, a, layout="contiguous"):
+    """The NumPy array ``a`` on ``backend`` with the same values, stored in ``layout``: 'contiguous';
+    'transposed' (the last two axes swapped in memory); 'sliced' (every other element of a NaN-filled
+    buffer, so reading a wrong element shows); 'channels_last' (channel axis last in memory)."""
+    if a is None:
+        return None
+    xp = backend.xp
+    if layout == "contiguous" or a.ndim < 2 and layout != "sliced":
+        return backend.put(a)
+    if layout == "transposed":
+        return backend.put(numpy.ascontiguousarray(a.swapaxes(-1, -2))).swapaxes(-1, -2)
+    if layout == "sliced":
+        buf = xp.full(a.shape[:-1] + (2 * a.shape[-1],), numpy.nan, dtype=a.dtype)
+        buf[..., ::2] = backend.put(a)
+        return buf[..., ::2]
+    if layout == "channels_last":
+        if a.ndim == 4:
+            return backend.put(numpy.ascontiguousarray(a.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+        if a.ndim == 3:
+            return backend.put(numpy.ascontiguousarray(a.transpose(1, 2, 0))).transpose(2, 0, 1)
+        return backend.put(a)
+    raise ValueError(layout)
+
+
+def tolerance(dtype, n_terms, bound):
+    """Per-element error allowed for a result of ``dtype`` whose longest sum has n_terms terms."""
+    dtype = numpy.dtype(dtype)
+    u_out = _UNIT_ROUNDOFF[dtype]
+    u_acc = _UNIT_ROUNDOFF[numpy.dtype(numpy.float32)] if dtype == numpy.float16 else u_out
+    return 4 * (u_out + max(n_terms, 1) * u_acc) * numpy.abs(bound) + numpy.finfo(numpy.float64).tiny
+
+
+def assert_close(actual, expected, bound, dtype, n_terms, what, slack=1.0):
+    """actual (NumPy, any float dtype) against the float64 ``expected``, within the tolerance above;
+    NaN must sit where the reference has NaN."""
+    actual = numpy.asarray(actual, dtype=numpy.float64)
+    expected = numpy.asarray(expected, dtype=numpy.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    nan_a, nan_e = numpy.isnan(actual), numpy.isnan(expected)
+    assert numpy.array_equal(nan_a, nan_e), (
+        f"{what}: NaN at {numpy.argwhere(nan_a != nan_e)[:5].tolist()} differs from the reference")
+    ok = ~nan_e
+    tol = slack * tolerance(dtype, n_terms, numpy.asarray(bound, dtype=numpy.float64))
+    err = numpy.abs(actual - expected)
+    bad = ok & ~(err <= tol)
+    if bad.any():
+        where = tuple(numpy.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {actual.size} elements off; first at {where}: got {actual[where]!r}, "
+            f"expected {expected[where]!r} (tolerance {tol[where]:.3g}, dtype {numpy.dtype(dtype).name})")
+
+
+def assert_array(backend, a, dtype, shape, what):
+    """``a`` is this backend's array kind, of dtype and shape."""
+    assert isinstance(a, backend.xp.ndarray), f"{what}: got {type(a)}, expected {backend.xp.__name__}.ndarray"
+    assert a.dtype == numpy.dtype(dtype), f"{what}: dtype {a.dtype}, expected {numpy.dtype(dtype)}"
+    assert tuple(a.shape) == tuple(shape), f"{what}: shape {tuple(a.shape)}, expected {tuple(shape)}"
+
+
+class Unchanged:
+    """Copies arrays before a call; ``check()`` after it asserts the call left them as they were."""
+
+    def __init__(self, backend, **arrays):
+        self.backend = backend
+        self.arrays = {k: v for k, v in arrays.items() if v is not None}
+        self.before = {k: backend.get(v).copy() for k, v in self.arrays.items()}
+
+    def check(self):
+        for k, v in self.arrays.items():
+            assert numpy.array_equal(self.backend.get(v), self.before[k], equal_nan=True), f"{k} was modified"
+
+
+def batch4(a):
+    """A 3-D (unbatched) NumPy array as a batch of one; 4-D arrays unchanged."""
+    return a if a is None or a.ndim == 4 else a[None]
+
+
+def unbatch_like(a, like):
+    return a[0] if like.ndim == 3 else a
+
+
+def absolute(*arrays):
+    return tuple(None if a is None else numpy.abs(a.astype(numpy.float64)) for a in arrays)
