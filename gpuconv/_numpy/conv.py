@@ -1,0 +1,46 @@
+"""conv2d's three passes on NumPy arrays, as ``gpuconv._backend`` specifies them.
+
+This module owns the dtype rule (float16 computes in float32 and returns float16) and the bias; the
+arithmetic lives in ``_gemm`` (BLAS products over strided window views, workspace capped by ``_tiling``).
+Inputs are never written: every method reads through views and writes only arrays it allocates.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from . import _gemm
+
+
+def _compute_dtype(dtype) -> numpy.dtype:
+    return numpy.dtype(numpy.float32) if dtype == numpy.float16 else numpy.dtype(dtype)
+
+
+def _contiguous(a, dtype):
+    return numpy.ascontiguousarray(a, dtype=dtype)
+
+
+def _finish(out, bias, dtype):
+    """Adds bias along axis 1 (in the compute dtype) and returns out in the caller's dtype."""
+    if bias is not None:
+        out += bias.astype(out.dtype, copy=False).reshape(1, -1, 1, 1)
+    return out.astype(dtype, copy=False)
+
+
+def conv2d_fprop(g, x, w, bias=None):
+    """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
+    dt = _compute_dtype(x.dtype)
+    return _finish(_gemm.fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
+
+
+def conv2d_dgrad(g, gy, w, bias=None):
+    """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
+    transposed convolution's forward)."""
+    dt = _compute_dtype(gy.dtype)
+    return _finish(_gemm.dgrad(g, gy, _contiguous(w, dt), dt), bias, gy.dtype)
+
+
+def conv2d_wgrad(g, x, gy):
+    """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
+    dt = _compute_dtype(x.dtype)
+    return _gemm.wgrad(g, x, gy, dt).astype(x.dtype, copy=False)
