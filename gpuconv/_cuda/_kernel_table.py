@@ -9,7 +9,13 @@ CuPy and no GPU.
 COMPILE_OPTIONS = ("--std=c++17",)
 
 KERNELS = {
-    # "conv.cu": ("im2col<float>", ...),          owned by the conv kernels
+    # Conv and padding kernels (gpuconv._cuda.conv / .pad), each for the three dtypes.
+    "im2col.cu": tuple(f"{k}<{t}>" for k in ("im2col", "col2im") for t in ("__half", "float", "double")),
+    "conv_direct.cu": tuple(
+        f"{k}<{t}>" for k in ("conv2d_fprop_direct", "conv2d_dgrad_direct", "conv2d_wgrad_direct")
+        for t in ("__half", "float", "double")
+    ),
+    "pad.cu": tuple(f"{k}<{t}>" for k in ("pad2d", "pad2d_backward") for t in ("__half", "float", "double")),
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
         "max_pool2d_fprop<__half>", "max_pool2d_fprop<float>", "max_pool2d_fprop<double>",
         "max_pool2d_bprop_keys<int>", "max_pool2d_bprop_keys<long long>",

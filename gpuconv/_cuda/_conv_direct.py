@@ -1,0 +1,41 @@
+"""The direct convolution passes: launchers of ``kernels/conv_direct.cu``.
+
+Same interface as the other algorithms (``_conv_im2col``, ``implicit_gemm``): geometry plus contiguous
+arrays on the current device; outputs from ``_alloc.empty``, every element written by one kernel.
+"""
+
+from __future__ import annotations
+
+from ._alloc import empty
+from ._launch import MAX_BLOCKS, i32, launch
+
+SOURCE = "conv_direct.cu"
+WGRAD_THREADS = 256  # WGRAD_DIRECT_THREADS in conv_direct.cu: its shared-memory reduction assumes it
+
+
+def _geometry_args(g) -> tuple:
+    """N, C, H, W, K, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups as int."""
+    return tuple(i32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
+                                  g.pad_top, g.pad_left, g.dil_h, g.dil_w, g.groups))
+
+
+def conv2d_fprop(g, x, w, bias=None):
+    """y (N, K, P, Q); bias None passes a null pointer (no bias term)."""
+    y = empty(g.output_shape, x.dtype)
+    launch(SOURCE, "conv2d_fprop_direct", x.dtype, y.size, (x, w, bias, y) + _geometry_args(g))
+    return y
+
+
+def conv2d_dgrad(g, gy, w, bias=None):
+    """gx (N, C, H, W), plus bias[c] when given (a transposed convolution's forward)."""
+    gx = empty(g.input_shape, gy.dtype)
+    launch(SOURCE, "conv2d_dgrad_direct", gy.dtype, gx.size, (gy, w, bias, gx) + _geometry_args(g))
+    return gx
+
+
+def conv2d_wgrad(g, x, gy):
+    """gw (K, C/groups, R, S): one block of WGRAD_THREADS per weight element."""
+    gw = empty(g.weight_shape, x.dtype)
+    launch(SOURCE, "conv2d_wgrad_direct", x.dtype, gw.size, (x, gy, gw) + _geometry_args(g),
+           blocks=min(gw.size, MAX_BLOCKS), threads=WGRAD_THREADS)
+    return gw

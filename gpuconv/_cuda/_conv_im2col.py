@@ -1,0 +1,124 @@
+"""Convolution as im2col + GEMM: ``kernels/im2col.cu`` moves the data, ``cupy.matmul`` (cuBLAS) multiplies.
+
+For a chunk of n images, im2col builds cols = (C*R*S, n*P*Q), which the GEMMs read as (groups, Cg*R*S,
+n*P*Q): one strided-batched cuBLAS call per pass covers every group.
+
+    fprop  y  = w (G, Kg, CgRS) @ cols                  -> (G, Kg, n*PQ), i.e. (K, n, PQ), permuted to y
+    dgrad  cols = w^T (G, CgRS, Kg) @ gy (G, Kg, n*PQ)  -> col2im gathers cols into gx (+ bias)
+    wgrad  gw^T = cols @ gy^T (G, n*PQ, Kg)             -> (G, CgRS, Kg), summed over chunks, transposed
+
+Every operand is a contiguous C-order batch, so cupy.matmul copies nothing; gy is permuted once per
+chunk. The batch is chunked so that cols stays under ``_algo.WORKSPACE_BYTES``.
+
+Precision: batched cupy.matmul asks cuBLAS for CUBLAS_COMPUTE_32F on float16 (GPUs of compute capability
+7.0 and newer; older ones compute in float32 throughout), so each GEMM sums in float32 and rounds its
+result to float16 once. float32 passes CUDA_R_32F as the compute type: no TF32. Two steps round float16
+once more than the direct kernels do: dgrad's cols are float16 before col2im sums up to R*S of them (in
+float32), and wgrad rounds each chunk's sum before adding chunks (in float32).
+"""
+
+from __future__ import annotations
+
+import cupy
+import numpy
+
+from . import _algo
+from ._alloc import empty
+from ._launch import i32, launch
+
+SOURCE = "im2col.cu"
+
+
+def _im2col_args(g, n: int) -> tuple:
+    """n, C, H, W, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w as int."""
+    return tuple(i32(v) for v in (n, g.C, g.H, g.W, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
+                                  g.pad_top, g.pad_left, g.dil_h, g.dil_w))
+
+
+def _taps_per_group(g) -> int:
+    return g.c_per_group * g.R * g.S
+
+
+def _im2col(g, x_chunk):
+    """cols of a chunk of images, as (groups, Cg*R*S, n*P*Q)."""
+    n = x_chunk.shape[0]
+    cols = empty((g.C * g.R * g.S, n * g.P * g.Q), x_chunk.dtype)
+    launch(SOURCE, "im2col", x_chunk.dtype, cols.size, (x_chunk, cols) + _im2col_args(g, n))
+    return cols.reshape(g.groups, _taps_per_group(g), n * g.P * g.Q)
+
+
+def _col2im(g, cols, bias, out_chunk) -> None:
+    """Writes every element of out_chunk (n, C, H, W) from cols (C*R*S, n*P*Q), plus bias[c] if given."""
+    n = out_chunk.shape[0]
+    launch(SOURCE, "col2im", out_chunk.dtype, out_chunk.size, (cols, bias, out_chunk) + _im2col_args(g, n))
+
+
+def _channels_major(a, groups: int):
+    """(n, K, P, Q) -> contiguous (groups, K/groups, n*P*Q); no copy when n == 1."""
+    n, k = a.shape[:2]
+    return cupy.ascontiguousarray(a.reshape(n, k, -1).transpose(1, 0, 2)).reshape(groups, k // groups, -1)
+
+
+def _pixels_major(a, groups: int):
+    """(n, K, P, Q) -> contiguous (groups, n*P*Q, K/groups)."""
+    n, k = a.shape[:2]
+    per_group = a.reshape(n, groups, k // groups, -1).transpose(1, 0, 3, 2)
+    return cupy.ascontiguousarray(per_group).reshape(groups, -1, k // groups)
+
+
+def _chunks(g, dtype):
+    """(first image, image count) of each batch chunk."""
+    step = _algo.batch_chunk(g, dtype)
+    for n0 in range(0, g.N, step):
+        yield n0, min(step, g.N - n0)
+
+
+def conv2d_fprop(g, x, w, bias=None):
+    dtype = x.dtype
+    pq = g.P * g.Q
+    w_mat = w.reshape(g.groups, g.k_per_group, _taps_per_group(g))
+    y = empty(g.output_shape, dtype)
+    for n0, n in _chunks(g, dtype):
+        cols = _im2col(g, x[n0:n0 + n])
+        y_chunk = y[n0:n0 + n].reshape(n, g.K, pq)
+        if n == 1:  # (K, 1, PQ) is already y's layout: the GEMM writes y in place
+            cupy.matmul(w_mat, cols, out=y_chunk.reshape(g.groups, g.k_per_group, pq))
+            if bias is not None:
+                y_chunk += bias.reshape(1, g.K, 1)
+        else:
+            product = cupy.matmul(w_mat, cols).reshape(g.K, n, pq).transpose(1, 0, 2)
+            if bias is None:
+                cupy.copyto(y_chunk, product)
+            else:
+                cupy.add(product, bias.reshape(1, g.K, 1), out=y_chunk)
+        del cols
+    return y
+
+
+def conv2d_dgrad(g, gy, w, bias=None):
+    dtype = gy.dtype
+    w_t = cupy.ascontiguousarray(w.reshape(g.groups, g.k_per_group, _taps_per_group(g)).transpose(0, 2, 1))
+    gx = empty(g.input_shape, dtype)
+    for n0, n in _chunks(g, dtype):
+        cols = cupy.matmul(w_t, _channels_major(gy[n0:n0 + n], g.groups))  # (G, CgRS, n*PQ)
+        _col2im(g, cols, bias, gx[n0:n0 + n])
+        del cols
+    return gx
+
+
+def conv2d_wgrad(g, x, gy):
+    dtype = x.dtype
+    sum_dtype = numpy.float32 if dtype == numpy.float16 else dtype
+    total = None  # gw^T as (G, CgRS, Kg)
+    for n0, n in _chunks(g, dtype):
+        cols = _im2col(g, x[n0:n0 + n])
+        part = cupy.matmul(cols, _pixels_major(gy[n0:n0 + n], g.groups))
+        del cols
+        if total is None:
+            total = part if n0 + n == g.N else part.astype(sum_dtype)
+        else:
+            total += part
+    gw = empty(g.weight_shape, dtype)
+    cupy.copyto(gw.reshape(g.groups, g.k_per_group, _taps_per_group(g)), total.transpose(0, 2, 1),
+                casting="unsafe")
+    return gw

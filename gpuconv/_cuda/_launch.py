@@ -1,0 +1,56 @@
+"""Launching the conv and pad kernels: template names, grid sizes and the scalar argument types.
+
+CuPy passes a Python int to a kernel as 64 bits and a float as a double, whatever the kernel's signature
+says, and RawKernel ignores strides: launchers pass contiguous arrays and the numpy scalar types below,
+matching each kernel's parameter list.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ._loader import get_function
+
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 1 << 20  # every kernel strides over its grid, so a capped grid still covers any element count
+
+CTYPES = {
+    numpy.dtype(numpy.float16): "__half",
+    numpy.dtype(numpy.float32): "float",
+    numpy.dtype(numpy.float64): "double",
+}
+
+_INT32_MAX = (1 << 31) - 1
+
+
+def kernel_name(kernel: str, dtype) -> str:
+    """The name expression of one instantiation, spelled as in ``_kernel_table.KERNELS``."""
+    return f"{kernel}<{CTYPES[numpy.dtype(dtype)]}>"
+
+
+def i32(v) -> numpy.int32:
+    """A kernel's ``int`` parameter (sizes, strides, pads: each far below 2^31 for any real tensor)."""
+    v = int(v)
+    if not -_INT32_MAX - 1 <= v <= _INT32_MAX:
+        raise OverflowError(f"gpuconv: size {v} does not fit the kernels' 32-bit size parameters")
+    return numpy.int32(v)
+
+
+def i64(v) -> numpy.int64:
+    """A kernel's ``index_t`` (long long) parameter: element and plane counts."""
+    return numpy.int64(int(v))
+
+
+def grid_blocks(total: int, threads: int = THREADS_PER_BLOCK) -> int:
+    """Blocks for a grid-stride kernel over ``total`` elements."""
+    return max(1, min(-(-total // threads), MAX_BLOCKS))
+
+
+def launch(source_file: str, kernel: str, dtype, total: int, args: tuple, *, blocks: int | None = None,
+           threads: int = THREADS_PER_BLOCK) -> None:
+    """Runs ``kernel<dtype>`` of ``kernels/<source_file>`` over ``total`` work items on the current device
+    and stream (nothing when total is 0). ``blocks`` defaults to one thread per item, capped."""
+    if total <= 0:
+        return
+    function = get_function(source_file, kernel_name(kernel, dtype))
+    function((blocks if blocks is not None else grid_blocks(total, threads),), (threads,), args)

@@ -1,0 +1,115 @@
+"""Finds the kernel sources, inlines their local headers, compiles them lazily and hands out kernels.
+
+``get_function("im2col.cu", "im2col<float>")`` compiles ``kernels/im2col.cu`` once per device, with every
+name expression ``_kernel_table.KERNELS`` lists for that file, and returns the kernel as a CuPy function.
+
+Local headers (``#include "x.cuh"``) are pasted into the source text before compiling, because CuPy's
+compile cache is keyed on the source string alone: an edited header would otherwise leave a stale binary
+in the cache. System headers (``#include <...>``) are left to NVRTC.
+
+This module imports nothing from CuPy or from the rest of the package at import time, so the NVRTC check
+in CI (tests/test_nvrtc_compile.py) can load it by path without CuPy or a GPU.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
+_PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
+
+_HERE = Path(__file__).resolve().parent
+# An installed wheel holds the sources in the package gpuconv.kernels (pyproject maps it to kernels/);
+# a source checkout holds them in kernels/ beside the gpuconv package.
+_CANDIDATE_DIRS = (_HERE.parent / "kernels", _HERE.parent.parent / "kernels")
+
+
+def kernel_dir() -> Path:
+    """The directory holding the .cu / .cuh sources, in an installed wheel or a source checkout."""
+    for d in _CANDIDATE_DIRS:
+        if d.is_dir() and any(d.glob("*.cu")):
+            return d
+    raise FileNotFoundError(
+        "gpuconv: cannot find the CUDA kernel sources (*.cu); looked in "
+        + ", ".join(str(d) for d in _CANDIDATE_DIRS)
+    )
+
+
+def inline_headers(path: Path, _seen: set | None = None) -> str:
+    """The text of ``path`` with every local ``#include "x.cuh"`` replaced by that header's text, found
+    relative to the including file, recursively. Each header is pasted once (a later include of it is
+    dropped, as ``#pragma once`` would), and its ``#pragma once`` is removed: in the one file NVRTC sees
+    it would draw the warning "#pragma once in main file". ``#line`` markers keep compiler messages
+    pointing at the right file and line."""
+    path = Path(path).resolve()
+    seen = set() if _seen is None else _seen
+    seen.add(path)
+    text = _PRAGMA_ONCE.sub("", path.read_text())
+    pieces = []
+    last = 0
+    for match in _LOCAL_INCLUDE.finditer(text):
+        header = (path.parent / match.group(1)).resolve()
+        pieces.append(text[last:match.start()])
+        if header not in seen:
+            if not header.is_file():
+                raise FileNotFoundError(f"gpuconv: {path.name} includes {match.group(1)!r}, not found at {header}")
+            line_after = text.count("\n", 0, match.end()) + 2
+            pieces.append(f'#line 1 "{header.name}"\n')
+            pieces.append(inline_headers(header, seen))
+            pieces.append(f'\n#line {line_after} "{path.name}"')
+        last = match.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def source(source_file: str) -> str:
+    """The compilable text of ``kernels/<source_file>``, headers inlined."""
+    return inline_headers(kernel_dir() / source_file)
+
+
+_modules: dict = {}  # (source file, device id) -> cupy.RawModule
+_functions: dict = {}  # (source file, device id, name expression) -> kernel
+_lock = threading.Lock()
+
+
+def _module(source_file: str, device_id: int):
+    """The RawModule of one source file on one device. CuPy compiles it (with every name expression of
+    the file) at the first get_function, for the device current then; the cache key pins that device."""
+    key = (source_file, device_id)
+    module = _modules.get(key)
+    if module is None:
+        import cupy
+
+        from ._kernel_table import COMPILE_OPTIONS, KERNELS
+
+        module = cupy.RawModule(code=source(source_file), options=tuple(COMPILE_OPTIONS),
+                                name_expressions=list(KERNELS[source_file]))
+        _modules[key] = module
+    return module
+
+
+def get_function(source_file: str, name: str):
+    """The kernel ``name`` (a name expression such as ``"im2col<float>"``) of ``kernels/<source_file>``,
+    compiled for the current CuPy device. Call it inside ``with array.device:``; it launches on CuPy's
+    current stream."""
+    import cupy
+
+    key = (source_file, cupy.cuda.runtime.getDevice(), name)
+    function = _functions.get(key)
+    if function is None:
+        from ._kernel_table import KERNELS
+
+        names = KERNELS.get(source_file)
+        if names is None:
+            raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(KERNELS)})")
+        if name not in names:
+            raise KeyError(
+                f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS; add it "
+                f"there so that it is compiled (and checked by NVRTC in CI)"
+            )
+        with _lock:
+            function = _module(source_file, key[1]).get_function(name)
+            _functions[key] = function
+    return function
