@@ -34,8 +34,8 @@ def tie_free_array(rng, shape, dtype):
 
 def on_backend(backend, a, layout="contiguous"):
     """The NumPy array ``a`` on ``backend`` with the same values, stored in ``layout``: 'contiguous';
-    'transposed' (the last two axes swapped in memory); 'sliced' (every other element of a NaN-filled
-    buffer, so reading a wrong element shows); 'channels_last' (channel axis last in memory)."""
+    'transposed' (the last two axes swapped in memory); 'sliced' (every other element of a buffer filled
+    with NaN, or -1 for integers, so reading a wrong element shows); 'channels_last' (channel axis last in memory)."""
     if a is None:
         return None
     xp = backend.xp
@@ -44,7 +44,8 @@ def on_backend(backend, a, layout="contiguous"):
     if layout == "transposed":
         return backend.put(numpy.ascontiguousarray(a.swapaxes(-1, -2))).swapaxes(-1, -2)
     if layout == "sliced":
-        buf = xp.full(a.shape[:-1] + (2 * a.shape[-1],), numpy.nan, dtype=a.dtype)
+        fill = numpy.nan if a.dtype.kind == "f" else -1
+        buf = xp.full(a.shape[:-1] + (2 * a.shape[-1],), fill, dtype=a.dtype)
         buf[..., ::2] = backend.put(a)
         return buf[..., ::2]
     if layout == "channels_last":
@@ -78,10 +79,10 @@ def assert_close(actual, expected, bound, dtype, n_terms, what, slack=1.0):
     err = numpy.abs(actual - expected)
     bad = ok & ~(err <= tol)
     if bad.any():
-        where = tuple(numpy.argwhere(bad)[0])
+        where = tuple(int(i) for i in numpy.argwhere(bad)[0])
         raise AssertionError(
-            f"{what}: {int(bad.sum())} of {actual.size} elements off; first at {where}: got {actual[where]!r}, "
-            f"expected {expected[where]!r} (tolerance {tol[where]:.3g}, dtype {numpy.dtype(dtype).name})")
+            f"{what}: {int(bad.sum())} of {actual.size} elements off; first at {where}: got {actual[where]:.17g}, "
+            f"expected {expected[where]:.17g} (tolerance {tol[where]:.3g}, dtype {numpy.dtype(dtype).name})")
 
 
 def assert_array(backend, a, dtype, shape, what):

@@ -1,0 +1,154 @@
+"""conv2d and conv2d_backward over the case table, on every backend and dtype, against the loop reference,
+PyTorch (when installed) and, for CuPy, the NumPy path. Each call also checks that its inputs are left as
+they were and that outputs have the input's array kind and dtype."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy
+import pytest
+
+import cases
+import gpuconv
+import reference
+from gpuconv import _params
+from helpers import DTYPES, Unchanged, absolute, assert_array, assert_close, batch4, on_backend, unbatch_like
+
+GRAD_NAMES = ("grad_input", "grad_weight", "grad_bias")
+
+
+def _n_terms(case):
+    """The longest sum in any pass: C/groups*R*S (+ bias) forward, K/groups*R*S per copy of a padded pixel
+    (up to 4 copies with padding modes) for grad_input, N*P*Q for grad_weight and grad_bias."""
+    N, K, P, Q = ((1,) + case.output_shape())[-4:]
+    C, (R, S) = case.x[-3], case.w[2:]
+    return max(C // case.groups * R * S + 1, 4 * K // case.groups * R * S, N * P * Q)
+
+
+def _skip_unsupported(backend, case, x, w, dtype, passes):
+    if backend.algo == "implicit_gemm":
+        call = _params.conv2d_call("conv2d", x, w, None, case.stride, case.padding, case.dilation, case.groups,
+                                   case.padding_mode)
+        backend.skip_unsupported_conv(call.geometry, dtype, passes)
+
+
+def _forward_reference(case, x, w, b):
+    return unbatch_like(reference.conv2d_any_mode(batch4(x), w, b, *case.reference_args()), x)
+
+
+def _backward_reference(case, gy, x, w):
+    gx, gw, gb = reference.conv2d_backward_any_mode(batch4(gy), batch4(x), w, *case.reference_args())
+    return unbatch_like(gx, x), gw, gb
+
+
+def _run_forward(backend, case, x, w, b):
+    xd, wd, bd = (on_backend(backend, a, case.layout) for a in (x, w, b))
+    guard = Unchanged(backend, input=xd, weight=wd, bias=bd)
+    y = gpuconv.conv2d(xd, wd, bd, **case.kwargs())
+    guard.check()
+    return y
+
+
+def _run_backward(backend, case, gy, x, w, output_mask=(True, True, True)):
+    gyd, xd, wd = (on_backend(backend, a, case.layout) for a in (gy, x, w))
+    guard = Unchanged(backend, grad_output=gyd, input=xd, weight=wd)
+    grads = gpuconv.conv2d_backward(gyd, xd, wd, **case.kwargs(), output_mask=output_mask)
+    guard.check()
+    return grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", cases.CONV2D)
+def test_conv2d_forward(backend, case, dtype, rng):
+    x, w, b, _ = case.arrays(rng, dtype)
+    _skip_unsupported(backend, case, x, w, dtype, ["fprop"])
+    y = _run_forward(backend, case, x, w, b)
+    assert_array(backend, y, dtype, case.output_shape(), "output")
+    expected, bound = _forward_reference(case, x, w, b), _forward_reference(case, *absolute(x, w, b))
+    assert_close(backend.get(y), expected, bound, dtype, _n_terms(case), "conv2d vs reference")
+    if backend.is_gpu:
+        y_numpy = gpuconv.conv2d(x, w, b, **case.kwargs())
+        assert_close(backend.get(y), y_numpy, bound, dtype, _n_terms(case), "conv2d vs NumPy path", slack=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", cases.CONV2D)
+def test_conv2d_backward(backend, case, dtype, rng):
+    x, w, _, gy = case.arrays(rng, dtype)
+    _skip_unsupported(backend, case, x, w, dtype, ["dgrad", "wgrad"])
+    grads = _run_backward(backend, case, gy, x, w)
+    for name, g, like in zip(GRAD_NAMES, grads, (x, w, w[:, 0, 0, 0])):
+        assert_array(backend, g, dtype, like.shape, name)
+    expected = _backward_reference(case, gy, x, w)
+    bounds = _backward_reference(case, *absolute(gy, x, w))
+    for name, g, e, bound in zip(GRAD_NAMES, grads, expected, bounds):
+        assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs reference")
+    if backend.is_gpu:
+        numpy_grads = gpuconv.conv2d_backward(gy, x, w, **case.kwargs())
+        for name, g, e, bound in zip(GRAD_NAMES, grads, numpy_grads, bounds):
+            assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs NumPy path", slack=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", cases.CONV2D)
+def test_conv2d_matches_torch(backend, case, dtype, rng):
+    """Forward and every gradient against torch.nn.functional in float64 on the same (dtype-rounded) data;
+    on a GPU also against torch's CUDA ops in dtype."""
+    pytest.importorskip("torch")
+    import torch_oracle
+
+    x, w, b, gy = case.arrays(rng, dtype)
+    _skip_unsupported(backend, case, x, w, dtype, ["fprop", "dgrad", "wgrad"])
+    y = backend.get(_run_forward(backend, case, x, w, b))
+    grads = [backend.get(g) for g in _run_backward(backend, case, gy, x, w)]
+    x64, w64, b64, gy64 = (None if a is None else a.astype(numpy.float64) for a in (x, w, b, gy))
+    kw = case.kwargs()
+    bound = torch_oracle.conv2d(*absolute(x, w, b), **kw)
+    assert_close(y, torch_oracle.conv2d(x64, w64, b64, **kw), bound, dtype, _n_terms(case), "conv2d vs torch")
+    bounds = torch_oracle.conv2d_backward(*absolute(gy, x, w), **kw)
+    expected = torch_oracle.conv2d_backward(gy64, x64, w64, **kw)
+    for name, g, e, bd in zip(GRAD_NAMES, grads, expected, bounds):
+        assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch")
+    if backend.is_gpu and torch_oracle.cuda_available():
+        y_cuda = torch_oracle.conv2d(x, w, b, **kw, device="cuda")
+        assert_close(y, y_cuda, bound, dtype, _n_terms(case), "conv2d vs torch CUDA", slack=2)
+        for name, g, e, bd in zip(GRAD_NAMES, grads, torch_oracle.conv2d_backward(gy, x, w, **kw, device="cuda"),
+                                  bounds):
+            assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch CUDA", slack=2)
+
+
+MASK_CASES = [p for p in cases.CONV2D if p.id in ("basic", "groups2", "reflect", "unbatched", "empty_batch")]
+
+
+@pytest.mark.parametrize("case", MASK_CASES)
+@pytest.mark.parametrize("mask", list(itertools.product((False, True), repeat=3)), ids=str)
+def test_conv2d_backward_output_mask(backend, case, mask, rng):
+    """Gradients the mask turns off are None; the others equal the full call's."""
+    x, w, _, gy = case.arrays(rng, numpy.float64)
+    _skip_unsupported(backend, case, x, w, numpy.float64, ["dgrad", "wgrad"])
+    full = _run_backward(backend, case, gy, x, w)
+    masked = _run_backward(backend, case, gy, x, w, output_mask=mask)
+    assert len(masked) == 3
+    for name, on, g, g_full in zip(GRAD_NAMES, mask, masked, full):
+        if not on:
+            assert g is None, f"{name} should be None when output_mask turns it off"
+        else:
+            numpy.testing.assert_allclose(backend.get(g), backend.get(g_full), rtol=1e-13, atol=1e-13,
+                                          err_msg=name)
+
+
+DETERMINISM_CASES = [p for p in cases.CONV2D if p.id in ("basic", "stride2", "groups3_stride2", "depthwise",
+                                                          "dilation2_pad2", "circular", "wider_channels")]
+
+
+@pytest.mark.parametrize("dtype", (numpy.float32, numpy.float16))
+@pytest.mark.parametrize("case", DETERMINISM_CASES)
+def test_conv2d_deterministic(backend, case, dtype, rng):
+    """The same call twice gives bitwise identical results, backward included (no atomics)."""
+    x, w, b, gy = case.arrays(rng, dtype)
+    _skip_unsupported(backend, case, x, w, dtype, ["fprop", "dgrad", "wgrad"])
+    first = [_run_forward(backend, case, x, w, b), *_run_backward(backend, case, gy, x, w)]
+    second = [_run_forward(backend, case, x, w, b), *_run_backward(backend, case, gy, x, w)]
+    for name, a, b_ in zip(("output",) + GRAD_NAMES, first, second):
+        assert numpy.array_equal(backend.get(a), backend.get(b_), equal_nan=True), f"{name} differs between runs"
