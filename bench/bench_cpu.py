@@ -1,0 +1,226 @@
+"""gpuconv's NumPy path against PyTorch's CPU kernels, over the CPU subset of the layer suite.
+
+    python bench/bench_cpu.py [--quick] [--layers NAME ...] [--out DIR] [--note TEXT]
+
+Both sides get the same thread count (numpy's BLAS threads; torch.set_num_threads). Every pass is checked
+against a float64 PyTorch reference, then timed by wall clock (median of repeats after a warm-up). Also
+measures the peak extra memory of one large convolution (VGG-16 conv1_2 at batch 8) with tracemalloc.
+Writes results.json, results.md and ratio.png into --out (see README.md for the columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+import tracemalloc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import environment  # noqa: E402
+import layers  # noqa: E402
+import progress  # noqa: E402
+import report  # noqa: E402
+
+MIB = 2 ** 20
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a few layers, few repeats: a smoke run")
+    ap.add_argument("--layers", nargs="*", help="layer names (default: all; see bench/layers.py)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--out", help="output folder (default: bench/results/cpu-<date>)")
+    ap.add_argument("--threads", type=int, help="threads for both sides (default: numpy's BLAS threads)")
+    ap.add_argument("--budget", type=float, default=0.4, help="seconds of timed calls per measurement")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--note", default="", help="conditions of the run, recorded in the results")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    import checks
+    import interop
+    import passes
+    import runner
+    import timing
+
+    threads = args.threads or environment.blas_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    _limit_blas(threads)
+    meta = environment.cpu()
+    meta.update({"threads": threads, "note": args.note, "dtype": args.dtype,
+                 "timer": "time.perf_counter, PyTorch and gpuconv calls interleaved",
+                 "budget_s": args.budget})
+    dtype = getattr(torch, args.dtype)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    suite = layers.cpu_suite(args.layers, args.quick)
+    min_reps, max_reps = (2, 3) if args.quick else (5, 25)
+
+    def pair_time_fn(fn_a, sets_a, fn_b, sets_b):
+        return timing.time_cpu_pair(fn_a, sets_a, fn_b, sets_b, warmup=1, budget_s=args.budget,
+                                    min_reps=min_reps, max_reps=max_reps)
+
+    rows = []
+    t0 = time.perf_counter()
+    with progress.bar(sum(len(layer.passes) for _, layer in suite), "cpu") as bar:
+        for suite_name, layer in suite:
+            # Two input sets alternate so no call finds its inputs in cache from the previous call.
+            sets_t = [passes.make_inputs(layer, dtype, "cpu", seed) for seed in (1, 2)]
+            sets_gc = [interop.to_gpuconv(s) for s in sets_t]
+            for p in layer.passes:
+                bar.set_postfix_str(f"{layer.name} {p}")
+                case = passes.build(layer, p, itemsize)
+                try:
+                    base = runner.TorchBaseline(case, sets_t)
+                except Exception as e:  # PyTorch itself failing is a bug of this script: say so and go on
+                    rows.append(dict(runner.base_row(case, suite_name, args.dtype), algo="numpy", ok=False,
+                                     error=f"torch baseline failed: {type(e).__name__}: {e}"))
+                    bar.update(1)
+                    continue
+                unit, scale = ("GFLOP/s", 1e9) if case.unit == "flop" else ("GB/s", 1e9)
+                row = runner.measure(case, suite_name, dtype, args.dtype, "numpy", base, sets_gc,
+                                     pair_time_fn=pair_time_fn, rate_scale=scale, unit=unit)
+                rows.append(row)
+                if not row.get("ok"):
+                    bar.write(f"  {layer.name} {p}: {row.get('error') or 'check failed'} "
+                              f"(err {row.get('err_gpuconv')}, torch {row.get('err_torch')})")
+                bar.update(1)
+    meta["benchmark_seconds"] = round(time.perf_counter() - t0, 1)
+    memory = None if args.no_memory else measure_memory(torch, checks, interop)
+    environment.finish(meta)
+    summary = report.summarise(rows)
+    summary_min = report.summarise(rows, "ratio_min")
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   "cpu-" + datetime.date.today().isoformat())
+    write(out, meta, rows, summary, summary_min, memory)
+    print("ratio of medians:\n" + report.summary_markdown(summary))
+    print("ratio of fastest calls:\n" + report.summary_markdown(summary_min))
+    if memory:
+        print(_memory_line(memory))
+    print(f"wrote {out}")
+
+
+def _limit_blas(threads):
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+    except ImportError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def measure_memory(torch, checks, interop, layer_name="vgg16_conv1_2", batch=8) -> dict:
+    """Peak memory that tracemalloc sees NumPy allocate during conv2d and during conv2d_backward, for one
+    large layer. 'workspace' is the peak less the arrays the call returns; both are also given as a
+    multiple of the input plus output size."""
+    import gpuconv
+
+    layer = layers.BY_NAME[layer_name].at_batch(batch)
+    s = interop.to_gpuconv(_memory_inputs(torch, layer))
+    a = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    io_bytes = s["x"].nbytes + s["gy"].nbytes
+    result = {"layer": layer_name, "N": batch, "shape": layer.shape_str(), "input_MiB": s["x"].nbytes / MIB,
+              "output_MiB": s["gy"].nbytes / MIB}
+    for name, call in (("conv2d", lambda: gpuconv.conv2d(s["x"], s["w"], s.get("b"), **a)),
+                       ("conv2d_backward", lambda: gpuconv.conv2d_backward(s["gy"], s["x"], s["w"], **a))):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        try:
+            ret = call()
+        except Exception as e:
+            tracemalloc.stop()
+            result[name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        returned = sum(r.nbytes for r in (ret if isinstance(ret, tuple) else (ret,)) if r is not None)
+        result[name] = {"peak_MiB": peak / MIB, "returned_MiB": returned / MIB,
+                        "workspace_MiB": (peak - returned) / MIB, "peak_x_io": peak / io_bytes,
+                        "workspace_x_io": (peak - returned) / io_bytes, "seconds": seconds}
+        del ret
+    return result
+
+
+def _memory_inputs(torch, layer):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(layer.input_shape, generator=gen)
+    w = torch.randn(layer.weight_shape, generator=gen) * 0.05
+    return {"x": x, "w": w, "b": torch.randn((layer.K,), generator=gen),
+            "gy": torch.randn(layer.output_shape, generator=gen)}
+
+
+def _memory_line(m):
+    parts = [f"peak memory, {m['layer']} N={m['N']} (input {m['input_MiB']:.0f} MiB, output "
+             f"{m['output_MiB']:.0f} MiB):"]
+    for name in ("conv2d", "conv2d_backward"):
+        r = m.get(name, {})
+        if "error" in r:
+            parts.append(f"{name}: {r['error']}")
+        elif r:
+            parts.append(f"{name}: peak {r['peak_MiB']:.0f} MiB = {r['peak_x_io']:.2f}x (input+output), "
+                         f"workspace {r['workspace_MiB']:.0f} MiB = {r['workspace_x_io']:.2f}x")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def write(out, meta, rows, summary, summary_min, memory):
+    os.makedirs(out, exist_ok=True)
+    report.write_json(os.path.join(out, "results.json"), meta, rows, summary,
+                      {"summary_min": summary_min, "memory": memory})
+    report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
+                f"gpuconv NumPy path vs PyTorch CPU ({meta['cpu_model']}, {meta['threads']} threads, "
+                f"{meta['dtype']}) — {meta['date'][:10]}")
+    md = [f"# CPU benchmark: gpuconv NumPy path vs PyTorch {meta['torch']} CPU kernels", "",
+          f"Ratio = PyTorch time / gpuconv time (above 1: gpuconv is faster). Median of repeats after a "
+          f"warm-up; every pass checked against a float64 reference first. {meta['dtype']}, "
+          f"{meta['threads']} threads on both sides.", ""]
+    if meta.get("note"):
+        md += [f"**Conditions:** {meta['note']}", ""]
+    md += ["## Geometric means (number of layers in brackets)", "", "Ratio of median times:", "",
+           report.summary_markdown(summary), "",
+           "Ratio of the fastest calls (load on a shared machine only ever adds time, so this is the steadier "
+           "estimate when the machine is busy):", "", report.summary_markdown(summary_min), ""]
+    if memory:
+        md += ["## Peak memory", "", _memory_md(memory), ""]
+    md += ["## Per layer and pass", "", report.rows_markdown(rows, with_peak=False), "", "![ratio](ratio.png)",
+           "", "## Machine and versions", "",
+           report.meta_markdown(meta, ("date", "date_end", "command", "git_commit", "git_dirty", "cpu_model",
+                                       "logical_cpus", "affinity_cpus", "threads", "torch_num_threads", "python",
+                                       "numpy", "torch", "platform", "env", "blas", "loadavg_start",
+                                       "loadavg_end", "benchmark_seconds", "budget_s")), ""]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+
+
+def _memory_md(m):
+    lines = [f"{m['layer']} ({m['shape']}) at N={m['N']}, float32: input {m['input_MiB']:.1f} MiB, output "
+             f"{m['output_MiB']:.1f} MiB. tracemalloc's peak during the call; workspace = peak less the "
+             f"arrays returned.", "",
+             "| call | peak MiB | peak / (in+out) | returned MiB | workspace MiB | workspace / (in+out) | s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in ("conv2d", "conv2d_backward"):
+        r = m.get(name)
+        if not r:
+            continue
+        if "error" in r:
+            lines.append(f"| {name} | {r['error']} | | | | | |")
+            continue
+        lines.append(f"| {name} | {r['peak_MiB']:.1f} | {r['peak_x_io']:.2f}x | {r['returned_MiB']:.1f} | "
+                     f"{r['workspace_MiB']:.1f} | {r['workspace_x_io']:.2f}x | {r['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
