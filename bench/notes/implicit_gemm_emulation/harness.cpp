@@ -1,0 +1,149 @@
+// CPU emulation test of kernels/implicit_gemm_*.cu against a float64 reference from the definition.
+#include "shim.h"
+#define IGEMM_HOST_EMULATION 1
+#include "implicit_gemm_fprop.cu"
+#undef IGEMM_CONV_SIZE
+#include "implicit_gemm_dgrad.cu"
+#undef IGEMM_CONV_SIZE
+#include "implicit_gemm_wgrad.cu"
+#include <random>
+#include <string>
+
+struct Geo { int N, C, H, W, K, R, S, sh, sw, pt, pb, pl, pr, dh, dw, groups; int P, Q; };
+static Geo make(Geo g) {
+    g.P = (g.H + g.pt + g.pb - g.dh * (g.R - 1) - 1) / g.sh + 1;
+    g.Q = (g.W + g.pl + g.pr - g.dw * (g.S - 1) - 1) / g.sw + 1;
+    return g;
+}
+static std::mt19937 rng(1234);
+static std::vector<double> rnd(size_t n) {
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<double> v(n);
+    for (auto& e : v) e = u(rng);
+    return v;
+}
+// Reference: visits every (n, k, p, q, c, r, s) with an in-range input pixel.
+template <class F> static void taps(const Geo& g, F f) {
+    int Cg = g.C / g.groups, Kg = g.K / g.groups;
+    for (int n = 0; n < g.N; ++n) for (int k = 0; k < g.K; ++k) for (int p = 0; p < g.P; ++p) for (int q = 0; q < g.Q; ++q)
+        for (int c = 0; c < Cg; ++c) for (int r = 0; r < g.R; ++r) for (int s = 0; s < g.S; ++s) {
+            int h = p * g.sh - g.pt + r * g.dh, w = q * g.sw - g.pl + s * g.dw;
+            if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
+            int cc = (k / Kg) * Cg + c;
+            f((((size_t)n * g.C + cc) * g.H + h) * g.W + w, (((size_t)k * Cg + c) * g.R + r) * g.S + s,
+              (((size_t)n * g.K + k) * g.P + p) * g.Q + q);
+        }
+}
+template <typename T> static std::vector<T> cast(const std::vector<double>& v) {
+    std::vector<T> o(v.size());
+    for (size_t i = 0; i < v.size(); ++i) o[i] = igemm::from_float<T>((float)v[i]);
+    return o;
+}
+template <typename T> static std::vector<double> back(const std::vector<T>& v) {
+    std::vector<double> o(v.size());
+    for (size_t i = 0; i < v.size(); ++i) o[i] = igemm::to_float(v[i]);
+    return o;
+}
+static int failures = 0;
+static void compare(const char* what, const std::string& name, const std::vector<double>& got,
+                    const std::vector<double>& want, double tol) {
+    double err = 0, scale = 1e-30;
+    for (size_t i = 0; i < want.size(); ++i) {
+        scale = std::max(scale, std::fabs(want[i]));
+        double e = std::fabs(got[i] - want[i]);
+        if (!(e <= err)) err = e;  // NaN (an unwritten, poisoned element) propagates
+    }
+    bool ok = err <= tol * scale;
+    if (!ok) ++failures;
+    printf("%-5s %-48s max|err|/max|ref| = %.2e %s\n", what, name.c_str(), err / scale, ok ? "ok" : "FAIL");
+}
+static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
+
+// One variant: T element type, BM x BN tile, STAGES, MMA (tensor cores) or SIMT.
+template <typename T, int BM, int BN, int STAGES, bool MMA>
+static void run(const Geo& g, const std::string& label, double tol) {
+    int Cg = g.C / g.groups, Kg = g.K / g.groups;
+    auto xd = rnd((size_t)g.N * g.C * g.H * g.W), wd = rnd((size_t)g.K * Cg * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q);
+    auto bd = rnd(g.K), cbd = rnd(g.C);
+    auto x = cast<T>(xd), w = cast<T>(wd), gy = cast<T>(gyd), bk = cast<T>(bd), bc = cast<T>(cbd);
+    xd = back(x); wd = back(w); gyd = back(gy); bd = back(bk); cbd = back(bc);
+    std::vector<double> y_ref((size_t)g.N * g.K * g.P * g.Q), gx_ref(xd.size(), 0.0), gw_ref(wd.size(), 0.0);
+    for (size_t i = 0; i < y_ref.size(); ++i) y_ref[i] = bd[(i / ((size_t)g.P * g.Q)) % g.K];
+    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
+    taps(g, [&](size_t xi, size_t wi, size_t yi) {
+        y_ref[yi] += xd[xi] * wd[wi];
+        gx_ref[xi] += gyd[yi] * wd[wi];
+        gw_ref[wi] += gyd[yi] * xd[xi];
+    });
+    std::string name = label + (MMA ? " mma<" : " simt<") + (sizeof(T) == 2 ? "half," : "float,") +
+                       std::to_string(BM) + "," + std::to_string(BN) + "," + std::to_string(STAGES) + ">";
+    const T nanT = igemm::from_float<T>(NAN);
+#define SIZES g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.groups
+    {   // fprop: grid (M / BM, Kg / BN, groups)
+        std::vector<T> y(y_ref.size(), nanT);
+        dim3 grid{(unsigned)cdiv((long)g.N * g.P * g.Q, BM), (unsigned)cdiv(Kg, BN), (unsigned)g.groups};
+        launch(grid, [&] {
+            if constexpr (MMA) conv2d_fprop_implicit_gemm_mma<T, BM, BN, STAGES>(x.data(), w.data(), bk.data(), y.data(), SIZES);
+            else conv2d_fprop_implicit_gemm_simt<T, BM, BN, STAGES>(x.data(), w.data(), bk.data(), y.data(), SIZES);
+        });
+        compare("fprop", name, back(y), y_ref, tol);
+    }
+    {   // dgrad: grid (largest phase M / BM, Cg / BN, groups * sh * sw)
+        std::vector<T> gx(gx_ref.size(), nanT);
+        long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
+        dim3 grid{(unsigned)cdiv(maxM, BM), (unsigned)cdiv(Cg, BN), (unsigned)(g.groups * g.sh * g.sw)};
+        launch(grid, [&] {
+            if constexpr (MMA) conv2d_dgrad_implicit_gemm_mma<T, BM, BN, STAGES>(gy.data(), w.data(), bc.data(), gx.data(), SIZES);
+            else conv2d_dgrad_implicit_gemm_simt<T, BM, BN, STAGES>(gy.data(), w.data(), bc.data(), gx.data(), SIZES);
+        });
+        compare("dgrad", name, back(gx), gx_ref, tol);
+    }
+    for (int splits : {1, 3}) {   // wgrad: grid (Kg / BM, Cg*R*S / BN, groups * splits), then the reduction
+        constexpr int BK = MMA ? igemm::MmaBK<T>::value : igemm::SIMT_BK;
+        int Kdim = g.N * g.P * g.Q;
+        int chunk = cdiv(cdiv(Kdim, splits), BK) * BK;
+        std::vector<float> ws((size_t)splits * gw_ref.size(), NAN);
+        std::vector<T> gw(gw_ref.size(), nanT);
+        dim3 grid{(unsigned)cdiv(Kg, BM), (unsigned)cdiv(Cg * g.R * g.S, BN), (unsigned)(g.groups * splits)};
+        launch(grid, [&] {
+            if constexpr (MMA) conv2d_wgrad_implicit_gemm_mma<T, BM, BN, STAGES>(x.data(), gy.data(), ws.data(), SIZES, splits, chunk);
+            else conv2d_wgrad_implicit_gemm_simt<T, BM, BN, STAGES>(x.data(), gy.data(), ws.data(), SIZES, splits, chunk);
+        });
+        launch(dim3{1, 1, 1}, [&] { conv2d_wgrad_reduce_splits<T>(ws.data(), gw.data(), splits, (long long)gw.size()); });
+        compare("wgrad", name + " splits=" + std::to_string(splits), back(gw), gw_ref, tol);
+    }
+}
+
+int main(int argc, char** argv) {
+    std::vector<std::pair<std::string, Geo>> cases = {
+        // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
+        {"3x3 pad1",              make({2, 5, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"5x3/2,3 dil2,1 asym pad", make({2, 4, 11, 10, 5, 5, 3, 2, 3, 3, 1, 0, 2, 2, 1, 1})},
+        {"groups3 4x4/2 tconv-ish", make({1, 6, 9, 8, 9, 4, 4, 2, 2, 1, 0, 1, -1, 1, 1, 3})},
+        {"1x1/2 K70",             make({3, 3, 6, 5, 70, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1})},
+        {"3x3/3 dil2 (phase taps)", make({1, 3, 13, 12, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 1})},
+    };
+    std::string only = argc > 1 ? argv[1] : "";
+    if (only == "big") {
+        Geo g = make({2, 9, 12, 12, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+        run<float, 128, 128, 3, false>(g, "K130 M288", 1e-5);
+        run<float, 128, 64, 3, false>(g, "K130 M288", 1e-5);
+        run<float, 64, 128, 3, false>(g, "K130 M288", 1e-5);
+        run<__half, 128, 128, 2, true>(g, "K130 M288", 2e-2);
+        run<float, 128, 128, 2, true>(g, "K130 M288", 1e-5);
+        printf("%s\n", failures ? "FAILURES" : "all ok");
+        return failures != 0;
+    }
+    for (auto& [label, g] : cases) {
+        if (only == "simt" || only.empty()) {
+            run<float, 64, 64, 1, false>(g, label, 1e-5);
+            run<float, 64, 64, 3, false>(g, label, 1e-5);
+        }
+        if (only == "mma" || only.empty()) {
+            run<__half, 64, 64, 2, true>(g, label, 2e-2);
+            run<float, 64, 64, 2, true>(g, label, 1e-5);
+        }
+    }
+    printf("%s\n", failures ? "FAILURES" : "all ok");
+    return failures != 0;
+}

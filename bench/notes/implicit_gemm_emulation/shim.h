@@ -1,0 +1,83 @@
+// Runs CUDA kernels on the CPU: one std::thread per CUDA thread, one block at a time, __shared__ as
+// function statics, __syncthreads as a std::barrier, and mma.sync emulated per warp from the PTX fragment
+// tables. Checks index math, bounds, pipelines and fragment layouts; not timing nor async-copy semantics.
+#pragma once
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+#include "cuda_fp16.h"
+struct alignas(16) float4 { float x, y, z, w; };
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+inline thread_local dim3 threadIdx;
+inline dim3 blockIdx, blockDim{256, 1, 1}, gridDim;
+inline std::barrier<>* g_barrier;
+inline void __syncthreads() { g_barrier->arrive_and_wait(); }
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define __restrict__
+template <class T> inline T __ldg(const T* p) { return *p; }
+inline void __trap() { std::abort(); }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+using std::min;
+
+struct WarpFragments { unsigned a[32][4]; unsigned b[32][2]; };
+inline WarpFragments g_frag[8];
+
+// d += A*B for one warp's 16 x ks x 8 tile, from the fragment layout of the PTX ISA.
+inline void igemm_emulated_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], int ks) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    std::memcpy(g_frag[warp].a[lane], a, sizeof a);
+    std::memcpy(g_frag[warp].b[lane], b, sizeof b);
+    __syncthreads();
+    float A[16][16] = {}, B[16][8] = {};
+    auto lo = [](unsigned u) { return __half2float(__ushort_as_half(u & 0xffff)); };
+    auto hi = [](unsigned u) { return __half2float(__ushort_as_half(u >> 16)); };
+    for (int L = 0; L < 32; ++L) {
+        int g = L / 4, t = L % 4;
+        const unsigned* fa = g_frag[warp].a[L];
+        const unsigned* fb = g_frag[warp].b[L];
+        if (ks == 16) {
+            A[g][2 * t] = lo(fa[0]); A[g][2 * t + 1] = hi(fa[0]);
+            A[g + 8][2 * t] = lo(fa[1]); A[g + 8][2 * t + 1] = hi(fa[1]);
+            A[g][2 * t + 8] = lo(fa[2]); A[g][2 * t + 9] = hi(fa[2]);
+            A[g + 8][2 * t + 8] = lo(fa[3]); A[g + 8][2 * t + 9] = hi(fa[3]);
+            B[2 * t][g] = lo(fb[0]); B[2 * t + 1][g] = hi(fb[0]);
+            B[2 * t + 8][g] = lo(fb[1]); B[2 * t + 9][g] = hi(fb[1]);
+        } else {
+            A[g][t] = __uint_as_float(fa[0]); A[g + 8][t] = __uint_as_float(fa[1]);
+            A[g][t + 4] = __uint_as_float(fa[2]); A[g + 8][t + 4] = __uint_as_float(fa[3]);
+            B[t][g] = __uint_as_float(fb[0]); B[t + 4][g] = __uint_as_float(fb[1]);
+        }
+    }
+    int g = lane / 4, t = lane % 4;
+    int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int e = 0; e < 4; ++e)
+        for (int k = 0; k < ks; ++k) d[e] += A[rows[e]][k] * B[k][cols[e]];
+    __syncthreads();
+}
+
+// Runs body() as a grid of 256-thread blocks, one block after another.
+template <class F> void launch(dim3 grid, F body) {
+    gridDim = grid;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                blockIdx = dim3{x, y, z};
+                std::barrier<> bar(256);
+                g_barrier = &bar;
+                std::vector<std::thread> ts;
+                for (unsigned t = 0; t < 256; ++t)
+                    ts.emplace_back([&, t] { threadIdx = dim3{t, 0, 0}; body(); });
+                for (auto& th : ts) th.join();
+            }
+}
