@@ -17,10 +17,7 @@ from __future__ import annotations
 import numpy
 
 from .._params import PoolGeometry
-from ._pool_windows import TapLayout, axis_window_counts, compute_dtype, plane_blocks
-
-# Elements of input per block of planes, so that one block's buffers stay in the CPU's cache.
-_BLOCK_ELEMS = 1 << 17
+from ._pool_windows import BLOCK_BYTES, TapLayout, axis_window_counts, compute_dtype, plane_blocks
 
 
 def _divisor(g: PoolGeometry, dtype):
@@ -41,7 +38,7 @@ def avg_pool2d_fprop(g: PoolGeometry, x):
     divisor = _divisor(g, dt)
     y = numpy.empty(g.output_shape, dtype=x.dtype)
     taps = list(lay.taps())
-    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, _BLOCK_ELEMS):
+    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
         buf = lay.fill(x[ns, cs], 0, dt)
         acc = lay.view(buf, *taps[0]).copy()
         for i, j in taps[1:]:
@@ -59,13 +56,19 @@ def avg_pool2d_bprop(g: PoolGeometry, gy):
     # A cell reached by tap (i, j) of output (p, q) is reached by larger p for smaller i: visiting the taps
     # in reverse row-major order adds each cell's terms in the outputs' row-major order, as PyTorch does.
     taps = list(reversed(list(lay.taps())))
-    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, _BLOCK_ELEMS):
+    # With stride == kernel the taps' views tile the buffer exactly: each cell gets one term, assigned.
+    tiles = g.stride_h == g.kernel_h and g.stride_w == g.kernel_w
+    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
         share = numpy.divide(gy[ns, cs], divisor, dtype=dt)
         n, c = share.shape[:2]
         buf = lay.empty_buffer(n, c, dt)
-        buf[...] = 0
-        for i, j in taps:
-            v = lay.view(buf, i, j)
-            numpy.add(v, share, out=v)
+        if tiles:
+            for i, j in taps:
+                numpy.copyto(lay.view(buf, i, j), share)
+        else:
+            buf[...] = 0
+            for i, j in taps:
+                v = lay.view(buf, i, j)
+                numpy.add(v, share, out=v)
         lay.unfill(buf, gx[ns, cs])
     return gx

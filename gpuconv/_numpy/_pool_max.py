@@ -9,8 +9,8 @@ element, and takes a value when ``val > maxval or isnan(val)``. Its result there
   in-bound element's index, the index the scan started from.
 
 The forward reproduces that in passes over the kh*kw taps, each a whole-array operation on one tap's
-(n, c, P, Q) view (see ``_pool_windows``): a max pass for the values, a reverse pass that records the
-first tap equal to the maximum, then fix-ups for the two rare cases, run only where they occur.
+(n, c, P, Q) view (see ``_pool_windows``): a max pass for the values, a pass that finds the first tap equal
+to the maximum, then fix-ups for the two rare cases, run only where they occur.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from __future__ import annotations
 import numpy
 
 from .._params import PoolGeometry
-from ._pool_windows import TapLayout, compute_dtype, plane_blocks
+from ._pool_windows import BLOCK_BYTES, TapLayout, compute_dtype, plane_blocks
 
-# Elements of input per block of planes: the phase buffer, the output and the offsets of one block stay in
-# the CPU's cache through the tap passes.
-_BLOCK_ELEMS = 1 << 17
 
 
 def max_pool2d_fprop(g: PoolGeometry, x):
@@ -30,42 +27,90 @@ def max_pool2d_fprop(g: PoolGeometry, x):
     dt = compute_dtype(x.dtype)
     y = numpy.empty(g.output_shape, dtype=x.dtype)
     idx = numpy.empty(g.output_shape, dtype=numpy.int64)
-    # offsets of taps from a window's origin fit int32 in all but giant planes; int32 halves the traffic
+    taps = list(lay.taps())
+    # a tap's offset from its window's origin; int32 (the usual case) makes the lookup twice as fast
     off_dtype = numpy.int32 if g.H * g.W < 2**31 else numpy.int64
+    tap_offset = numpy.array([i * g.dil_h * g.W + j * g.dil_w for i, j in taps], dtype=off_dtype)
+    code_dtype = _code_dtype(2 * len(taps) + 1)
+    first_tap = _first_inbound_taps(g).astype(code_dtype)
     origin = _window_origins(g)
-    first_inbound = _first_inbound_offsets(g).astype(off_dtype)
-    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, _BLOCK_ELEMS):
+    for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
         buf = lay.fill(x[ns, cs], -numpy.inf, dt)
-        yb, off = _block_max(lay, buf, off_dtype, first_inbound)
+        yb, tap = _block_max(lay, buf, code_dtype, first_tap)
         y[ns, cs] = yb
-        numpy.add(origin, off, out=idx[ns, cs])
+        numpy.add(origin, numpy.take(tap_offset, tap), out=idx[ns, cs])
     return y, idx
 
 
-def _block_max(lay: TapLayout, buf, off_dtype, first_inbound):
-    """Values and per-window tap offsets (i*dil_h*W + j*dil_w) of one block of planes."""
-    g = lay.g
+def _code_dtype(largest: int):
+    for dt in (numpy.uint8, numpy.uint16, numpy.uint32):
+        if largest <= numpy.iinfo(dt).max:
+            return numpy.dtype(dt)
+    return numpy.dtype(numpy.uint64)
+
+
+def _block_max(lay: TapLayout, buf, code_dtype, first_tap):
+    """Values and the number t of each window's winning tap (row-major tap order) for one block."""
     taps = list(lay.taps())
     yb = lay.view(buf, *taps[0]).copy()
     for i, j in taps[1:]:
         numpy.maximum(yb, lay.view(buf, i, j), out=yb)  # NaN propagates
-    off = numpy.empty(yb.shape, dtype=off_dtype)
+    tap = _first_taps_equal(lay, buf, yb, code_dtype)
+    # every window whose maximum is neither NaN nor -inf now has its tap; -inf matched the padding
+    special = numpy.equal(yb, -numpy.inf)
+    if special.any():
+        numpy.copyto(tap, first_tap, where=special)
+    numpy.isnan(yb, out=special)
+    if special.any():
+        numpy.copyto(tap, _last_nan_taps(lay, buf, code_dtype), where=special)
+    return yb, tap
+
+
+def _first_taps_equal(lay: TapLayout, buf, yb, code_dtype):
+    """Per window, the first tap t whose value equals yb. Masked assignments are slow on irregular masks,
+    so each tap instead contributes the code eq * (T - t) and a running maximum keeps the first match.
+
+    numpy.maximum may return either of -0.0 and 0.0, where PyTorch returns the first zero the window
+    holds. When yb has zeros, the code carries the matching tap's sign bit in its lowest bit,
+    eq * (2*(T - t) + signbit), and yb takes that sign."""
+    T = lay.g.kernel_h * lay.g.kernel_w
+    signed_zeros = not yb.all()
+    code = numpy.zeros(yb.shape, dtype=code_dtype)
+    term = numpy.empty(yb.shape, dtype=code_dtype)
     eq = numpy.empty(yb.shape, dtype=bool)
-    # reverse order, each match overwriting: the first tap holding the maximum wins
-    for i, j in reversed(taps):
-        numpy.equal(lay.view(buf, i, j), yb, out=eq)
-        numpy.copyto(off, i * g.dil_h * g.W + j * g.dil_w, where=eq)
-    # every window whose maximum is neither NaN nor -inf has now been written; -inf matched the padding
-    numpy.equal(yb, -numpy.inf, out=eq)
-    if eq.any():
-        numpy.copyto(off, first_inbound, where=eq)
-    numpy.isnan(yb, out=eq)
-    if eq.any():
-        # forward order, each NaN overwriting: the last NaN wins (NaN never equals the maximum above)
-        for i, j in taps:
-            numpy.isnan(lay.view(buf, i, j), out=eq)
-            numpy.copyto(off, i * g.dil_h * g.W + j * g.dil_w, where=eq)
-    return yb, off
+    sign = numpy.empty(yb.shape, dtype=bool) if signed_zeros else None
+    for t, (i, j) in enumerate(lay.taps()):
+        v = lay.view(buf, i, j)
+        numpy.equal(v, yb, out=eq)
+        if signed_zeros:
+            numpy.signbit(v, out=sign)
+            numpy.add(sign.view(numpy.uint8), code_dtype.type(2 * (T - t)), out=term, dtype=code_dtype)
+            numpy.multiply(term, eq.view(numpy.uint8), out=term, dtype=code_dtype)
+        else:
+            numpy.multiply(eq.view(numpy.uint8), code_dtype.type(T - t), out=term, dtype=code_dtype)
+        numpy.maximum(code, term, out=code)
+    if signed_zeros:
+        numpy.copysign(yb, numpy.where(code & 1, yb.dtype.type(-1), yb.dtype.type(1)), out=yb)
+        code >>= 1
+    # code = T - t where a tap matched; windows without a match get fixed by the caller
+    return numpy.subtract(code_dtype.type(T), code, out=code)
+
+
+def _last_nan_taps(lay: TapLayout, buf, code_dtype):
+    """Per window, the last tap holding a NaN (as _first_taps_equal, with code isnan * (t + 1))."""
+    code = None
+    isnan = None
+    term = None
+    for t, (i, j) in enumerate(lay.taps()):
+        v = lay.view(buf, i, j)
+        if code is None:
+            code = numpy.zeros(v.shape, dtype=code_dtype)
+            term = numpy.empty(v.shape, dtype=code_dtype)
+            isnan = numpy.empty(v.shape, dtype=bool)
+        numpy.isnan(v, out=isnan)
+        numpy.multiply(isnan.view(numpy.uint8), code_dtype.type(t + 1), out=term, dtype=code_dtype)
+        numpy.maximum(code, term, out=code)
+    return code - code_dtype.type(1)  # wraps in windows without NaN, which the caller does not use
 
 
 def _window_origins(g: PoolGeometry):
@@ -76,27 +121,38 @@ def _window_origins(g: PoolGeometry):
     return rows[:, None] * g.W + cols[None, :]
 
 
-def _first_inbound_offsets(g: PoolGeometry):
-    """(P, Q) int64: the offset from each window's origin to its first tap at a row and column >= 0, where
-    PyTorch's scan starts. With dilation that tap may lie past the input (all taps in the padding); PyTorch
-    still reports its index, and so do we."""
+def _first_inbound_taps(g: PoolGeometry):
+    """(P, Q): the number i*kw + j of each window's first tap at a row and column >= 0, where PyTorch's scan
+    starts. With dilation that tap may lie past the input (all taps in the padding); PyTorch still reports
+    its index, and so do we."""
     def first_tap(out, s, pad, d):
         start = numpy.arange(out, dtype=numpy.int64) * s - pad
         return -(-numpy.maximum(-start, 0) // d)  # ceil(max(0, -start) / d)
 
     ti = first_tap(g.P, g.stride_h, g.pad_h, g.dil_h)
     tj = first_tap(g.Q, g.stride_w, g.pad_w, g.dil_w)
-    return (ti * g.dil_h)[:, None] * g.W + (tj * g.dil_w)[None, :]
+    return ti[:, None] * g.kernel_w + tj[None, :]
 
 
 def max_pool2d_bprop(gy, indices, input_shape):
     """gx[n, c].flat[i] = sum of gy[n, c, p, q] over the (p, q) with indices[n, c, p, q] == i, added in
     output order as PyTorch does (so float32 results match it bit for bit). float16 adds in float32."""
     N, C, H, W = input_shape
+    planes, HW = N * C, H * W
     acc = compute_dtype(gy.dtype)
-    plane = numpy.arange(N * C, dtype=numpy.int64).reshape(N, C, 1, 1) * (H * W)
-    keys = numpy.add(indices, plane, dtype=numpy.int64)
-    gx = numpy.zeros(N * C * H * W, dtype=acc)
-    # ufunc.at applies repeated keys one after another, in the order given (unlike gx[keys] += gy)
-    numpy.add.at(gx, keys.reshape(-1), gy.astype(acc, copy=False).reshape(-1))
-    return gx.reshape(N, C, H, W).astype(gy.dtype, copy=False)
+    gx = numpy.empty((planes, HW), dtype=gy.dtype)
+    gy2 = gy.reshape(planes, -1)
+    idx2 = indices.reshape(planes, -1)
+    # blocks of planes whose gradient stays in cache while the scatter lands in it
+    per_block = max(1, BLOCK_BYTES // (HW * acc.itemsize))
+    plane_start = numpy.arange(min(per_block, planes), dtype=numpy.int64)[:, None] * HW
+    for p0 in range(0, planes, per_block):
+        p1 = min(planes, p0 + per_block)
+        keys = idx2[p0:p1].astype(numpy.int64, copy=False) + plane_start[:p1 - p0]
+        block = gx[p0:p1].reshape(-1) if acc == gx.dtype else numpy.empty((p1 - p0) * HW, dtype=acc)
+        block[...] = 0
+        # ufunc.at applies repeated keys one after another, in the order given (unlike block[keys] += ...)
+        numpy.add.at(block, keys.reshape(-1), gy2[p0:p1].astype(acc, copy=False).reshape(-1))
+        if acc != gx.dtype:
+            gx[p0:p1] = block.reshape(p1 - p0, HW)
+    return gx.reshape(N, C, H, W)

@@ -23,6 +23,12 @@ import numpy
 from .._params import PoolGeometry
 
 
+# Bytes of compute-dtype input per block of (n, c) planes: the tap loops run block by block, so that a
+# block's buffers stay in the CPU's L2/L3 cache through all the passes over its taps (2 MiB measured best
+# on a 1 MiB-L2 EPYC, within 10% from 1 to 4 MiB).
+BLOCK_BYTES = 1 << 21
+
+
 def compute_dtype(dtype) -> numpy.dtype:
     """float16 computes in float32; float32 and float64 compute in themselves."""
     return numpy.dtype(numpy.float32) if dtype == numpy.float16 else numpy.dtype(dtype)
