@@ -25,4 +25,16 @@ KERNELS = {
         "avg_pool2d_fprop<__half>", "avg_pool2d_fprop<float>", "avg_pool2d_fprop<double>",
         "avg_pool2d_bprop<__half>", "avg_pool2d_bprop<float>", "avg_pool2d_bprop<double>",
     ),
+    # Implicit-GEMM family (gpuconv._cuda.implicit_gemm; its kernel_names(pass) must equal these):
+    # SIMT float <BM, BN, STAGES> (64x64x1 is the unpipelined reference), tensor cores <__half|float(TF32), ...>.
+    **{
+        f"implicit_gemm_{p}.cu": (f"conv2d_{p}_implicit_gemm_simt<float, 64, 64, 1>",)
+        + tuple(f"conv2d_{p}_implicit_gemm_simt<float, {bm}, {bn}, 3>" for bm, bn in ((128, 128), (128, 64), (64, 128), (64, 64)))
+        + tuple(
+            f"conv2d_{p}_implicit_gemm_mma<{t}, {bm}, {bn}, 2>"
+            for t in ("__half", "float") for bm, bn in ((128, 128), (128, 64), (64, 128), (64, 64))
+        )
+        + (("conv2d_wgrad_reduce_splits<float>", "conv2d_wgrad_reduce_splits<__half>") if p == "wgrad" else ())
+        for p in ("fprop", "dgrad", "wgrad")
+    },
 }
