@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import pathlib
+import re
 import shutil
 import subprocess
+import sys
 import zlib
 
 import numpy
@@ -26,6 +30,12 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     pool = None
     POOL_IMPORT_ERROR = str(e)
 
+try:  # imported before any test puts its stand-in CuPy into sys.modules (torch probes for cupy)
+    import torch
+except ImportError:  # pragma: no cover - the suite runs without PyTorch too
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle of these checks")
 needs_pool = pytest.mark.skipif(pool is None, reason="gpuconv._cuda.pool does not import (CuPy missing?)")
 KERNEL_SOURCE = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "pool.cu"
 
@@ -36,14 +46,6 @@ KERNEL_SOURCE = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "pool.
 @needs_pool
 def test_kernel_table_lists_exactly_the_launched_instantiations():
     assert sorted(pool.kernel_names()) == sorted(KERNELS["pool.cu"])
-
-
-@needs_pool
-def test_launch_blocks_cover_small_counts_and_cap_large_ones():
-    assert pool.launch_blocks(1) == 1
-    assert pool.launch_blocks(pool.THREADS_PER_BLOCK) == 1
-    assert pool.launch_blocks(pool.THREADS_PER_BLOCK + 1) == 2
-    assert pool.launch_blocks(3 << 31) == pool.MAX_BLOCKS  # grid-stride loops cover the rest
 
 
 @needs_pool
@@ -70,127 +72,179 @@ def test_bprop_chunks_refuse_a_plane_whose_keys_overflow():
         pool.bprop_chunks(1, 1 << 33, 1 << 31)
 
 
-# ------------------------------------------------------------------------ the kernels' arithmetic on CPU
+# ---------------------------------------------------------------- the kernels and launchers on the CPU
 
-# extern "C" wrappers that run each per-element function of pool.cu over every element, serially.
-HARNESS = r"""
-#include "@SOURCE@"
-using namespace gpuconv_pool;
-typedef long long i64;
-
-#define VALUE_TYPES(X) X(f16, __half) X(f32, float) X(f64, double)
-
-#define WRAP(suffix, T)                                                                                    \
-extern "C" void max_fprop_##suffix(const T* x, T* y, i64* idx, i64 total, i64 H, i64 W, i64 P, i64 Q,      \
-                                   i64 kH, i64 kW, i64 sH, i64 sW, i64 pH, i64 pW, i64 dH, i64 dW) {       \
-    for (i64 o = 0; o < total; ++o) max_pool2d_fprop_one(x, y, idx, o, H, W, P, Q, kH, kW, sH, sW, pH, pW, dH, dW); \
-}                                                                                                          \
-extern "C" void avg_fprop_##suffix(const T* x, T* y, i64 total, i64 H, i64 W, i64 P, i64 Q, i64 kH, i64 kW,\
-                                   i64 sH, i64 sW, i64 pH, i64 pW, int cip, i64 div) {                     \
-    for (i64 o = 0; o < total; ++o) avg_pool2d_fprop_one(x, y, o, H, W, P, Q, kH, kW, sH, sW, pH, pW, cip != 0, div); \
-}                                                                                                          \
-extern "C" void avg_bprop_##suffix(const T* gy, T* gx, i64 total, i64 H, i64 W, i64 P, i64 Q, i64 kH,     \
-                                   i64 kW, i64 sH, i64 sW, i64 pH, i64 pW, int cip, i64 div) {             \
-    for (i64 t = 0; t < total; ++t) avg_pool2d_bprop_one(gy, gx, t, H, W, P, Q, kH, kW, sH, sW, pH, pW, cip != 0, div); \
-}                                                                                                          \
-extern "C" void max_gather_##suffix##_i32(const T* gy, const int* keys, T* gx, i64 total, i64 HW, i64 PQ) {\
-    for (i64 t = 0; t < total; ++t) max_pool2d_bprop_gather_one(gy, keys, gx, t, HW, PQ);                 \
-}                                                                                                          \
-extern "C" void max_gather_##suffix##_i64(const T* gy, const i64* keys, T* gx, i64 total, i64 HW, i64 PQ) {\
-    for (i64 t = 0; t < total; ++t) max_pool2d_bprop_gather_one(gy, keys, gx, t, HW, PQ);                 \
-}
-VALUE_TYPES(WRAP)
-
-extern "C" void max_keys_i32(const i64* idx, int* keys, i64 total, i64 HW, i64 PQ) {
-    for (i64 o = 0; o < total; ++o) max_pool2d_bprop_key_one(idx, keys, o, HW, PQ);
-}
-extern "C" void max_keys_i64(const i64* idx, i64* keys, i64 total, i64 HW, i64 PQ) {
-    for (i64 o = 0; o < total; ++o) max_pool2d_bprop_key_one(idx, keys, o, HW, PQ);
-}
+# pool.cu compiled as plain C++: __global__/__device__ vanish, and blockIdx, threadIdx, blockDim, gridDim become
+# host variables that run_<kernel> sets while it calls the kernel once per (block, thread) of a small grid.
+HARNESS_PRELUDE = r"""
+#include <cmath>
+#include <cuda_fp16.h>
+#include <vector_types.h>
+#undef __global__
+#undef __device__
+#undef __host__
+#define __global__
+#define __device__
+#define __host__
+static uint3 host_blockIdx, host_threadIdx;
+static dim3 host_blockDim, host_gridDim;
+#define blockIdx host_blockIdx
+#define threadIdx host_threadIdx
+#define blockDim host_blockDim
+#define gridDim host_gridDim
 """
 
-SUFFIX = {numpy.dtype(numpy.float16): "f16", numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
-KEY_SUFFIX = {numpy.dtype(numpy.int32): "i32", numpy.dtype(numpy.int64): "i64"}
+HARNESS_RUNNER = r"""
+extern "C" void run_{symbol}(unsigned grid, unsigned block, {params}) {{
+    host_gridDim.x = grid;
+    host_blockDim.x = block;
+    for (unsigned b = 0; b < grid; ++b)
+        for (unsigned t = 0; t < block; ++t) {{
+            host_blockIdx.x = b;
+            host_threadIdx.x = t;
+            {kernel}({names});
+        }}
+}}
+"""
+
+C_DTYPES = {"__half": numpy.float16, "float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
+            "long long": numpy.int64}
+_KERNEL_DEF = re.compile(r"template\s*<([^>]*)>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+
+
+def kernel_signatures(text):
+    """{name: (template parameter names, [(C type, parameter name), ...])} of pool.cu's __global__ templates."""
+    found = {}
+    for tparams, name, params in _KERNEL_DEF.findall(text):
+        tnames = [t.split()[-1] for t in tparams.split(",")]
+        plist = []
+        for param in params.split(","):
+            words = param.replace("*", " * ").split()
+            plist.append((" ".join(w for w in words[:-1] if w not in ("const", "__restrict__")), words[-1]))
+        found[name] = (tnames, plist)
+    return found
+
+
+def _instantiation(expression, signatures):
+    """(kernel name, template arguments, parameters with the arguments substituted) of 'name<a, b>'."""
+    name, args = expression.split("<", 1)
+    targs = [a.strip() for a in args.rstrip(">").split(",")]
+    tnames, plist = signatures[name]
+    subst = dict(zip(tnames, targs))
+    params = [(" ".join(subst.get(w, w) for w in ctype.split()), pname) for ctype, pname in plist]
+    return name, targs, params
+
+
+def _symbol(expression):
+    return re.sub(r"\W+", "_", expression).strip("_")
+
+
+def _cuda_include_dir():
+    """A CUDA toolkit include directory with cuda_fp16.h and crt/host_defines.h, or None."""
+    roots = [os.environ.get(v) for v in ("CUDA_PATH", "CUDA_HOME")] + ["/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        roots.append(str(pathlib.Path(nvcc).resolve().parents[1]))
+    for root in roots:
+        if root and (pathlib.Path(root) / "include" / "crt" / "host_defines.h").is_file():
+            return pathlib.Path(root) / "include"
+    return None
+
+
+class HostKernel:
+    """Stands in for a CuPy RawKernel: checks every argument against the kernel's C signature (a
+    C-contiguous array of the pointee's dtype for a pointer, numpy.int64 for long long, numpy.int32 for
+    int), then runs the kernel on the CPU over a grid of 2 blocks of 5 threads."""
+
+    def __init__(self, function, params):
+        self.function, self.params = function, params
+
+    def __call__(self, grid, block, args):
+        assert len(args) == len(self.params), (len(args), self.params)
+        converted = []
+        for arg, (ctype, pname) in zip(args, self.params):
+            if ctype.endswith("*"):
+                pointee = C_DTYPES[ctype[:-1].strip()]
+                assert isinstance(arg, numpy.ndarray) and arg.dtype == pointee, (pname, ctype, arg.dtype)
+                assert arg.flags.c_contiguous, pname
+                converted.append(ctypes.c_void_p(arg.ctypes.data))
+            else:
+                assert type(arg) is C_DTYPES[ctype], (pname, ctype, type(arg))
+                converted.append((ctypes.c_longlong if ctype == "long long" else ctypes.c_int)(int(arg)))
+        assert grid[0] >= 1 and block[0] >= 1
+        # Two blocks of five threads, whatever the launch asked for: grid-stride loops cover any count.
+        self.function(ctypes.c_uint(2), ctypes.c_uint(5), *converted)
 
 
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory):
-    """pool.cu's per-element functions, built for the CPU by nvcc, as a ctypes library."""
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not installed: the kernels' host build needs it")
+    """{name expression: HostKernel} for every pool.cu instantiation of the kernel table, built by g++."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    include = _cuda_include_dir()
+    if compiler is None or include is None:
+        pytest.skip("the host build of pool.cu needs g++ and a CUDA toolkit's headers (cuda_fp16.h)")
+    text = KERNEL_SOURCE.read_text()
+    signatures = kernel_signatures(text)
+    runners = []
+    instances = {}
+    for expression in KERNELS["pool.cu"]:
+        name, targs, params = _instantiation(expression, signatures)
+        instances[expression] = params
+        runners.append(HARNESS_RUNNER.format(
+            symbol=_symbol(expression), params=", ".join(f"{c} {n}" for c, n in params),
+            kernel=f"{name}<{', '.join(targs)}>", names=", ".join(n for _, n in params)))
     work = tmp_path_factory.mktemp("pool_host")
-    (work / "harness.cu").write_text(HARNESS.replace("@SOURCE@", str(KERNEL_SOURCE)))
-    lib = work / "libpool_host.so"
-    cmd = [nvcc, "-std=c++17", "-O1", "-arch=sm_90", "-shared", "-Xcompiler", "-fPIC", "-o", str(lib),
-           str(work / "harness.cu")]
+    source = work / "pool_host.cpp"
+    source.write_text(HARNESS_PRELUDE + text + "".join(runners))
+    lib_path = work / "libpool_host.so"
+    cmd = [compiler, "-std=c++17", "-O1", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{include}", "-o",
+           str(lib_path), str(source)]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0 and "warning" not in done.stderr.lower(), done.stderr
-    return ctypes.CDLL(str(lib))
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    lib = ctypes.CDLL(str(lib_path))
+    return {e: HostKernel(getattr(lib, f"run_{_symbol(e)}"), p) for e, p in instances.items()}
 
 
-def _ptr(a):
-    return ctypes.c_void_p(a.ctypes.data)
+class HostArray(numpy.ndarray):
+    """A NumPy array with CuPy's ``.device`` context manager, for running the launchers on the CPU."""
+
+    @property
+    def device(self):
+        return contextlib.nullcontext()
 
 
-def _i64s(*values):
-    return [ctypes.c_longlong(int(v)) for v in values]
+def _host(a):
+    return numpy.asarray(a).view(HostArray)
 
 
-def _geometry(x_shape, kernel, stride, padding, dilation, ceil_mode, max_pool):
+class HostCupy:
+    """The few CuPy functions pool.py calls, on NumPy arrays."""
+
+    @staticmethod
+    def ascontiguousarray(a, dtype=None):
+        return _host(numpy.ascontiguousarray(a, dtype=dtype))
+
+    @staticmethod
+    def empty(shape, dtype):
+        return _host(numpy.empty(shape, dtype))
+
+
+@pytest.fixture
+def host_pool(host_kernels, monkeypatch):
+    """gpuconv._cuda.pool running pool.cu's kernels on the CPU; outputs are NaN-poisoned."""
+    monkeypatch.setitem(sys.modules, "cupy", HostCupy)
+    monkeypatch.setattr(pool, "get_function", lambda source, name: host_kernels[name])
+    poisoned = {numpy.dtype(numpy.int64): numpy.iinfo(numpy.int64).min}
+    monkeypatch.setattr(pool, "empty", lambda shape, dtype: _host(
+        numpy.full(shape, poisoned.get(numpy.dtype(dtype), numpy.nan), dtype)))
+    return pool
+
+
+def _geometry(x_shape, kernel, stride, padding, dilation, ceil_mode):
     from gpuconv import _params
 
     x = numpy.empty(x_shape, numpy.float32)
-    c = _params.pool2d_call("test", x, kernel, stride, padding, dilation, ceil_mode, max_pool=max_pool)
-    return c.geometry
-
-
-def _window(g):
-    return _i64s(g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w)
-
-
-def host_max_pool2d(lib, g, x):
-    y = numpy.full(g.output_shape, numpy.nan, x.dtype)
-    idx = numpy.full(g.output_shape, -7, numpy.int64)
-    getattr(lib, f"max_fprop_{SUFFIX[x.dtype]}")(
-        _ptr(x), _ptr(y), _ptr(idx), *_i64s(y.size), *_window(g), *_i64s(g.dil_h, g.dil_w))
-    return y, idx
-
-
-def host_avg_pool2d(lib, g, x, count_include_pad, divisor):
-    y = numpy.full(g.output_shape, numpy.nan, x.dtype)
-    getattr(lib, f"avg_fprop_{SUFFIX[x.dtype]}")(
-        _ptr(x), _ptr(y), *_i64s(y.size), *_window(g), ctypes.c_int(int(count_include_pad)),
-        *_i64s(divisor or 0))
-    return y
-
-
-def host_avg_pool2d_backward(lib, g, gy, count_include_pad, divisor):
-    gx = numpy.full(g.input_shape, numpy.nan, gy.dtype)
-    getattr(lib, f"avg_bprop_{SUFFIX[gy.dtype]}")(
-        _ptr(gy), _ptr(gx), *_i64s(gx.size), *_window(g), ctypes.c_int(int(count_include_pad)),
-        *_i64s(divisor or 0))
-    return gx
-
-
-def host_max_pool2d_backward(lib, gy, indices, input_shape, max_keys):
-    """pool.max_pool2d_bprop's steps with NumPy's sort in place of CuPy's."""
-    N, C, H, W = input_shape
-    HW, PQ = H * W, gy.shape[2] * gy.shape[3]
-    gy_flat, idx_flat = gy.reshape(-1), numpy.ascontiguousarray(indices, numpy.int64).reshape(-1)
-    gx = numpy.full(input_shape, numpy.nan, gy.dtype)
-    gx_flat = gx.reshape(-1)
-    for first, count, key_dtype in pool.bprop_chunks(N * C, HW, PQ, max_keys):
-        outs = idx_flat[first * PQ:(first + count) * PQ]
-        keys = numpy.full(count * PQ, -1, key_dtype)
-        getattr(lib, f"max_keys_{KEY_SUFFIX[key_dtype]}")(_ptr(outs), _ptr(keys), *_i64s(keys.size, HW, PQ))
-        keys.sort()
-        part = numpy.full(count * HW, numpy.nan, gy.dtype)
-        getattr(lib, f"max_gather_{SUFFIX[gy.dtype]}_{KEY_SUFFIX[key_dtype]}")(
-            _ptr(numpy.ascontiguousarray(gy_flat[first * PQ:(first + count) * PQ])), _ptr(keys), _ptr(part),
-            *_i64s(count * HW, HW, PQ))
-        gx_flat[first * HW:(first + count) * HW] = part
-    return gx
+    return _params.pool2d_call("test", x, kernel, stride, padding, dilation, ceil_mode, max_pool=True).geometry
 
 
 POOL_CASES = [  # (input shape, kernel, stride, padding, dilation, ceil_mode)
@@ -213,16 +267,16 @@ def _shuffled(shape, dtype, rng):
 
 
 @needs_pool
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_host_max_pool2d_forward_and_backward_match_torch(host_kernels, case, dtype):
-    torch = pytest.importorskip("torch")
+def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype):
     shape, kernel, stride, padding, dilation, ceil_mode = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
     x = _shuffled(shape, dtype, rng)
     x.flat[rng.integers(x.size)] = numpy.nan  # NaN wins its windows
-    g = _geometry(shape, kernel, stride, padding, dilation, ceil_mode, True)
-    y, idx = host_max_pool2d(host_kernels, g, x)
+    g = _geometry(shape, kernel, stride, padding, dilation, ceil_mode)
+    y, idx = host_pool.max_pool2d_fprop(g, _host(x)[:, :, ::-1].copy()[:, :, ::-1])  # a strided view
     ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x.astype(numpy.float32)), kernel, stride, padding,
                                               dilation, ceil_mode, return_indices=True)
     numpy.testing.assert_array_equal(idx, tidx.numpy())
@@ -234,22 +288,24 @@ def test_host_max_pool2d_forward_and_backward_match_torch(host_kernels, case, dt
     txr = torch.from_numpy(x.astype(numpy.float64)).requires_grad_()
     ty64 = torch.nn.functional.max_pool2d(txr, kernel, stride, padding, dilation, ceil_mode)
     ty64.backward(torch.from_numpy(gy.astype(numpy.float64)))
+    tol = 2e-3 if dtype == numpy.float16 else 1e-6
     for max_keys in (1 << 27, 2 * g.P * g.Q - 1):  # one chunk; one plane per chunk
-        gx = host_max_pool2d_backward(host_kernels, gy, idx, g.input_shape, max_keys)
-        tol = 2e-3 if dtype == numpy.float16 else 1e-6
+        monkeypatch.setattr(pool, "MAX_KEYS_PER_CHUNK", max_keys)
+        gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), g.input_shape)
         numpy.testing.assert_allclose(gx, txr.grad.numpy(), rtol=tol, atol=tol)
 
 
 @needs_pool
-def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_kernels):
-    """Indices a user made up (every output chose element 3 or 0): sums run in output order, in float."""
+def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_pool):
+    """Indices a user made up (every output chose element 3 or 0, int32): sums run in output order."""
     gy = numpy.array([1e8, 1.0, -1e8, 1.0, 0.5, 0.25], numpy.float32).reshape(1, 1, 2, 3)
-    idx = numpy.array([3, 3, 3, 3, 0, 0], numpy.int64).reshape(1, 1, 2, 3)
-    gx = host_max_pool2d_backward(host_kernels, gy, idx, (1, 1, 2, 2), 1 << 27)
+    idx = numpy.array([3, 3, 3, 3, 0, 0], numpy.int32).reshape(1, 1, 2, 3)
+    gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), (1, 1, 2, 2))
     expected = numpy.zeros(4, numpy.float32)
     for o in range(6):  # PyTorch's CPU scatter order
         expected[idx.flat[o]] += gy.flat[o]
     numpy.testing.assert_array_equal(gx.reshape(-1), expected)
+    assert expected[3] == 1.0  # in another order the 1e8 terms would swallow a different 1.0
 
 
 AVG_CASES = [  # (input shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
@@ -264,15 +320,16 @@ AVG_CASES = [  # (input shape, kernel, stride, padding, ceil_mode, count_include
 ]
 
 
+@needs_pool
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", AVG_CASES)
-def test_host_avg_pool2d_forward_and_backward_match_torch(host_kernels, case, dtype):
-    torch = pytest.importorskip("torch")
+def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, case, dtype):
+    from gpuconv import _params
+
     shape, kernel, stride, padding, ceil_mode, cip, divisor = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
     x = rng.standard_normal(shape).astype(dtype)
-    from gpuconv import _params
-
     g = _params.pool2d_call("test", x, kernel, stride, padding, 1, ceil_mode, max_pool=False,
                             count_include_pad=cip, divisor_override=divisor).geometry
     tx = torch.from_numpy(x.astype(numpy.float64)).requires_grad_()
@@ -280,7 +337,7 @@ def test_host_avg_pool2d_forward_and_backward_match_torch(host_kernels, case, dt
     gy = rng.standard_normal(g.output_shape).astype(dtype)
     ty.backward(torch.from_numpy(gy.astype(numpy.float64)))
     tol = 2e-3 if dtype == numpy.float16 else (1e-6 if dtype == numpy.float32 else 1e-12)
-    y = host_avg_pool2d(host_kernels, g, x, cip, divisor)
+    y = host_pool.avg_pool2d_fprop(g, _host(x))
     numpy.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol)
-    gx = host_avg_pool2d_backward(host_kernels, g, gy, cip, divisor)
+    gx = host_pool.avg_pool2d_bprop(g, _host(gy).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2))
     numpy.testing.assert_allclose(gx, tx.grad.numpy(), rtol=tol, atol=tol)

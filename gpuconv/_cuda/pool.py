@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy
 
 from ._alloc import empty
+from ._launch import CTYPES as VALUE_CTYPES
+from ._launch import THREADS_PER_BLOCK, grid_blocks, i64
 from ._loader import get_function
 
 SOURCE = "pool.cu"
-THREADS_PER_BLOCK = 256
-MAX_BLOCKS = 1 << 20  # kernels stride over the grid, so a capped grid still covers any element count
 
 # Keys of one backward chunk take 8 bytes per output (4 when they fit in int32), plus the sort's own
 # buffers of about the same size: chunks hold at most this many outputs, unless one plane is larger.
@@ -34,11 +34,6 @@ MAX_KEYS_PER_CHUNK = 1 << 27
 INT32_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
 
-VALUE_CTYPES = {
-    numpy.dtype(numpy.float16): "__half",
-    numpy.dtype(numpy.float32): "float",
-    numpy.dtype(numpy.float64): "double",
-}
 KEY_CTYPES = {numpy.dtype(numpy.int32): "int", numpy.dtype(numpy.int64): "long long"}
 
 
@@ -47,30 +42,23 @@ def kernel_name(kernel: str, *ctypes: str) -> str:
     return f"{kernel}<{', '.join(ctypes)}>"
 
 
-def launch_blocks(total: int) -> int:
-    """Blocks for a grid-stride kernel over ``total`` elements."""
-    return min(-(-total // THREADS_PER_BLOCK), MAX_BLOCKS)
-
-
 def _launch(name: str, total: int, args: tuple) -> None:
+    """Runs the grid-stride kernel ``name`` of pool.cu over ``total`` elements on the current device and
+    stream. Every kernel parameter is a pointer, a long long (``i64``) or, for count_include_pad, an int."""
     if total > 0:
         kernel = get_function(SOURCE, name)
-        kernel((launch_blocks(total),), (THREADS_PER_BLOCK,), args)
-
-
-def _i64(v) -> numpy.int64:
-    return numpy.int64(v)
+        kernel((grid_blocks(total),), (THREADS_PER_BLOCK,), args)
 
 
 def _window_args(g) -> tuple:
     """H, W, P, Q, kH, kW, sH, sW, pH, pW as the kernels' long long parameters."""
-    return tuple(_i64(v) for v in (g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
+    return tuple(i64(v) for v in (g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
                                    g.pad_h, g.pad_w))
 
 
 def _avg_args(g) -> tuple:
     """count_include_pad (int) and divisor_override (long long, 0 for none) of an avg_pool2d geometry."""
-    return numpy.int32(1 if g.count_include_pad else 0), _i64(g.divisor_override or 0)
+    return numpy.int32(1 if g.count_include_pad else 0), i64(g.divisor_override or 0)
 
 
 # ------------------------------------------------------------------------------------------ forward
@@ -85,7 +73,7 @@ def max_pool2d_fprop(g, x):
         y = empty(g.output_shape, x.dtype)
         indices = empty(g.output_shape, numpy.int64)
         name = kernel_name("max_pool2d_fprop", VALUE_CTYPES[x.dtype])
-        _launch(name, y.size, (x, y, indices, _i64(y.size)) + _window_args(g) + (_i64(g.dil_h), _i64(g.dil_w)))
+        _launch(name, y.size, (x, y, indices, i64(y.size)) + _window_args(g) + (i64(g.dil_h), i64(g.dil_w)))
     return y, indices
 
 
@@ -97,7 +85,7 @@ def avg_pool2d_fprop(g, x):
         x = cupy.ascontiguousarray(x)
         y = empty(g.output_shape, x.dtype)
         name = kernel_name("avg_pool2d_fprop", VALUE_CTYPES[x.dtype])
-        _launch(name, y.size, (x, y, _i64(y.size)) + _window_args(g) + _avg_args(g))
+        _launch(name, y.size, (x, y, i64(y.size)) + _window_args(g) + _avg_args(g))
     return y
 
 
@@ -112,7 +100,7 @@ def avg_pool2d_bprop(g, gy):
         gy = cupy.ascontiguousarray(gy)
         gx = empty(g.input_shape, gy.dtype)
         name = kernel_name("avg_pool2d_bprop", VALUE_CTYPES[gy.dtype])
-        _launch(name, gx.size, (gy, gx, _i64(gx.size)) + _window_args(g) + _avg_args(g))
+        _launch(name, gx.size, (gy, gx, i64(gx.size)) + _window_args(g) + _avg_args(g))
     return gx
 
 
@@ -156,10 +144,10 @@ def max_pool2d_bprop(gy, indices, input_shape):
             ins = slice(first * HW, (first + count) * HW)
             keys = cupy.empty(count * PQ, dtype=key_dtype)  # workspace: every element is written
             _launch(kernel_name("max_pool2d_bprop_keys", key_ctype), keys.size,
-                    (indices[outs], keys, _i64(keys.size), _i64(HW), _i64(PQ)))
+                    (indices[outs], keys, i64(keys.size), i64(HW), i64(PQ)))
             keys.sort()
             _launch(kernel_name("max_pool2d_bprop_gather", value_ctype, key_ctype), count * HW,
-                    (gy[outs], keys, gx_flat[ins], _i64(count * HW), _i64(HW), _i64(PQ)))
+                    (gy[outs], keys, gx_flat[ins], i64(count * HW), i64(HW), i64(PQ)))
     return gx
 
 
