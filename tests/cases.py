@@ -46,6 +46,13 @@ class Conv2dCase:
         Q = reference.conv_out_size(self.x[-1], l, r, self.w[3], sw, dw)
         return self.x[:-3] + (self.w[0], P, Q)
 
+    def n_terms(self):
+        """The longest sum in any pass: C/groups*R*S (+ bias) forward, K/groups*R*S per copy of a padded
+        pixel (up to 4 copies with padding modes) for grad_input, N*P*Q for grad_weight and grad_bias."""
+        N, K, P, Q = ((1,) + self.output_shape())[-4:]
+        C, (R, S) = self.x[-3], self.w[2:]
+        return max(C // self.groups * R * S + 1, 4 * K // self.groups * R * S, N * P * Q)
+
     def arrays(self, rng, dtype):
         """Fresh x, w, b (or None) and grad_output, as NumPy arrays of dtype."""
         b = random_array(rng, (self.w[0],), dtype) if self.bias else None
@@ -127,6 +134,14 @@ class ConvTranspose2dCase:
         Wout = reference.transpose_out_size(self.x[-1], self.w[3], s[1], p[1], op[1], d[1])
         return self.x[:-3] + (self.w[1] * self.groups, Hout, Wout)
 
+    def n_terms(self):
+        """Longest sum: C_in/groups*R*S (+ bias) per output pixel, C_out/groups*R*S for grad_input,
+        N*H_in*W_in for grad_weight, N*H_out*W_out for grad_bias."""
+        N, Cin, H, W = ((1,) + self.x)[-4:]
+        _, Cout, Ho, Wo = ((1,) + self.output_shape())[-4:]
+        R, S = self.w[2:]
+        return max(Cin // self.groups * R * S + 1, Cout // self.groups * R * S, N * H * W, N * Ho * Wo)
+
     def arrays(self, rng, dtype):
         b = random_array(rng, (self.w[1] * self.groups,), dtype) if self.bias else None
         return (random_array(rng, self.x, dtype), random_array(rng, self.w, dtype), b,
@@ -180,6 +195,11 @@ class MaxPoolCase:
     def output_shape(self):
         return _pool_output_shape(self.x, self.kernel_size, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
+
+    def n_terms(self):
+        """The most windows one input pixel can belong to: how many terms a grad_input element sums."""
+        k = _pair(self.kernel_size)
+        return k[0] * k[1]
 
     def arrays(self, rng, dtype):
         """A tie-free input and a grad_output."""
@@ -239,6 +259,12 @@ class AvgPoolCase:
 
     def output_shape(self):
         return _pool_output_shape(self.x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
+
+    def n_terms(self):
+        """A window's sum (forward) and the windows reaching one pixel (backward): both at most kh*kw, plus
+        the division."""
+        k = _pair(self.kernel_size)
+        return k[0] * k[1] + 1
 
     def arrays(self, rng, dtype):
         return random_array(rng, self.x, dtype), random_array(rng, self.output_shape(), dtype)

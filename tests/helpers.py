@@ -10,7 +10,22 @@ error of the order of the values themselves, far above this bound.
 
 from __future__ import annotations
 
+import functools
+
 import numpy
+
+@functools.lru_cache(maxsize=None)
+def cupy_with_gpu():
+    """The cupy module when it imports and sees at least one GPU, else None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except Exception:  # no CuPy, no driver, no device: all mean "no GPU tests"
+        pass
+    return None
+
 
 DTYPES = (numpy.float64, numpy.float32, numpy.float16)
 LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last")
@@ -35,7 +50,8 @@ def tie_free_array(rng, shape, dtype):
 def on_backend(backend, a, layout="contiguous"):
     """The NumPy array ``a`` on ``backend`` with the same values, stored in ``layout``: 'contiguous';
     'transposed' (the last two axes swapped in memory); 'sliced' (every other element of a buffer filled
-    with NaN, or -1 for integers, so reading a wrong element shows); 'channels_last' (channel axis last in memory)."""
+    with NaN, or -1 for integers, so reading a wrong element shows); 'channels_last' (channel axis last in
+    memory)."""
     if a is None:
         return None
     xp = backend.xp

@@ -18,12 +18,6 @@ from helpers import DTYPES, Unchanged, absolute, assert_array, assert_close, bat
 GRAD_NAMES = ("grad_input", "grad_weight", "grad_bias")
 
 
-def _n_terms(case):
-    """The longest sum in any pass: C/groups*R*S (+ bias) forward, K/groups*R*S per copy of a padded pixel
-    (up to 4 copies with padding modes) for grad_input, N*P*Q for grad_weight and grad_bias."""
-    N, K, P, Q = ((1,) + case.output_shape())[-4:]
-    C, (R, S) = case.x[-3], case.w[2:]
-    return max(C // case.groups * R * S + 1, 4 * K // case.groups * R * S, N * P * Q)
 
 
 def _skip_unsupported(backend, case, x, w, dtype, passes):
@@ -66,10 +60,10 @@ def test_conv2d_forward(backend, case, dtype, rng):
     y = _run_forward(backend, case, x, w, b)
     assert_array(backend, y, dtype, case.output_shape(), "output")
     expected, bound = _forward_reference(case, x, w, b), _forward_reference(case, *absolute(x, w, b))
-    assert_close(backend.get(y), expected, bound, dtype, _n_terms(case), "conv2d vs reference")
+    assert_close(backend.get(y), expected, bound, dtype, case.n_terms(), "conv2d vs reference")
     if backend.is_gpu:
         y_numpy = gpuconv.conv2d(x, w, b, **case.kwargs())
-        assert_close(backend.get(y), y_numpy, bound, dtype, _n_terms(case), "conv2d vs NumPy path", slack=2)
+        assert_close(backend.get(y), y_numpy, bound, dtype, case.n_terms(), "conv2d vs NumPy path", slack=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,11 +77,11 @@ def test_conv2d_backward(backend, case, dtype, rng):
     expected = _backward_reference(case, gy, x, w)
     bounds = _backward_reference(case, *absolute(gy, x, w))
     for name, g, e, bound in zip(GRAD_NAMES, grads, expected, bounds):
-        assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs reference")
+        assert_close(backend.get(g), e, bound, dtype, case.n_terms(), f"{name} vs reference")
     if backend.is_gpu:
         numpy_grads = gpuconv.conv2d_backward(gy, x, w, **case.kwargs())
         for name, g, e, bound in zip(GRAD_NAMES, grads, numpy_grads, bounds):
-            assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs NumPy path", slack=2)
+            assert_close(backend.get(g), e, bound, dtype, case.n_terms(), f"{name} vs NumPy path", slack=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -105,17 +99,17 @@ def test_conv2d_matches_torch(backend, case, dtype, rng):
     x64, w64, b64, gy64 = (None if a is None else a.astype(numpy.float64) for a in (x, w, b, gy))
     kw = case.kwargs()
     bound = torch_oracle.conv2d(*absolute(x, w, b), **kw)
-    assert_close(y, torch_oracle.conv2d(x64, w64, b64, **kw), bound, dtype, _n_terms(case), "conv2d vs torch")
+    assert_close(y, torch_oracle.conv2d(x64, w64, b64, **kw), bound, dtype, case.n_terms(), "conv2d vs torch")
     bounds = torch_oracle.conv2d_backward(*absolute(gy, x, w), **kw)
     expected = torch_oracle.conv2d_backward(gy64, x64, w64, **kw)
     for name, g, e, bd in zip(GRAD_NAMES, grads, expected, bounds):
-        assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch")
+        assert_close(g, e, bd, dtype, case.n_terms(), f"{name} vs torch")
     if backend.is_gpu and torch_oracle.cuda_available():
         y_cuda = torch_oracle.conv2d(x, w, b, **kw, device="cuda")
-        assert_close(y, y_cuda, bound, dtype, _n_terms(case), "conv2d vs torch CUDA", slack=2)
+        assert_close(y, y_cuda, bound, dtype, case.n_terms(), "conv2d vs torch CUDA", slack=2)
         for name, g, e, bd in zip(GRAD_NAMES, grads, torch_oracle.conv2d_backward(gy, x, w, **kw, device="cuda"),
                                   bounds):
-            assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch CUDA", slack=2)
+            assert_close(g, e, bd, dtype, case.n_terms(), f"{name} vs torch CUDA", slack=2)
 
 
 MASK_CASES = [p for p in cases.CONV2D if p.id in ("basic", "groups2", "reflect", "unbatched", "empty_batch")]

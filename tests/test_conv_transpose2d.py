@@ -17,13 +17,6 @@ from helpers import DTYPES, Unchanged, absolute, assert_array, assert_close, bat
 GRAD_NAMES = ("grad_input", "grad_weight", "grad_bias")
 
 
-def _n_terms(case):
-    """Longest sum: C_in/groups*R*S (+ bias) per output pixel, C_out/groups*R*S for grad_input,
-    N*H_in*W_in for grad_weight, N*H_out*W_out for grad_bias."""
-    N, Cin, H, W = ((1,) + case.x)[-4:]
-    _, Cout, Ho, Wo = ((1,) + case.output_shape())[-4:]
-    R, S = case.w[2:]
-    return max(Cin // case.groups * R * S + 1, Cout // case.groups * R * S, N * H * W, N * Ho * Wo)
 
 
 def _skip_unsupported(backend, case, x, w, dtype, passes):
@@ -71,10 +64,10 @@ def test_conv_transpose2d_forward(backend, case, dtype, rng):
     y = _run_forward(backend, case, x, w, b)
     assert_array(backend, y, dtype, case.output_shape(), "output")
     expected, bound = _forward_reference(case, x, w, b), _forward_reference(case, *absolute(x, w, b))
-    assert_close(backend.get(y), expected, bound, dtype, _n_terms(case), "conv_transpose2d vs reference")
+    assert_close(backend.get(y), expected, bound, dtype, case.n_terms(), "conv_transpose2d vs reference")
     if backend.is_gpu:
         y_numpy = gpuconv.conv_transpose2d(x, w, b, **case.kwargs())
-        assert_close(backend.get(y), y_numpy, bound, dtype, _n_terms(case), "conv_transpose2d vs NumPy path",
+        assert_close(backend.get(y), y_numpy, bound, dtype, case.n_terms(), "conv_transpose2d vs NumPy path",
                      slack=2)
 
 
@@ -90,11 +83,11 @@ def test_conv_transpose2d_backward(backend, case, dtype, rng):
     expected = _backward_reference(case, gy, x, w)
     bounds = _backward_reference(case, *absolute(gy, x, w))
     for name, g, e, bound in zip(GRAD_NAMES, grads, expected, bounds):
-        assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs reference")
+        assert_close(backend.get(g), e, bound, dtype, case.n_terms(), f"{name} vs reference")
     if backend.is_gpu:
         numpy_grads = gpuconv.conv_transpose2d_backward(gy, x, w, **case.kwargs())
         for name, g, e, bound in zip(GRAD_NAMES, grads, numpy_grads, bounds):
-            assert_close(backend.get(g), e, bound, dtype, _n_terms(case), f"{name} vs NumPy path", slack=2)
+            assert_close(backend.get(g), e, bound, dtype, case.n_terms(), f"{name} vs NumPy path", slack=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,18 +103,18 @@ def test_conv_transpose2d_matches_torch(backend, case, dtype, rng):
     x64, w64, b64, gy64 = (None if a is None else a.astype(numpy.float64) for a in (x, w, b, gy))
     kw = case.kwargs()
     bound = torch_oracle.conv_transpose2d(*absolute(x, w, b), **kw)
-    assert_close(y, torch_oracle.conv_transpose2d(x64, w64, b64, **kw), bound, dtype, _n_terms(case),
+    assert_close(y, torch_oracle.conv_transpose2d(x64, w64, b64, **kw), bound, dtype, case.n_terms(),
                  "conv_transpose2d vs torch")
     bounds = torch_oracle.conv_transpose2d_backward(*absolute(gy, x, w), **kw)
     for name, g, e, bd in zip(GRAD_NAMES, grads, torch_oracle.conv_transpose2d_backward(gy64, x64, w64, **kw),
                               bounds):
-        assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch")
+        assert_close(g, e, bd, dtype, case.n_terms(), f"{name} vs torch")
     if backend.is_gpu and torch_oracle.cuda_available():
         y_cuda = torch_oracle.conv_transpose2d(x, w, b, **kw, device="cuda")
-        assert_close(y, y_cuda, bound, dtype, _n_terms(case), "conv_transpose2d vs torch CUDA", slack=2)
+        assert_close(y, y_cuda, bound, dtype, case.n_terms(), "conv_transpose2d vs torch CUDA", slack=2)
         cuda_grads = torch_oracle.conv_transpose2d_backward(gy, x, w, **kw, device="cuda")
         for name, g, e, bd in zip(GRAD_NAMES, grads, cuda_grads, bounds):
-            assert_close(g, e, bd, dtype, _n_terms(case), f"{name} vs torch CUDA", slack=2)
+            assert_close(g, e, bd, dtype, case.n_terms(), f"{name} vs torch CUDA", slack=2)
 
 
 MASK_CASES = [p for p in cases.CONV_TRANSPOSE2D if p.id in ("basic", "groups2", "unbatched", "empty_batch")]

@@ -19,6 +19,11 @@ def _reference(case, x):
     return unbatch_like(y, x), unbatch_like(idx, x)
 
 
+def _backward_reference(gy, idx, x):
+    """grad_input routed by ``idx`` onto an input shaped like x (3-D or 4-D)."""
+    return unbatch_like(reference.max_pool2d_backward(batch4(gy), batch4(idx), batch4(x).shape), x)
+
+
 def _run_forward(backend, case, x, return_indices=True):
     xd = on_backend(backend, x, case.layout)
     guard = Unchanged(backend, input=xd)
@@ -35,10 +40,6 @@ def _run_backward(backend, case, gy, idx, input_shape):
     return gx
 
 
-def _n_windows(case):
-    """The most windows one input pixel can belong to: how many of its sums grad_input has."""
-    k = (case.kernel_size,) * 2 if isinstance(case.kernel_size, int) else case.kernel_size
-    return k[0] * k[1]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -68,12 +69,11 @@ def test_max_pool2d_backward(backend, case, dtype, rng):
     _, idx = _reference(case, x)
     gx = _run_backward(backend, case, gy, idx, x.shape)
     assert_array(backend, gx, dtype, x.shape, "grad_input")
-    ref = lambda g: unbatch_like(reference.max_pool2d_backward(batch4(g), batch4(idx), batch4(x).shape), x)  # noqa
-    expected, bound = ref(gy), ref(*absolute(gy))
-    assert_close(backend.get(gx), expected, bound, dtype, _n_windows(case), "grad_input vs reference")
+    expected, bound = _backward_reference(gy, idx, x), _backward_reference(*absolute(gy), idx, x)
+    assert_close(backend.get(gx), expected, bound, dtype, case.n_terms(), "grad_input vs reference")
     if backend.is_gpu:
         gx_numpy = gpuconv.max_pool2d_backward(gy, idx, x.shape)
-        assert_close(backend.get(gx), gx_numpy, bound, dtype, _n_windows(case), "grad_input vs NumPy path",
+        assert_close(backend.get(gx), gx_numpy, bound, dtype, case.n_terms(), "grad_input vs NumPy path",
                      slack=2)
 
 
@@ -86,8 +86,7 @@ def test_max_pool2d_matches_torch(backend, case, dtype, rng):
     x, gy = case.arrays(rng, dtype)
     y, idx = _run_forward(backend, case, x)
     gx = _run_backward(backend, case, gy, backend.get(idx), x.shape)
-    bound = unbatch_like(reference.max_pool2d_backward(*absolute(batch4(gy)), batch4(backend.get(idx)),
-                                                       batch4(x).shape), x)
+    bound = _backward_reference(*absolute(gy), backend.get(idx), x)
     devices = ["cpu"] + (["cuda"] if backend.is_gpu and torch_oracle.cuda_available() else [])
     for device in devices:
         # float64 on the CPU (its CPU max pool has no float16 path worth trusting), the dtype itself on CUDA
@@ -96,7 +95,7 @@ def test_max_pool2d_matches_torch(backend, case, dtype, rng):
         numpy.testing.assert_array_equal(backend.get(y), ty.astype(dtype), err_msg=f"values vs torch {device}")
         numpy.testing.assert_array_equal(backend.get(idx), tidx, err_msg=f"indices vs torch {device}")
         tgx = torch_oracle.max_pool2d_backward(gyt, xt, **case.kwargs(), device=device)
-        assert_close(backend.get(gx), tgx, bound, dtype, _n_windows(case), f"grad_input vs torch {device}",
+        assert_close(backend.get(gx), tgx, bound, dtype, case.n_terms(), f"grad_input vs torch {device}",
                      slack=2)
 
 
@@ -126,8 +125,8 @@ def test_max_pool2d_nan_and_inf(backend, case, dtype, rng):
     numpy.testing.assert_array_equal(backend.get(y), expected_y.astype(dtype), err_msg="values vs reference")
     numpy.testing.assert_array_equal(backend.get(idx), expected_idx, err_msg="indices vs reference")
     gx = _run_backward(backend, case, gy, backend.get(idx), x.shape)
-    ref = lambda g: unbatch_like(reference.max_pool2d_backward(batch4(g), batch4(expected_idx), batch4(x).shape), x)  # noqa
-    assert_close(backend.get(gx), ref(gy), ref(*absolute(gy)), dtype, _n_windows(case), "grad_input")
+    expected, bound = _backward_reference(gy, expected_idx, x), _backward_reference(*absolute(gy), expected_idx, x)
+    assert_close(backend.get(gx), expected, bound, dtype, case.n_terms(), "grad_input")
     try:
         import torch_oracle
     except ImportError:
