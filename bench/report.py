@@ -140,7 +140,7 @@ def rows_markdown(rows: list, with_peak: bool) -> str:
     for r in rows:
         unit = r.get("unit", "")
         cells = [r["suite"], f"{r['network']} {r['title']}", str(r["N"]), r["shape"], r["dtype"], r["pass"],
-                 r["algo"], _num(r.get("gpuconv_ms")), _num(r.get("torch_ms")),
+                 r["algo"] + (f" ({r['algo_chosen']})" if r.get("algo_chosen") else ""), _num(r.get("gpuconv_ms")), _num(r.get("torch_ms")),
                  (f"**{r['ratio']:.2f}x**" if r.get("ratio") else "—"),
                  f"{_num(r.get('gpuconv_rate'))} {unit}" if r.get("gpuconv_rate") else "—",
                  f"{_num(r.get('torch_rate'))} {unit}" if r.get("torch_rate") else "—"]
@@ -220,7 +220,9 @@ def plot(path, rows: list, panels: list, title: str) -> None:
         ax.set_title(f"{suite} · {dtype} · algo={algo}" + ("" if with_n else f"\nN: {_batches_of(rows, suite)}"),
                      fontsize=10)
         ax.set_xlabel("speed vs PyTorch (PyTorch time / gpuconv time)\n← slower      faster →", fontsize=9)
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
+        # 1-2-5 ticks over a narrow range; decades only over a wide one, where 1-2-5 labels would collide
+        subs = (1, 2, 5) if hi / lo < 300 else (1,)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes[0][0].set_yticks(range(n_layers))

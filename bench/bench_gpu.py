@@ -1,0 +1,251 @@
+"""gpuconv's CUDA path against PyTorch (cuDNN) on the same GPU, in the same run, over the layer suite.
+
+    python bench/bench_gpu.py --out DIR [--quick] [--layers NAME ...] [--dtypes float32 float16]
+                              [--algos auto direct im2col implicit_gemm] [--no-batch1] [--time-limit S]
+
+For every layer (at its GPU batch, then at batch 1), dtype and pass, PyTorch's result and a float64
+reference are computed first; then gpuconv runs once per algorithm (GPUCONV_CONV_ALGO forced to direct,
+im2col or implicit_gemm where it applies, and 'auto', gpuconv's own choice), is checked against the
+reference, and is timed with CUDA events. PyTorch runs with cudnn.benchmark=True and TF32 off.
+Data moves between the two frameworks through DLPack, without copies.
+
+Writes into --out: results.json, results.md, ratio.png (gpuconv's own choice of algorithm) and
+ratio_algos_<dtype>.png (each forced algorithm). See README.md for the columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import environment  # noqa: E402
+import layers  # noqa: E402
+import progress  # noqa: E402
+import report  # noqa: E402
+
+# H100 SXM peaks, the yardstick of the % peak columns: dense FP32 on CUDA cores, dense FP16 on tensor cores
+# (float32 accumulation), HBM3 bandwidth.
+PEAK_FLOPS = {"float32": 67e12, "float16": 990e12, "float64": 34e12}
+PEAK_BYTES_PER_S = 3.35e12
+
+ALGOS = ("auto", "direct", "im2col", "implicit_gemm")
+MAX_SETS = 8  # input sets rotated at most, per layer and dtype
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="output folder (default: bench/results/gpu-<date>)")
+    ap.add_argument("--quick", action="store_true", help="a few layers, float32, few repeats: a smoke run")
+    ap.add_argument("--layers", nargs="*", help="layer names (default: all; see bench/layers.py)")
+    ap.add_argument("--dtypes", nargs="*", choices=("float32", "float16", "float64"),
+                    help="default: float32 float16 (float32 alone with --quick)")
+    ap.add_argument("--algos", nargs="*", choices=ALGOS, default=list(ALGOS))
+    ap.add_argument("--no-batch1", action="store_true", help="skip the batch-1 copies of the layers")
+    ap.add_argument("--budget", type=float, help="seconds of timed calls per measurement (default 0.2)")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="stop starting new layers after this many seconds and write what was measured")
+    ap.add_argument("--note", default="", help="conditions of the run, recorded in the results")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import cupy
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_gpu.py needs a CUDA GPU visible to PyTorch and CuPy")
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32: no TF32 anywhere
+    torch.backends.cudnn.allow_tf32 = False
+    dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float16"])
+    meta = environment.gpu()
+    meta.update({"note": args.note, "dtypes": dtypes, "algos": args.algos, "timer": "CUDA events per call",
+                 "peaks": {"flops": PEAK_FLOPS, "bytes_per_s": PEAK_BYTES_PER_S, "of": "H100 SXM"}})
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   "gpu-" + datetime.date.today().isoformat())
+    os.makedirs(out, exist_ok=True)
+
+    import timing
+
+    timer = timing.CudaTimer(meta["l2_bytes"])
+    budget = args.budget or (0.05 if args.quick else 0.2)
+    reps = (3, 10) if args.quick else (10, 100)
+    suite = layers.gpu_suite(args.layers, args.quick, batch1=not (args.no_batch1 or args.quick))
+
+    # One stream for both frameworks: CuPy works on PyTorch's current stream, so events, kernels and the
+    # DLPack hand-offs are ordered without extra synchronisation.
+    with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+        rows = run(suite, dtypes, args.algos, meta, timer, budget, reps, args.time_limit, out)
+    environment.finish(meta)
+    write(out, meta, rows)
+    print(report.summary_markdown(report.summarise(rows)))
+    print(f"wrote {out}")
+
+
+def run(suite, dtypes, algos, meta, timer, budget, reps, time_limit, out, device="cuda") -> list:
+    """Measures every (layer, dtype, pass, algorithm); writes results.json after each layer."""
+    import torch
+
+    import interop
+    import passes
+    import runner
+
+    l2 = meta["l2_bytes"]
+    rows = []
+    t0 = time.perf_counter()
+    total = sum(len(layer.passes) for _, layer in suite) * len(dtypes)
+    with progress.bar(total, "gpu") as bar:
+        for suite_name, layer in suite:
+            if time_limit and time.perf_counter() - t0 > time_limit:
+                meta["stopped_early"] = f"time limit {time_limit:g} s reached before {suite_name}/{layer.name}"
+                bar.write(meta["stopped_early"])
+                break
+            for dtype_name in dtypes:
+                dtype = getattr(torch, dtype_name)
+                itemsize = torch.empty((), dtype=dtype).element_size()
+                probe = passes.make_inputs(layer, dtype, device, 0)
+                set_total = sum(t.numel() * t.element_size() for t in probe.values())
+                # Enough sets that one round over them overflows L2 twice over; beyond MAX_SETS, the timer
+                # flushes L2 instead (see timing.CudaTimer).
+                n_sets = 1 if set_total >= 2 * l2 else min(MAX_SETS, math.ceil(2 * l2 / set_total))
+                sets_t = [probe] + [passes.make_inputs(layer, dtype, device, seed) for seed in range(1, n_sets)]
+                sets_gc = [interop.to_gpuconv(s) for s in sets_t]
+                base = None
+                for p in layer.passes:
+                    bar.set_postfix_str(f"{suite_name} {layer.name} {dtype_name} {p}")
+                    case = passes.build(layer, p, itemsize)
+                    flush = n_sets * passes.set_bytes(layer, p, sets_t[0]) < 2 * l2
+
+                    def time_fn(fn, sets, flush=flush):
+                        return timer.time(fn, sets, flush=flush, warmup=3, budget_s=budget, min_reps=reps[0],
+                                          max_reps=reps[1])
+
+                    try:
+                        base = runner.TorchBaseline(case, sets_t, time_fn)
+                    except Exception as e:
+                        rows.append(dict(runner.base_row(case, suite_name, dtype_name), algo="auto", ok=False,
+                                         error=f"torch baseline failed: {type(e).__name__}: {e}"))
+                        bar.update(1)
+                        continue
+                    unit, scale, peak = (("TFLOP/s", 1e12, PEAK_FLOPS[dtype_name]) if case.unit == "flop"
+                                         else ("GB/s", 1e9, PEAK_BYTES_PER_S))
+                    for algo in algos_for(layer, p, dtype_name, algos):
+                        row = runner.measure(case, suite_name, dtype, dtype_name, algo, base, sets_gc,
+                                             time_fn=time_fn, rate_scale=scale, unit=unit, peak=peak)
+                        row["l2_flush"] = flush
+                        if algo == "auto" and layer.is_conv:
+                            row["algo_chosen"] = auto_choice(layer, p, dtype_name)
+                        rows.append(row)
+                        if not row.get("ok"):
+                            bar.write(f"  {suite_name} {layer.name} {dtype_name} {p} {algo}: "
+                                      f"{row.get('error') or 'check failed'} (err {row.get('err_gpuconv')}, "
+                                      f"torch {row.get('err_torch')})")
+                    bar.update(1)
+                del sets_t, sets_gc, probe, base
+                _free_memory(device)
+            report.write_json(os.path.join(out, "results.json"), meta, rows, report.summarise(rows),
+                              {"partial": True})  # a run stopped from outside still leaves its rows
+    meta["benchmark_seconds"] = round(time.perf_counter() - t0, 1)
+    return rows
+
+
+def _free_memory(device):
+    """Hands cached blocks back between layers, so the big layers' sets do not crowd out the next ones."""
+    gc.collect()
+    if device == "cuda":
+        import cupy
+        import torch
+
+        torch.cuda.empty_cache()
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def algos_for(layer, pass_name, dtype_name, wanted) -> list:
+    """The algorithms that apply: pooling has one; a convolution has 'auto', direct and im2col, and
+    implicit_gemm where gpuconv._cuda.implicit_gemm.supports says so for the kernel this pass runs."""
+    import numpy
+
+    if not layer.is_conv:
+        return ["auto"]
+    out = [a for a in wanted if a in ("auto", "direct", "im2col")]
+    if "implicit_gemm" in wanted:
+        try:
+            from gpuconv._cuda import implicit_gemm
+
+            if implicit_gemm.supports(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name)):
+                out.append("implicit_gemm")
+        except Exception as e:  # a broken module is reported, not fatal to the run
+            print(f"implicit_gemm.supports failed for {layer.name} {pass_name}: {e}", file=sys.stderr)
+    return out
+
+
+def auto_choice(layer, pass_name, dtype_name):
+    """The algorithm gpuconv's auto rule picks for this pass (recorded beside algo=auto rows)."""
+    try:
+        from gpuconv._cuda import _algo
+        import numpy
+
+        with_env_cleared = os.environ.pop("GPUCONV_CONV_ALGO", None)
+        try:
+            return _algo.choose(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name))
+        finally:
+            if with_env_cleared is not None:
+                os.environ["GPUCONV_CONV_ALGO"] = with_env_cleared
+    except Exception as e:
+        return f"unknown ({type(e).__name__})"
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def write(out, meta, rows):
+    summary = report.summarise(rows)
+    report.write_json(os.path.join(out, "results.json"), meta, rows, summary)
+    dtypes = meta["dtypes"]
+    suites = [s for s in ("batch", "batch1") if any(r["suite"] == s for r in rows)]
+    device = f"{meta['device']}, driver {meta['driver']}, CUDA {meta['cuda_runtime']}, cuDNN {meta['cudnn']}"
+    report.plot(os.path.join(out, "ratio.png"), rows, [(s, d, "auto") for s in suites for d in dtypes],
+                f"gpuconv (its own algorithm choice) vs PyTorch/cuDNN — {device} — {meta['date'][:10]}")
+    for d in dtypes:
+        forced = [a for a in meta["algos"] if a != "auto" and any(r["algo"] == a and r["dtype"] == d for r in rows)]
+        report.plot(os.path.join(out, f"ratio_algos_{d}.png"), rows, [("batch", d, a) for a in forced],
+                    f"gpuconv forced algorithms vs PyTorch/cuDNN, {d}, GPU batch — {device}")
+    auto = [r for r in rows if r["algo"] == "auto"]
+    forced_rows = [r for r in rows if r["algo"] != "auto"]
+    md = [f"# GPU benchmark: gpuconv CUDA path vs PyTorch {meta['torch']} (cuDNN {meta['cudnn']})", "",
+          f"{meta['device']}. Ratio = PyTorch time / gpuconv time (above 1: gpuconv is faster). Median of "
+          f"CUDA-event times per call after warm-up; inputs rotated (or L2 flushed) so no call starts with "
+          f"its inputs in L2; every result checked against a float64 reference first. cudnn.benchmark=True, "
+          f"TF32 off. % peak against the H100 SXM: FP32 67 TFLOP/s, FP16 tensor 990 TFLOP/s, 3.35 TB/s.", ""]
+    if meta.get("note"):
+        md += [f"**Conditions:** {meta['note']}", ""]
+    if meta.get("stopped_early"):
+        md += [f"**Incomplete:** {meta['stopped_early']}", ""]
+    md += ["## Geometric means (number of layers in brackets)", "", report.summary_markdown(summary), "",
+           "![ratio](ratio.png)", "", "## gpuconv's own choice (algo=auto)", "",
+           report.rows_markdown(auto, with_peak=True), ""]
+    if forced_rows:
+        md += ["## Forced algorithms (GPUCONV_CONV_ALGO)", ""]
+        md += [f"![{d}](ratio_algos_{d}.png)" for d in dtypes] + [""]
+        md += [report.rows_markdown(forced_rows, with_peak=True), ""]
+    md += ["## Device and versions", "",
+           report.meta_markdown(meta, ("date", "date_end", "command", "git_commit", "git_dirty", "device",
+                                       "compute_capability", "multiprocessors", "l2_bytes", "memory_bytes",
+                                       "driver", "driver_api_version", "sm_clock_max_mhz", "cuda_runtime",
+                                       "nvrtc", "cupy", "torch", "torch_cuda", "cudnn", "cudnn_benchmark",
+                                       "tf32_matmul", "tf32_cudnn", "python", "numpy", "platform", "env",
+                                       "benchmark_seconds", "stopped_early")), ""]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
