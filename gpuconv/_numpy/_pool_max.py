@@ -21,7 +21,6 @@ from .._params import PoolGeometry
 from ._pool_windows import BLOCK_BYTES, TapLayout, compute_dtype, plane_blocks
 
 
-
 def max_pool2d_fprop(g: PoolGeometry, x):
     lay = TapLayout.of(g)
     dt = compute_dtype(x.dtype)
@@ -43,6 +42,7 @@ def max_pool2d_fprop(g: PoolGeometry, x):
 
 
 def _code_dtype(largest: int):
+    """The smallest unsigned dtype that holds codes up to largest."""
     for dt in (numpy.uint8, numpy.uint16, numpy.uint32):
         if largest <= numpy.iinfo(dt).max:
             return numpy.dtype(dt)
