@@ -4,10 +4,13 @@
 // geometry gpuconv._params computes: input (N, C, H, W) -> output (N, C, P, Q); window of output (p, q)
 // starts at input row p*sH - pH, column q*sW - pW.
 //
-// Layout of this file: per-element functions (__host__ __device__, so a host harness can run exactly this
-// arithmetic on the CPU), then the __global__ kernels, each a grid-stride loop over the elements it owns.
+// Layout of this file: per-element functions (__host__ __device__), then the __global__ kernels, each a
+// grid-stride loop over the elements it owns. The file is self-contained (no common.cuh, whose helpers
+// are device-only) so that tests/test_cuda_pool_host.py can build it with g++ and run these very kernels
+// on the CPU over an emulated grid.
 // Every size and flat index is 64-bit (long long): a tensor, and even one plane, may pass 2^31 elements.
 // __half loads and stores convert through float; sums accumulate in AccOf<T> (float for __half).
+// CuPy compiles with -ftz=true: float32 subnormals count as zero in comparisons and sums.
 
 #include <cuda_fp16.h>
 
