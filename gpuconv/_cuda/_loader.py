@@ -90,25 +90,27 @@ def _module(source_file: str, device_id: int):
     return module
 
 
+def _check_listed(source_file: str, name: str) -> None:
+    """Only names in the table are compiled (and checked by NVRTC in CI): refuse any other."""
+    from ._kernel_table import KERNELS
+
+    names = KERNELS.get(source_file)
+    if names is None:
+        raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(KERNELS)})")
+    if name not in names:
+        raise KeyError(f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS")
+
+
 def get_function(source_file: str, name: str):
     """The kernel ``name`` (a name expression such as ``"im2col<float>"``) of ``kernels/<source_file>``,
     compiled for the current CuPy device. Call it inside ``with array.device:``; it launches on CuPy's
     current stream."""
+    _check_listed(source_file, name)
     import cupy
 
     key = (source_file, cupy.cuda.runtime.getDevice(), name)
     function = _functions.get(key)
     if function is None:
-        from ._kernel_table import KERNELS
-
-        names = KERNELS.get(source_file)
-        if names is None:
-            raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(KERNELS)})")
-        if name not in names:
-            raise KeyError(
-                f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS; add it "
-                f"there so that it is compiled (and checked by NVRTC in CI)"
-            )
         with _lock:
             function = _module(source_file, key[1]).get_function(name)
             _functions[key] = function
