@@ -4,13 +4,14 @@ Shapes per group g (G groups, Kg = K/G filters and Cg = C/G channels each, M = o
 
     fprop  y[n, g]        (Kg, M)      = w[g] (Kg, Cg*R*S) @ cols[n, g] (Cg*R*S, M)      one im2col GEMM
     dgrad  frame tap (r,s) (Cg, M)    += w[g, :, :, r, s]^T (Cg, Kg) @ gy[n, g] (Kg, M)    one GEMM per tap
-    wgrad  gw[g, :, :, r, s] (Kg, Cg) += gy[g] (Kg, n*M) @ x_tap[g]^T (n*M, Cg)           one GEMM per tap
+    wgrad  gw[g, :, :, r, s] (Kg, Cg) += gy[n, g] (Kg, M) @ x_tap[n, g]^T (M, Cg)         one GEMM per tap
 
 fprop copies each tile's windows into one buffer and makes one long GEMM per image and group (the product
-lands straight in the output). dgrad and wgrad work one tap at a time, so their scratch is one tap's slab
-rather than R*S of them, at the same number of flops: dgrad adds each tap's product into a zero-padded
-frame (a col2im done tap by tap, in a fixed order), wgrad lays the batch next to the pixels so that one
-GEMM covers a whole chunk. Every buffer is bounded by ``_tiling.WORKSPACE_BYTES``.
+lands straight in the output). dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
+filters); at larger strides it adds each tap's product into a zero-padded frame (a col2im done tap by tap,
+in a fixed order). wgrad works one tap at a time, so its scratch is one tap's slab rather than R*S of them;
+on small images it lays the batch beside the pixels so that each GEMM stays long. Every buffer is bounded
+by ``_tiling.WORKSPACE_BYTES``; the window copies run on every core (``_parallel``).
 
 Arrays reaching these functions are (N, C, H, W) of any dtype and strides; ``dtype`` is the compute dtype
 (float32 for float16 inputs), and w arrives already contiguous in that dtype.
@@ -20,8 +21,13 @@ from __future__ import annotations
 
 import numpy
 
-from . import _windows
+from .._params import ConvGeometry
+from . import _parallel, _windows
 from ._tiling import chunks, tile_shape
+
+# wgrad makes one GEMM per image while an image has at least this many output pixels (the GEMM's inner
+# dimension); below it, it copies the batch beside the pixels to keep the inner dimension long.
+_WGRAD_PER_IMAGE_PIXELS = 1024
 
 
 def _as_matrices(view, shape, dtype, scratch):
@@ -33,7 +39,7 @@ def _as_matrices(view, shape, dtype, scratch):
         except ValueError:
             pass
     buf = scratch[:view.size].reshape(view.shape)
-    numpy.copyto(buf, view)
+    _parallel.copyto(buf, view)
     return buf.reshape(shape)
 
 
@@ -55,9 +61,27 @@ def fprop(g, x, w, dtype):
     return y
 
 
+def _dgrad_as_fprop(g):
+    """At stride 1, gx[h] = sum_r w[r] gy[h + pad_top - r*dil], a forward convolution of gy with the
+    flipped filters and padding dil*(R-1) - pad_top. Its geometry, or None where that padding would be
+    negative (padding beyond the kernel's reach) or the stride is not 1."""
+    top, left = g.dil_h * (g.R - 1) - g.pad_top, g.dil_w * (g.S - 1) - g.pad_left
+    if g.stride_h != 1 or g.stride_w != 1 or top < 0 or left < 0:
+        return None
+    return ConvGeometry(N=g.N, C=g.K, H=g.P, W=g.Q, K=g.C, R=g.R, S=g.S, P=g.H, Q=g.W,
+                        pad_top=top, pad_bottom=g.H - g.P - top + g.dil_h * (g.R - 1),
+                        pad_left=left, pad_right=g.W - g.Q - left + g.dil_w * (g.S - 1),
+                        dil_h=g.dil_h, dil_w=g.dil_w, groups=g.groups)
+
+
 def dgrad(g, gy, w, dtype):
     """gx (N, C, H, W) in dtype, without bias."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    flipped = _dgrad_as_fprop(g)
+    if flipped is not None:
+        # (C, K/groups, R, S): per group, the filters transposed (channels <-> filters) and rotated 180 deg.
+        wf = w.reshape(G, Kg, Cg, g.R, g.S).transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
+        return fprop(flipped, gy, numpy.ascontiguousarray(wf).reshape(flipped.weight_shape), dtype)
     # (R, S, G, Cg, Kg): the transposed filter matrix of each tap, contiguous for BLAS.
     wtap = numpy.ascontiguousarray(w.reshape(G, Kg, Cg, g.R, g.S).transpose(3, 4, 0, 2, 1))
     gx = numpy.zeros(g.input_shape, dtype)
@@ -83,8 +107,35 @@ def dgrad(g, gy, w, dtype):
 
 def wgrad(g, x, gy, dtype):
     """gw (K, C/groups, R, S) in dtype."""
+    acc = numpy.zeros((g.R, g.S, g.groups, g.k_per_group, g.c_per_group), dtype)
+    if g.P * g.Q >= _WGRAD_PER_IMAGE_PIXELS:
+        _wgrad_per_image(g, x, gy, dtype, acc)
+    else:
+        _wgrad_batch_beside_pixels(g, x, gy, dtype, acc)
+    return numpy.ascontiguousarray(acc.transpose(2, 3, 4, 0, 1)).reshape(g.weight_shape)
+
+
+def _wgrad_per_image(g, x, gy, dtype, acc):
+    """acc (R, S, G, Kg, Cg) += per tap, the sum over images of gy[n, g] @ x_tap[n, g]^T."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    acc = numpy.zeros((g.R, g.S, G, Kg, Cg), dtype)
+    nb, rows = tile_shape(g.N, g.P, g.C * g.Q * dtype.itemsize)
+    scratch = numpy.empty(nb * g.C * rows * g.Q, dtype)
+    for n0, n1 in chunks(g.N, nb):
+        n = n1 - n0
+        src = _windows.padded_source(g, x[n0:n1], dtype)
+        gyc = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, g.P * g.Q)
+        for p0, p1 in chunks(g.P, rows):
+            m = (p1 - p0) * g.Q
+            a = gyc[..., p0 * g.Q:p1 * g.Q]
+            for r in range(g.R):
+                for s in range(g.S):
+                    xt = _as_matrices(_windows.tap(g, src, r, s, p0, p1), (n, G, Cg, m), dtype, scratch)
+                    acc[r, s] += numpy.matmul(a, xt.transpose(0, 1, 3, 2)).sum(axis=0)
+
+
+def _wgrad_batch_beside_pixels(g, x, gy, dtype, acc):
+    """acc (R, S, G, Kg, Cg) += per tap, gy[g] (Kg, n*M) @ x_tap[g]^T (n*M, Cg) over chunks of images."""
+    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     prod = numpy.empty((G, Kg, Cg), dtype)
     nb, rows = tile_shape(g.N, g.P, (g.C + g.K) * g.Q * dtype.itemsize)
     scratch = numpy.empty(nb * g.C * rows * g.Q, dtype)
@@ -94,7 +145,7 @@ def wgrad(g, x, gy, dtype):
         src = _windows.padded_source(g, x[n0:n1], dtype)
         # The chunk's gradient as (G, Kg, n, P*Q): batch beside pixels, one long GEMM per group and tap.
         gyn = gy_t[:, :, :n]
-        numpy.copyto(gyn, gy[n0:n1].reshape(n, G, Kg, g.P * g.Q).transpose(1, 2, 0, 3))
+        _parallel.copyto(gyn, gy[n0:n1].reshape(n, G, Kg, g.P * g.Q).transpose(1, 2, 0, 3))
         for p0, p1 in chunks(g.P, rows):
             m = n * (p1 - p0) * g.Q
             a = gyn[..., p0 * g.Q:p1 * g.Q].reshape(G, Kg, m)
@@ -102,7 +153,6 @@ def wgrad(g, x, gy, dtype):
             for r in range(g.R):
                 for s in range(g.S):
                     view = _windows.tap(g, src, r, s, p0, p1)
-                    numpy.copyto(xt, view.reshape(n, G, Cg, p1 - p0, g.Q).transpose(1, 2, 0, 3, 4))
+                    _parallel.copyto(xt, view.reshape(n, G, Cg, p1 - p0, g.Q).transpose(1, 2, 0, 3, 4))
                     numpy.matmul(a, xt.reshape(G, Cg, m).transpose(0, 2, 1), out=prod)
                     acc[r, s] += prod
-    return numpy.ascontiguousarray(acc.transpose(2, 3, 4, 0, 1)).reshape(g.weight_shape)

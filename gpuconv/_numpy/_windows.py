@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy
 from numpy.lib.stride_tricks import as_strided
 
+from . import _parallel
+
 
 def padded_extent(g) -> tuple:
     """(Hn, Wn): rows and columns of the zero-padded input that the P x Q windows reach."""
@@ -39,7 +41,7 @@ def padded_source(g, x, dtype):
     Hn, Wn = padded_extent(g)
     hh, ww = _overlap(g)
     xp = numpy.zeros((x.shape[0], x.shape[1], Hn, Wn), dtype)
-    xp[:, :, g.pad_top:g.pad_top + hh, g.pad_left:g.pad_left + ww] = x[:, :, :hh, :ww]
+    _parallel.copyto(xp[:, :, g.pad_top:g.pad_top + hh, g.pad_left:g.pad_left + ww], x[:, :, :hh, :ww])
     return xp
 
 
@@ -53,7 +55,7 @@ def crop_frame(g, frame, gx):
     """Writes the input part of a padded-frame gradient into gx (n, C, H, W), which the caller zeroed (input
     rows and columns that no window reaches keep their zero gradient)."""
     hh, ww = _overlap(g)
-    gx[:, :, :hh, :ww] = frame[:, :, g.pad_top:g.pad_top + hh, g.pad_left:g.pad_left + ww]
+    _parallel.copyto(gx[:, :, :hh, :ww], frame[:, :, g.pad_top:g.pad_top + hh, g.pad_left:g.pad_left + ww])
 
 
 def tap(g, src, r, s, p0=0, p1=None):

@@ -1,15 +1,28 @@
 """conv2d's three passes on NumPy arrays, as ``gpuconv._backend`` specifies them.
 
-This module owns the dtype rule (float16 computes in float32 and returns float16) and the bias; the
-arithmetic lives in ``_gemm`` (BLAS products over strided window views, workspace capped by ``_tiling``).
-Inputs are never written: every method reads through views and writes only arrays it allocates.
+This module owns the dtype rule (float16 computes in float32 and returns float16), the bias, and the
+choice of method:
+
+- ``_direct`` (per-tap multiply-adds over whole arrays) when a group has so few channels and filters that
+  (C/groups) * (K/groups) <= 4, depthwise above all: there a GEMM per group would be a long run of tiny
+  BLAS calls, and the multiply-adds do the same arithmetic in a few cache-resident passes;
+- ``_gemm`` (im2col / per-tap GEMM over strided window views, workspace capped by ``_tiling``) otherwise.
+
+wgrad always uses ``_gemm``: its per-tap products have the whole batch as inner dimension, long even for
+depthwise. Inputs are never written: every method reads through views and writes only arrays it allocates.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from . import _gemm
+from . import _direct, _gemm
+
+_DIRECT_MAX_CHANNEL_PRODUCT = 4
+
+
+def _method(g):
+    return _direct if g.c_per_group * g.k_per_group <= _DIRECT_MAX_CHANNEL_PRODUCT else _gemm
 
 
 def _compute_dtype(dtype) -> numpy.dtype:
@@ -30,14 +43,14 @@ def _finish(out, bias, dtype):
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
     dt = _compute_dtype(x.dtype)
-    return _finish(_gemm.fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
+    return _finish(_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
     transposed convolution's forward)."""
     dt = _compute_dtype(gy.dtype)
-    return _finish(_gemm.dgrad(g, gy, _contiguous(w, dt), dt), bias, gy.dtype)
+    return _finish(_method(g).dgrad(g, gy, _contiguous(w, dt), dt), bias, gy.dtype)
 
 
 def conv2d_wgrad(g, x, gy):

@@ -1,0 +1,66 @@
+"""Running NumPy's memory-bound steps (window copies, multiply-adds) on every core.
+
+BLAS already spreads each GEMM over the cores; the copies and elementwise passes between GEMMs would run
+on one core. NumPy releases the GIL inside those loops, so a small thread pool over disjoint slices gets
+them onto all cores. Each output element is still written by exactly one thread in a fixed order, so
+results do not depend on the thread count or on scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy
+
+# Below this many elements a pass takes a few microseconds and a thread hand-off would cost more.
+_MIN_PARALLEL_ELEMENTS = 1 << 16
+
+_pool = None
+
+
+def workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def run(fn, items) -> None:
+    """fn(item) for every item, on the pool; re-raises the first exception."""
+    global _pool
+    items = list(items)
+    if workers() == 1 or len(items) < 2:
+        for item in items:
+            fn(item)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="gpuconv")
+    for f in [_pool.submit(fn, item) for item in items]:
+        f.result()
+
+
+def _split_axis(shape) -> int | None:
+    """The outermost axis long enough to give every worker a slice."""
+    for axis, n in enumerate(shape):
+        if n >= workers():
+            return axis
+    return None
+
+
+def copyto(dst, src) -> None:
+    """numpy.copyto(dst, src) (same shapes; casting allowed), slice by slice across the pool."""
+    axis = _split_axis(dst.shape)
+    if dst.size < _MIN_PARALLEL_ELEMENTS or workers() == 1 or axis is None:
+        numpy.copyto(dst, src)
+        return
+    n, k = dst.shape[axis], workers()
+    bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+    index = (slice(None),) * axis
+
+    def part(b):
+        sl = index + (slice(*b),)
+        numpy.copyto(dst[sl], src[sl])
+
+    run(part, bounds)
