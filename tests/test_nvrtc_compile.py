@@ -59,7 +59,8 @@ def _find_nvrtc():
     """(loaded libnvrtc, the include directory holding matching cuda_fp16.h), or (None, reason)."""
     choices = []  # (library path, include dirs of the same CUDA release)
     for lib in _nvidia_wheel_dirs("cuda_nvrtc", "lib"):
-        for so in sorted(glob.glob(str(lib / "libnvrtc.so*"))) + sorted(glob.glob(str(lib.parent / "bin" / "nvrtc64*.dll"))):
+        libraries = sorted(glob.glob(str(lib / "libnvrtc.so*"))) + sorted(glob.glob(str(lib.parent / "bin" / "nvrtc64*.dll")))
+        for so in libraries:
             if "builtins" not in so and ".alt." not in so:
                 choices.append((so, _nvidia_wheel_dirs("cuda_runtime", "include")))
     for root in _toolkit_roots():

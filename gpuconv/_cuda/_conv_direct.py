@@ -7,7 +7,7 @@ arrays on the current device; outputs from ``_alloc.empty``, every element writt
 from __future__ import annotations
 
 from ._alloc import empty
-from ._launch import MAX_BLOCKS, i32, launch
+from ._launch import MAX_BLOCKS, i32, launch, pointer_or_null
 
 SOURCE = "conv_direct.cu"
 WGRAD_THREADS = 256  # WGRAD_DIRECT_THREADS in conv_direct.cu: its shared-memory reduction assumes it
@@ -20,16 +20,18 @@ def _geometry_args(g) -> tuple:
 
 
 def conv2d_fprop(g, x, w, bias=None):
-    """y (N, K, P, Q); bias None passes a null pointer (no bias term)."""
+    """y (N, K, P, Q), plus bias[k] when given (None: a null pointer, no bias term)."""
     y = empty(g.output_shape, x.dtype)
-    launch(SOURCE, "conv2d_fprop_direct", x.dtype, y.size, (x, w, bias, y) + _geometry_args(g))
+    args = (x, w, pointer_or_null(bias), y) + _geometry_args(g)
+    launch(SOURCE, "conv2d_fprop_direct", x.dtype, y.size, args)
     return y
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W), plus bias[c] when given (a transposed convolution's forward)."""
     gx = empty(g.input_shape, gy.dtype)
-    launch(SOURCE, "conv2d_dgrad_direct", gy.dtype, gx.size, (gy, w, bias, gx) + _geometry_args(g))
+    args = (gy, w, pointer_or_null(bias), gx) + _geometry_args(g)
+    launch(SOURCE, "conv2d_dgrad_direct", gy.dtype, gx.size, args)
     return gx
 
 

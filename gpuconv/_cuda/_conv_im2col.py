@@ -24,7 +24,7 @@ import numpy
 
 from . import _algo
 from ._alloc import empty
-from ._launch import i32, launch
+from ._launch import i32, launch, pointer_or_null
 
 SOURCE = "im2col.cu"
 
@@ -50,7 +50,8 @@ def _im2col(g, x_chunk):
 def _col2im(g, cols, bias, out_chunk) -> None:
     """Writes every element of out_chunk (n, C, H, W) from cols (C*R*S, n*P*Q), plus bias[c] if given."""
     n = out_chunk.shape[0]
-    launch(SOURCE, "col2im", out_chunk.dtype, out_chunk.size, (cols, bias, out_chunk) + _im2col_args(g, n))
+    args = (cols, pointer_or_null(bias), out_chunk) + _im2col_args(g, n)
+    launch(SOURCE, "col2im", out_chunk.dtype, out_chunk.size, args)
 
 
 def _channels_major(a, groups: int):

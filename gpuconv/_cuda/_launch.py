@@ -41,6 +41,12 @@ def i64(v) -> numpy.int64:
     return numpy.int64(int(v))
 
 
+def pointer_or_null(a):
+    """An optional array argument: the array, or a null pointer (CuPy passes a numpy.uint64 as its 8 raw
+    bytes; the kernels test the pointer against nullptr)."""
+    return a if a is not None else numpy.uint64(0)
+
+
 def grid_blocks(total: int, threads: int = THREADS_PER_BLOCK) -> int:
     """Blocks for a grid-stride kernel over ``total`` elements."""
     return max(1, min(-(-total // threads), MAX_BLOCKS))
