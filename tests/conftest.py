@@ -20,6 +20,8 @@ from helpers import cupy_with_gpu
 settings.register_profile(
     "gpuconv", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
 )
+# HYPOTHESIS_PROFILE=thorough for a longer hunt (not in CI)
+settings.register_profile("thorough", parent=settings.get_profile("gpuconv"), max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gpuconv"))
 
 CONV_ALGOS = ("direct", "im2col", "implicit_gemm")
