@@ -1,7 +1,9 @@
 """gpuconv's CUDA path against PyTorch (cuDNN) on the same GPU, in the same run, over the layer suite.
 
     python bench/bench_gpu.py --out DIR [--quick] [--layers NAME ...] [--dtypes float32 float16]
-                              [--algos auto direct im2col implicit_gemm] [--no-batch1] [--time-limit S]
+                              [--algos auto direct im2col implicit_gemm] [--suites batch batch1]
+                              [--time-limit S] [--note TEXT]
+    python bench/bench_gpu.py --merge RUN1/results.json RUN2/results.json --out DIR
 
 For every layer (at its GPU batch, then at batch 1), dtype and pass, PyTorch's result and a float64
 reference are computed first; then gpuconv runs once per algorithm (GPUCONV_CONV_ALGO forced to direct,
@@ -47,16 +49,43 @@ def parse_args(argv=None):
     ap.add_argument("--dtypes", nargs="*", choices=("float32", "float16", "float64"),
                     help="default: float32 float16 (float32 alone with --quick)")
     ap.add_argument("--algos", nargs="*", choices=ALGOS, default=list(ALGOS))
-    ap.add_argument("--no-batch1", action="store_true", help="skip the batch-1 copies of the layers")
+    ap.add_argument("--suites", nargs="*", choices=("batch", "batch1"), default=["batch", "batch1"],
+                    help="the layers at their GPU batch size, at batch 1, or both (default)")
     ap.add_argument("--budget", type=float, help="seconds of timed calls per measurement (default 0.2)")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="stop starting new layers after this many seconds and write what was measured")
     ap.add_argument("--note", default="", help="conditions of the run, recorded in the results")
+    ap.add_argument("--merge", nargs="*", metavar="RESULTS_JSON",
+                    help="no measuring: join the rows of these results.json files (runs split to fit a time "
+                         "slot) and write the tables and plots into --out")
     return ap.parse_args(argv)
+
+
+def merge(paths, out):
+    """One report from several runs: rows concatenated, meta of the first with every command kept."""
+    import json
+
+    docs = [json.load(open(p)) for p in paths]
+    meta = dict(docs[0]["meta"])
+    meta["command"] = " ; ".join(d["meta"].get("command", "?") for d in docs)
+    meta["merged_from"] = [os.path.relpath(p, out) for p in paths]
+    meta["dtypes"] = sorted({r["dtype"] for d in docs for r in d["rows"]}, key=["float32", "float16",
+                                                                                  "float64"].index)
+    meta["algos"] = list(ALGOS)
+    meta["benchmark_seconds"] = sum(d["meta"].get("benchmark_seconds") or 0 for d in docs)
+    stopped = [d["meta"]["stopped_early"] for d in docs if d["meta"].get("stopped_early")]
+    meta.pop("stopped_early", None)
+    if stopped:
+        meta["stopped_early"] = "; ".join(stopped)
+    os.makedirs(out, exist_ok=True)
+    write(out, meta, [r for d in docs for r in d["rows"]])
+    print(f"wrote {out}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out or sys.exit("--merge needs --out"))
     import cupy
     import torch
 
@@ -78,7 +107,8 @@ def main(argv=None):
     timer = timing.CudaTimer(meta["l2_bytes"])
     budget = args.budget or (0.05 if args.quick else 0.2)
     reps = (3, 10) if args.quick else (10, 100)
-    suite = layers.gpu_suite(args.layers, args.quick, batch1=not (args.no_batch1 or args.quick))
+    suite = [(name, layer) for name, layer in layers.gpu_suite(args.layers, args.quick, batch1=not args.quick)
+             if name in args.suites]
 
     # One stream for both frameworks: CuPy works on PyTorch's current stream, so events, kernels and the
     # DLPack hand-offs are ordered without extra synchronisation.
