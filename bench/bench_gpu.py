@@ -112,12 +112,18 @@ def main(argv=None):
 
     # One stream for both frameworks: CuPy works on PyTorch's current stream, so events, kernels and the
     # DLPack hand-offs are ordered without extra synchronisation.
-    with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+    with shared_stream(cupy, torch):
         rows = run(suite, dtypes, args.algos, meta, timer, budget, reps, args.time_limit, out)
     environment.finish(meta)
     write(out, meta, rows)
     print(report.summary_markdown(report.summarise(rows)))
     print(f"wrote {out}")
+
+
+def shared_stream(cupy, torch):
+    """A CuPy stream object for PyTorch's current stream (the legacy default stream is CuPy's null one)."""
+    ptr = torch.cuda.current_stream().cuda_stream
+    return cupy.cuda.Stream.null if ptr == 0 else cupy.cuda.ExternalStream(ptr)
 
 
 def run(suite, dtypes, algos, meta, timer, budget, reps, time_limit, out, device="cuda") -> list:
@@ -242,12 +248,12 @@ def write(out, meta, rows):
     dtypes = meta["dtypes"]
     suites = [s for s in ("batch", "batch1") if any(r["suite"] == s for r in rows)]
     device = f"{meta['device']}, driver {meta['driver']}, CUDA {meta['cuda_runtime']}, cuDNN {meta['cudnn']}"
-    report.plot(os.path.join(out, "ratio.png"), rows, [(s, d, "auto") for s in suites for d in dtypes],
+    report.plot(os.path.join(out, "ratio.png"), rows, [[(s, d, "auto") for d in dtypes] for s in suites],
                 f"gpuconv (its own algorithm choice) vs PyTorch/cuDNN — {device} — {meta['date'][:10]}")
     for d in dtypes:
         forced = [a for a in meta["algos"] if a != "auto" and any(r["algo"] == a and r["dtype"] == d for r in rows)]
-        report.plot(os.path.join(out, f"ratio_algos_{d}.png"), rows, [("batch", d, a) for a in forced],
-                    f"gpuconv forced algorithms vs PyTorch/cuDNN, {d}, GPU batch — {device}")
+        report.plot(os.path.join(out, f"ratio_algos_{d}.png"), rows, [[(s, d, a) for a in forced] for s in suites],
+                    f"gpuconv forced algorithms vs PyTorch/cuDNN, {d} — {device}")
     auto = [r for r in rows if r["algo"] == "auto"]
     forced_rows = [r for r in rows if r["algo"] != "auto"]
     md = [f"# GPU benchmark: gpuconv CUDA path vs PyTorch {meta['torch']} (cuDNN {meta['cudnn']})", "",

@@ -86,20 +86,34 @@ def gpu() -> dict:
         "multiprocessors": props["multiProcessorCount"],
         "l2_bytes": props["l2CacheSize"],
         "memory_bytes": props["totalGlobalMem"],
-        "driver_api_version": cupy.cuda.runtime.driverGetVersion(),
+        "driver_api_version": _cuda_version(cupy.cuda.runtime.driverGetVersion()),
         "driver": _nvidia_smi("driver_version"),
         "sm_clock_max_mhz": _nvidia_smi("clocks.max.sm"),
-        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+        "cuda_runtime": _cuda_version(cupy.cuda.runtime.runtimeGetVersion()),
         "nvrtc": ".".join(map(str, cupy.cuda.nvrtc.getVersion())),
         "cupy": cupy.__version__,
         "torch_cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
+        "cudnn": _cudnn_version(torch.backends.cudnn.version()),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         "env": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
     })
     return info
+
+
+def _cuda_version(v: int) -> str:
+    """CUDA's 1000*major + 10*minor as 'major.minor'."""
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def _cudnn_version(v):
+    """cuDNN's integer version as 'major.minor.patch' (10000*major + 100*minor + patch from cuDNN 9 on)."""
+    if v is None:
+        return None
+    if v >= 90000:
+        return f"{v // 10000}.{v % 10000 // 100}.{v % 100}"
+    return f"{v // 1000}.{v % 1000 // 100}.{v % 100}"
 
 
 def _loadavg():

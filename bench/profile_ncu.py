@@ -157,7 +157,9 @@ def worker(args):
     dtype = getattr(torch, args.dtype)
     case = passes.build(layer, args.pass_name, torch.empty((), dtype=dtype).element_size())
     s_t = passes.make_inputs(layer, dtype, "cuda", 0)
-    with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+    from bench_gpu import shared_stream
+
+    with shared_stream(cupy, torch):
         if args.impl == "torch":
             fn, s = case.torch, s_t
         else:

@@ -170,64 +170,37 @@ _MARKERS = {"forward": "o", "input grad": "^", "weight grad": "s"}
 
 
 def plot(path, rows: list, panels: list, title: str) -> None:
-    """Ratio per layer, one panel per (suite, dtype, algo) in `panels`: a horizontal dot plot with a log
-    ratio axis, layers as labelled rows, one marker per pass, and a line at 1.0 (parity with PyTorch)."""
+    """Ratio per layer as a horizontal dot plot: layers as labelled rows, a log ratio axis, one marker per
+    pass, a line at 1.0 (parity with PyTorch). `panels` holds (suite, dtype, algo) keys, or lists of them:
+    each list is one row of the figure, with its own layer labels (so a suite's batch sizes can be shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [p for p in panels if any(_in_panel(r, p) and r.get("ratio") for r in rows)]
-    if not panels:
+    grid = [list(p) for p in panels] if panels and isinstance(panels[0], list) else [list(panels)]
+    grid = [[p for p in line if any(_in_panel(r, p) and r.get("ratio") for r in rows)] for line in grid]
+    grid = [line for line in grid if line]
+    if not grid:
         return
-    shown = [r for r in rows if any(_in_panel(r, p) for p in panels)]
-    batches = defaultdict(set)
-    for r in shown:
-        batches[r["layer"]].add(r["N"])
-    with_n = all(len(ns) == 1 for ns in batches.values())  # one batch per layer: say it in the label
-
-    def label_of(r):
-        return f"{r['network']} {r['title']}" + (f" (N={r['N']})" if with_n else "")
-
-    layer_order = []
-    for r in shown:
-        if label_of(r) not in layer_order:
-            layer_order.append(label_of(r))
-    n_layers = len(layer_order)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 3.2, 0.42 * n_layers + 1.9),
-                             sharey=True, squeeze=False, layout="constrained")
-    ratios = [r["ratio"] for r in shown if r.get("ratio")]
-    lo = min(min(ratios), 0.5) / 1.3
-    hi = max(max(ratios), 2.0) * 1.3
-    for ax, (suite, dtype, algo) in zip(axes[0], panels):
-        for i, label in enumerate(layer_order):
-            if i % 2 == 0:
-                ax.axhspan(i - 0.5, i + 0.5, color="0.95", zorder=0)
-        for r in rows:
-            if not _in_panel(r, (suite, dtype, algo)) or not r.get("ratio"):
+    n_cols = max(len(line) for line in grid)
+    shown = [r for r in rows if any(_in_panel(r, p) for line in grid for p in line) and r.get("ratio")]
+    lo = min(min(r["ratio"] for r in shown), 0.5) / 1.4
+    hi = max(max(r["ratio"] for r in shown), 2.0) * 1.4
+    labels = [_row_labels(rows, line) for line in grid]
+    heights = [0.4 * len(order) + 1.1 for _, order in labels]
+    fig, axes = plt.subplots(len(grid), n_cols, figsize=(4.4 * n_cols + 3.4, sum(heights) + 0.9),
+                             squeeze=False, layout="constrained", gridspec_kw={"height_ratios": heights})
+    for i, line in enumerate(grid):
+        label_of, order = labels[i]
+        for j in range(n_cols):
+            ax = axes[i][j]
+            if j >= len(line):
+                ax.set_visible(False)
                 continue
-            kind = PASS_LABEL[r["pass"]]
-            y = layer_order.index(label_of(r)) + {"forward": -0.22, "input grad": 0.0, "weight grad": 0.22}[kind]
-            ax.scatter(r["ratio"], y, color=_COLORS[kind], marker=_MARKERS[kind], s=36, zorder=3,
-                       edgecolors="black" if r.get("ok") else "none", linewidths=0.4,
-                       alpha=1.0 if r.get("ok") else 0.35)
-            ax.annotate(f"{r['ratio']:.2f}", (r["ratio"], y), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=6.5, color=_COLORS[kind])
-        ax.axvline(1.0, color="black", linewidth=1.2, zorder=2)
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
-        ax.grid(axis="x", which="both", color="0.85", linewidth=0.6)
-        ax.set_title(f"{suite} · {dtype} · algo={algo}" + ("" if with_n else f"\nN: {_batches_of(rows, suite)}"),
-                     fontsize=10)
-        ax.set_xlabel("speed vs PyTorch (PyTorch time / gpuconv time)\n← slower      faster →", fontsize=9)
-        # 1-2-5 ticks over a narrow range; decades only over a wide one, where 1-2-5 labels would collide
-        subs = (1, 2, 5) if hi / lo < 300 else (1,)
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    axes[0][0].set_yticks(range(n_layers))
-    axes[0][0].set_yticklabels(layer_order, fontsize=8.5)
-    axes[0][0].set_ylim(n_layers - 0.5, -0.5)
+            _panel(ax, rows, line[j], label_of, order, lo, hi, matplotlib)
+            ax.set_yticks(range(len(order)))
+            ax.set_yticklabels(order if j == 0 else [], fontsize=8.5)
     handles = [plt.Line2D([], [], color=_COLORS[k], marker=_MARKERS[k], linestyle="", markersize=7,
                           markeredgecolor="black", markeredgewidth=0.4, label=k) for k in _COLORS]
     handles.append(plt.Line2D([], [], color="0.6", marker="o", linestyle="", alpha=0.35, markersize=7,
@@ -238,10 +211,53 @@ def plot(path, rows: list, panels: list, title: str) -> None:
     plt.close(fig)
 
 
+def _row_labels(rows, line):
+    """(label function, ordered labels) for one figure row: the batch size joins the label when each layer
+    has one batch size in this row."""
+    shown = [r for r in rows if any(_in_panel(r, p) for p in line)]
+    batches = defaultdict(set)
+    for r in shown:
+        batches[r["layer"]].add(r["N"])
+    with_n = all(len(ns) == 1 for ns in batches.values())
+
+    def label_of(r):
+        return f"{r['network']} {r['title']}" + (f" (N={r['N']})" if with_n else "")
+
+    order = []
+    for r in shown:
+        if label_of(r) not in order:
+            order.append(label_of(r))
+    return label_of, order
+
+
+def _panel(ax, rows, key, label_of, order, lo, hi, matplotlib):
+    for i in range(0, len(order), 2):
+        ax.axhspan(i - 0.5, i + 0.5, color="0.95", zorder=0)
+    for r in rows:
+        if not _in_panel(r, key) or not r.get("ratio"):
+            continue
+        kind = PASS_LABEL[r["pass"]]
+        y = order.index(label_of(r)) + {"forward": -0.24, "input grad": 0.0, "weight grad": 0.24}[kind]
+        ax.scatter(r["ratio"], y, color=_COLORS[kind], marker=_MARKERS[kind], s=34, zorder=3,
+                   edgecolors="black" if r.get("ok") else "none", linewidths=0.4, alpha=1.0 if r.get("ok") else 0.35)
+        ax.annotate(f"{r['ratio']:.2f}", (r["ratio"], y), xytext=(5, 0), textcoords="offset points", va="center",
+                    fontsize=6.5, color=_COLORS[kind])
+    ax.axvline(1.0, color="black", linewidth=1.2, zorder=2)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.grid(axis="x", which="both", color="0.85", linewidth=0.6)
+    suite, dtype, algo = key
+    ax.set_title(f"{suite} · {dtype} · algo={algo}", fontsize=10)
+    ax.set_xlabel("PyTorch time / gpuconv time   (← slower · faster →)", fontsize=8.5)
+    # 1-2-5 ticks over a narrow range; decades only over a wide one, where 1-2-5 labels would collide
+    subs = (1, 2, 5) if hi / lo < 300 else (1,)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
 def _in_panel(row, panel):
     return (row["suite"], row["dtype"], row["algo"]) == tuple(panel)
 
 
-def _batches_of(rows, suite):
-    ns = sorted({r["N"] for r in rows if r["suite"] == suite})
-    return ", ".join(map(str, ns)) + (" (per layer: see table)" if len(ns) > 1 else "")
