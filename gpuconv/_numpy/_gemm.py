@@ -8,9 +8,9 @@ Shapes per group g (G groups, Kg = K/G filters and Cg = C/G channels each, M = o
 
 fprop copies each tile's windows into one buffer and makes one long GEMM per image and group (the product
 lands straight in the output). dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
-filters); at larger strides it adds each tap's product into a zero-padded frame (a col2im done tap by tap,
-in a fixed order). wgrad works one tap at a time, so its scratch is one tap's slab rather than R*S of them;
-on small images it lays the batch beside the pixels so that each GEMM stays long. Every buffer is bounded
+filters); at larger strides it multiplies a block of taps at a time and adds each tap's product onto its
+slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; on
+small images it works one tap at a time with the batch laid beside the pixels, so each GEMM stays long. Every buffer is bounded
 by ``_tiling.WORKSPACE_BYTES``; the window copies run on every core (``_parallel``).
 
 Arrays reaching these functions are (N, C, H, W) of any dtype and strides; ``dtype`` is the compute dtype
@@ -28,6 +28,10 @@ from ._tiling import chunks, tile_shape
 # wgrad makes one GEMM per image while an image has at least this many output pixels (the GEMM's inner
 # dimension); below it, it copies the batch beside the pixels to keep the inner dimension long.
 _WGRAD_PER_IMAGE_PIXELS = 1024
+
+# dgrad's col2im multiplies this many output rows (channels x taps) per GEMM at least, so that a layer with
+# few input channels (a network's stem) still makes GEMMs of useful size.
+_MIN_GEMM_ROWS = 64
 
 
 def _as_matrices(view, shape, dtype, scratch):
@@ -82,24 +86,35 @@ def dgrad(g, gy, w, dtype):
         # (C, K/groups, R, S): per group, the filters transposed (channels <-> filters) and rotated 180 deg.
         wf = w.reshape(G, Kg, Cg, g.R, g.S).transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
         return fprop(flipped, gy, numpy.ascontiguousarray(wf).reshape(flipped.weight_shape), dtype)
-    # (R, S, G, Cg, Kg): the transposed filter matrix of each tap, contiguous for BLAS.
-    wtap = numpy.ascontiguousarray(w.reshape(G, Kg, Cg, g.R, g.S).transpose(3, 4, 0, 2, 1))
+    return _dgrad_scatter(g, gy, w, dtype)
+
+
+def _dgrad_scatter(g, gy, w, dtype):
+    """col2im, a block of taps at a time: prod = w^T @ gy for the block's taps, then each tap's slice added
+    onto its strided slab of a zero-padded frame, in tap order."""
+    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    taps = g.R * g.S
+    # Enough taps per GEMM that its output has at least _MIN_GEMM_ROWS rows (all taps when Cg is small).
+    block = min(taps, -(-_MIN_GEMM_ROWS // Cg))
+    # (G, R*S*Cg, Kg): row t*Cg + c holds w[g, :, c, tap t], so a block of taps is a block of rows.
+    wcat = numpy.ascontiguousarray(w.reshape(G, Kg, Cg, taps).transpose(0, 3, 2, 1)).reshape(G, taps * Cg, Kg)
     gx = numpy.zeros(g.input_shape, dtype)
     padded = _windows.needs_padding(g)
-    nb, rows = tile_shape(g.N, g.P, (g.C + g.K) * g.Q * dtype.itemsize)
-    scratch = numpy.empty(nb * g.C * rows * g.Q, dtype)
+    nb, rows = tile_shape(g.N, g.P, (block * g.C + g.K) * g.Q * dtype.itemsize)
+    scratch = numpy.empty(nb * block * g.C * rows * g.Q, dtype)
     for n0, n1 in chunks(g.N, nb):
         n = n1 - n0
         gyc = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, g.P * g.Q)
         frame = _windows.gradient_frame(g, n, dtype) if padded else gx[n0:n1]
         for p0, p1 in chunks(g.P, rows):
             m = (p1 - p0) * g.Q
-            prod = scratch[:n * g.C * m].reshape(n, G, Cg, m)
-            for r in range(g.R):
-                for s in range(g.S):
-                    numpy.matmul(wtap[r, s], gyc[..., p0 * g.Q:p1 * g.Q], out=prod)
-                    slab = _windows.tap(g, frame, r, s, p0, p1)
-                    numpy.add(slab, prod.reshape(slab.shape), out=slab)
+            for t0, t1 in chunks(taps, block):
+                prod = scratch[:n * G * (t1 - t0) * Cg * m].reshape(n, G, (t1 - t0) * Cg, m)
+                numpy.matmul(wcat[:, t0 * Cg:t1 * Cg], gyc[..., p0 * g.Q:p1 * g.Q], out=prod)
+                prod6 = prod.reshape(n, G, t1 - t0, Cg, p1 - p0, g.Q)
+                for t in range(t0, t1):
+                    slab = _windows.tap(g, frame, t // g.S, t % g.S, p0, p1)
+                    _parallel.add(slab.reshape(n, G, Cg, p1 - p0, g.Q), prod6[:, :, t - t0])
         if padded:
             _windows.crop_frame(g, frame, gx[n0:n1])
     return gx
@@ -107,35 +122,33 @@ def dgrad(g, gy, w, dtype):
 
 def wgrad(g, x, gy, dtype):
     """gw (K, C/groups, R, S) in dtype."""
-    acc = numpy.zeros((g.R, g.S, g.groups, g.k_per_group, g.c_per_group), dtype)
     if g.P * g.Q >= _WGRAD_PER_IMAGE_PIXELS:
-        _wgrad_per_image(g, x, gy, dtype, acc)
-    else:
-        _wgrad_batch_beside_pixels(g, x, gy, dtype, acc)
-    return numpy.ascontiguousarray(acc.transpose(2, 3, 4, 0, 1)).reshape(g.weight_shape)
+        return _wgrad_per_image(g, x, gy, dtype)
+    return _wgrad_batch_beside_pixels(g, x, gy, dtype)
 
 
-def _wgrad_per_image(g, x, gy, dtype, acc):
-    """acc (R, S, G, Kg, Cg) += per tap, the sum over images of gy[n, g] @ x_tap[n, g]^T."""
+def _wgrad_per_image(g, x, gy, dtype):
+    """gw[g] (Kg, Cg*R*S) = sum over images of gy[n, g] (Kg, M) @ cols[n, g]^T (M, Cg*R*S)."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    nb, rows = tile_shape(g.N, g.P, g.C * g.Q * dtype.itemsize)
-    scratch = numpy.empty(nb * g.C * rows * g.Q, dtype)
+    crs = Cg * g.R * g.S
+    acc = numpy.zeros((G, Kg, crs), dtype)
+    nb, rows = tile_shape(g.N, g.P, g.C * g.R * g.S * g.Q * dtype.itemsize)
+    scratch = numpy.empty(nb * g.C * g.R * g.S * rows * g.Q, dtype)
     for n0, n1 in chunks(g.N, nb):
         n = n1 - n0
         src = _windows.padded_source(g, x[n0:n1], dtype)
         gyc = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, g.P * g.Q)
         for p0, p1 in chunks(g.P, rows):
             m = (p1 - p0) * g.Q
-            a = gyc[..., p0 * g.Q:p1 * g.Q]
-            for r in range(g.R):
-                for s in range(g.S):
-                    xt = _as_matrices(_windows.tap(g, src, r, s, p0, p1), (n, G, Cg, m), dtype, scratch)
-                    acc[r, s] += numpy.matmul(a, xt.transpose(0, 1, 3, 2)).sum(axis=0)
+            cols = _as_matrices(_windows.windows(g, src, p0, p1), (n, G, crs, m), dtype, scratch)
+            acc += numpy.matmul(gyc[..., p0 * g.Q:p1 * g.Q], cols.transpose(0, 1, 3, 2)).sum(axis=0)
+    return acc.reshape(g.weight_shape)
 
 
-def _wgrad_batch_beside_pixels(g, x, gy, dtype, acc):
-    """acc (R, S, G, Kg, Cg) += per tap, gy[g] (Kg, n*M) @ x_tap[g]^T (n*M, Cg) over chunks of images."""
+def _wgrad_batch_beside_pixels(g, x, gy, dtype):
+    """gw[g, :, :, r, s] (Kg, Cg) = gy[g] (Kg, n*M) @ x_tap[g]^T (n*M, Cg), summed over chunks of images."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    acc = numpy.zeros((g.R, g.S, G, Kg, Cg), dtype)
     prod = numpy.empty((G, Kg, Cg), dtype)
     nb, rows = tile_shape(g.N, g.P, (g.C + g.K) * g.Q * dtype.itemsize)
     scratch = numpy.empty(nb * g.C * rows * g.Q, dtype)
@@ -156,3 +169,4 @@ def _wgrad_batch_beside_pixels(g, x, gy, dtype, acc):
                     _parallel.copyto(xt, view.reshape(n, G, Cg, p1 - p0, g.Q).transpose(1, 2, 0, 3, 4))
                     numpy.matmul(a, xt.reshape(G, Cg, m).transpose(0, 2, 1), out=prod)
                     acc[r, s] += prod
+    return numpy.ascontiguousarray(acc.transpose(2, 3, 4, 0, 1)).reshape(g.weight_shape)

@@ -49,18 +49,28 @@ def _split_axis(shape) -> int | None:
     return None
 
 
-def copyto(dst, src) -> None:
-    """numpy.copyto(dst, src) (same shapes; casting allowed), slice by slice across the pool."""
+def _sliced(op, dst, src) -> None:
+    """op(dst_slice, src_slice) over slices of dst's outermost long axis, one per worker."""
     axis = _split_axis(dst.shape)
     if dst.size < _MIN_PARALLEL_ELEMENTS or workers() == 1 or axis is None:
-        numpy.copyto(dst, src)
+        op(dst, src)
         return
     n, k = dst.shape[axis], workers()
-    bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
     index = (slice(None),) * axis
+    src = numpy.broadcast_to(src, dst.shape)
 
-    def part(b):
-        sl = index + (slice(*b),)
-        numpy.copyto(dst[sl], src[sl])
+    def part(i):
+        sl = index + (slice(i * n // k, (i + 1) * n // k),)
+        op(dst[sl], src[sl])
 
-    run(part, bounds)
+    run(part, range(k))
+
+
+def copyto(dst, src) -> None:
+    """numpy.copyto(dst, src), casting as needed, across the pool."""
+    _sliced(numpy.copyto, dst, src)
+
+
+def add(dst, src) -> None:
+    """dst += src (src broadcast to dst's shape), across the pool."""
+    _sliced(lambda d, s: numpy.add(d, s, out=d), dst, src)

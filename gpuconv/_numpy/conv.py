@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import _direct, _gemm
+from . import _direct, _gemm, _parallel
 
 _DIRECT_MAX_CHANNEL_PRODUCT = 4
 
@@ -36,7 +36,7 @@ def _contiguous(a, dtype):
 def _finish(out, bias, dtype):
     """Adds bias along axis 1 (in the compute dtype) and returns out in the caller's dtype."""
     if bias is not None:
-        out += bias.astype(out.dtype, copy=False).reshape(1, -1, 1, 1)
+        _parallel.add(out, bias.astype(out.dtype, copy=False).reshape(1, -1, 1, 1))
     return out.astype(dtype, copy=False)
 
 
