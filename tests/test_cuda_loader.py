@@ -168,10 +168,8 @@ def test_import_cuda_backend_without_a_gpu():
 
 @pytest.fixture
 def algo():
-    pytest.importorskip("cupy")
-    from gpuconv._cuda import _algo
-
-    return _algo
+    """_algo by path: it needs no CuPy (importing gpuconv._cuda would)."""
+    return _load_by_path("gpuconv_algo_test", ROOT / "gpuconv/_cuda/_algo.py")
 
 
 def _geometry(**kw):

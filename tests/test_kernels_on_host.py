@@ -16,7 +16,10 @@ import ctypes
 import importlib.util
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -100,34 +103,87 @@ def host_lib(tmp_path_factory):
     return ctypes.CDLL(str(lib))
 
 
-def make_launch(lib):
-    """A stand-in for gpuconv._cuda._launch.launch that runs the host build, and checks what a CuPy
-    launch cannot: C-contiguous arrays of the kernel's dtype, and scalars of the kernel's exact types."""
+class HostKernel:
+    """Stands in for the cupy kernel ``get_function`` returns: runs the host build of one instantiation
+    over a grid capped at HOST_GRID blocks, after checking what a CuPy launch would not: every array
+    C-contiguous and of the kernel's element type, every scalar of the parameter's exact numpy type."""
 
-    def launch(source_file, kernel, dtype, total, args, *, blocks=None, threads=256):
-        if total <= 0:
-            return
-        dtype = numpy.dtype(dtype)
-        n_ptr, scalars = SIGNATURES[kernel]
-        assert len(args) == n_ptr + len(scalars), (kernel, len(args))
+    def __init__(self, lib, name: str):
+        self.kernel, self.ctype = name[:-1].split("<")
+        self.function = getattr(lib, f"host_{self.kernel}_{self.ctype}")
+
+    def __call__(self, grid, block, args):
+        n_ptr, scalars = SIGNATURES[self.kernel]
+        assert len(args) == n_ptr + len(scalars), (self.kernel, len(args))
         pointers = (ctypes.c_void_p * n_ptr)()
         for i, a in enumerate(args[:n_ptr]):
             if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
                 continue
-            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous and a.dtype == dtype, (kernel, i)
+            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (self.kernel, i)
+            assert CTYPES[a.dtype] == self.ctype, (self.kernel, i, a.dtype)
             pointers[i] = a.ctypes.data
-        values = (ctypes.c_longlong * max(1, len(scalars)))()
+        values = (ctypes.c_longlong * len(scalars))()
         for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
-            assert type(a) is SCALAR_TYPES[t], (kernel, i, type(a))
+            assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
             values[i] = int(a)
-        grid = min(blocks if blocks is not None else -(-total // threads), HOST_GRID)
-        getattr(lib, f"host_{kernel}_{CTYPES[dtype]}")(ctypes.c_uint(grid), ctypes.c_uint(threads), pointers, values)
-
-    return launch
+        assert len(block) == 1 and len(grid) == 1 and grid[0] >= 1
+        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(block[0]), pointers, values)
 
 
-def poisoned_empty(shape, dtype):
-    return numpy.full(shape, numpy.nan, dtype=dtype)
+@pytest.fixture(scope="module")
+def backend(host_lib):
+    """gpuconv/_cuda's own modules, loaded under an alias package (its __init__, which imports pool and
+    implicit_gemm, is not run) with numpy standing in for cupy and the host build for compiled kernels.
+    Everything above the kernels is the real code: _launch, _alloc, _algo, conv, _conv_direct,
+    _conv_im2col, pad."""
+    alias = "gpuconv_cuda_on_host"
+    package = types.ModuleType(alias)
+    package.__path__ = [str(ROOT / "gpuconv" / "_cuda")]
+    saved = {name: sys.modules.get(name) for name in (alias, "cupy")}
+    sys.modules[alias] = package
+    sys.modules["cupy"] = numpy
+    try:
+        names = ("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "conv", "pad")
+        modules = {n: importlib.import_module(f"{alias}.{n}") for n in names}
+    finally:
+        if saved["cupy"] is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved["cupy"]
+
+    def get_function(source_file, name):
+        modules["_loader"]._check_listed(source_file, name)
+        return HostKernel(host_lib, name)
+
+    modules["_launch"].get_function = get_function
+    return SimpleNamespace(**modules)
+
+
+@pytest.fixture(autouse=True)
+def poison(monkeypatch):
+    """Every output comes from _alloc.empty filled with NaN: an unwritten element fails the comparison."""
+    monkeypatch.setenv("GPUCONV_POISON", "1")
+
+
+class _NullDevice:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class ArrayWithDevice(numpy.ndarray):
+    """A numpy array with a no-op ``.device`` context, so that conv.py and pad.py can enter
+    ``with x.device:`` as they do for cupy arrays."""
+
+    @property
+    def device(self):
+        return _NullDevice()
+
+
+def on_device(a):
+    return None if a is None else a.view(ArrayWithDevice)
 
 
 # ------------------------------------------------------------------------------------------- cases
@@ -213,62 +269,65 @@ def _expected(g, x, w, gy, bias_k, bias_c):
 # ------------------------------------------------------------------------------------------- tests
 
 
+def _check_all_passes(module, g, dtype, seed, bias=True):
+    x, w, gy, bias_k, bias_c = _operands(g, dtype, seed)
+    (y, y_mag), (gx, gx_mag), (gw, gw_mag) = _expected(g, x, w, gy, bias_k, bias_c)
+    if not bias:
+        y = y - bias_k.astype(numpy.float64)[None, :, None, None]
+        gx = gx - bias_c.astype(numpy.float64)[None, :, None, None]
+        bias_k = bias_c = None
+    _check(numpy.asarray(module.conv2d_fprop(g, x, w, bias_k)), y, y_mag, dtype, g.c_per_group * g.R * g.S, "fprop")
+    _check(numpy.asarray(module.conv2d_dgrad(g, gy, w, bias_c)), gx, gx_mag, dtype, g.k_per_group * g.R * g.S, "dgrad")
+    _check(numpy.asarray(module.conv2d_wgrad(g, x, gy)), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
-def test_direct_kernels(host_lib, monkeypatch, g, dtype):
-    pytest.importorskip("cupy")  # the launcher modules import it (no GPU needed)
-    from gpuconv._cuda import _conv_direct
-
-    monkeypatch.setattr(_conv_direct, "launch", make_launch(host_lib))
-    monkeypatch.setattr(_conv_direct, "empty", poisoned_empty)
-    x, w, gy, bias_k, bias_c = _operands(g, dtype, 1)
-    (y, y_mag), (gx, gx_mag), (gw, gw_mag) = _expected(g, x, w, gy, bias_k, bias_c)
-    _check(_conv_direct.conv2d_fprop(g, x, w, bias_k), y, y_mag, dtype, g.c_per_group * g.R * g.S, "fprop")
-    _check(_conv_direct.conv2d_dgrad(g, gy, w, bias_c), gx, gx_mag, dtype, g.k_per_group * g.R * g.S, "dgrad")
-    _check(_conv_direct.conv2d_wgrad(g, x, gy), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")
-    y_nobias = _conv_direct.conv2d_fprop(g, x, w)
-    _check(y_nobias, y - bias_k.astype(numpy.float64)[None, :, None, None], y_mag, dtype, g.c_per_group * g.R * g.S,
-           "fprop without bias")
+def test_direct_algorithm(backend, g, dtype):
+    _check_all_passes(backend._conv_direct, g, dtype, seed=1)
+    _check_all_passes(backend._conv_direct, g, dtype, seed=5, bias=False)
 
 
 @pytest.mark.parametrize("dtype", (numpy.float64, numpy.float32), ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("workspace", ("one_chunk", "chunked"))
-def test_im2col_algorithm(host_lib, monkeypatch, g, dtype, workspace):
+def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace):
     """The whole im2col path (im2col / col2im kernels, group-batched GEMMs, layout permutes, bias, batch
-    chunks), with numpy standing in for cupy."""
-    pytest.importorskip("cupy")
-    from gpuconv._cuda import _algo, _conv_im2col
-
-    monkeypatch.setattr(_conv_im2col, "launch", make_launch(host_lib))
-    monkeypatch.setattr(_conv_im2col, "empty", poisoned_empty)
-    monkeypatch.setattr(_conv_im2col, "cupy", numpy)
+    chunks), numpy's matmul standing in for cuBLAS (float16 is left to the GPU: numpy's float16 matmul
+    does not sum in float32)."""
     if workspace == "chunked":  # room for one image's cols: every image is its own chunk
-        monkeypatch.setattr(_algo, "WORKSPACE_BYTES", _algo.im2col_bytes_per_image(g, dtype))
-    x, w, gy, bias_k, bias_c = _operands(g, dtype, 2)
+        monkeypatch.setattr(backend._algo, "WORKSPACE_BYTES", backend._algo.im2col_bytes_per_image(g, dtype))
+    _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
+    _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
+
+
+@pytest.mark.parametrize("algorithm", ("direct", "im2col"))
+def test_dispatch_with_any_strides(backend, monkeypatch, algorithm):
+    """conv.py makes strided inputs contiguous and runs the forced algorithm."""
+    monkeypatch.setenv("GPUCONV_CONV_ALGO", algorithm)
+    g = GEOMETRIES[1]
+    x, w, gy, bias_k, bias_c = _operands(g, numpy.float64, 7)
     (y, y_mag), (gx, gx_mag), (gw, gw_mag) = _expected(g, x, w, gy, bias_k, bias_c)
-    _check(_conv_im2col.conv2d_fprop(g, x, w, bias_k), y, y_mag, dtype, g.c_per_group * g.R * g.S, "fprop")
-    _check(_conv_im2col.conv2d_dgrad(g, gy, w, bias_c), gx, gx_mag, dtype, g.k_per_group * g.R * g.S, "dgrad")
-    _check(_conv_im2col.conv2d_wgrad(g, x, gy), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")
-    gx_nobias = _conv_im2col.conv2d_dgrad(g, gy, w)
-    _check(gx_nobias, gx - bias_c.astype(numpy.float64)[None, :, None, None], gx_mag, dtype,
-           g.k_per_group * g.R * g.S, "dgrad without bias")
+    strided = lambda a: on_device(numpy.asfortranarray(a))  # same values, other strides
+    _check(numpy.asarray(backend.conv.conv2d_fprop(g, strided(x), strided(w), strided(bias_k))), y, y_mag,
+           numpy.float64, 100, "fprop")
+    _check(numpy.asarray(backend.conv.conv2d_dgrad(g, strided(gy), strided(w), strided(bias_c))), gx, gx_mag,
+           numpy.float64, 100, "dgrad")
+    _check(numpy.asarray(backend.conv.conv2d_wgrad(g, strided(x), strided(gy))), gw, gw_mag, numpy.float64, 100,
+           "wgrad")
+    assert backend._algo.choose(g, numpy.float64, "fprop") == algorithm
 
 
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
-def test_col2im_is_the_adjoint_of_im2col(host_lib, g):
+def test_col2im_is_the_adjoint_of_im2col(backend, g):
     """<im2col(x), c> == <x, col2im(c)> in float64, and im2col copies x exactly."""
-    launch = make_launch(host_lib)
+    im2col = backend._conv_im2col
     rng = numpy.random.default_rng(3)
     x = rng.standard_normal(g.input_shape)
-    cols_shape = (g.C * g.R * g.S, g.N * g.P * g.Q)
-    c = rng.standard_normal(cols_shape)
-    geometry = tuple(numpy.int32(v) for v in (g.N, g.C, g.H, g.W, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
-                                              g.pad_top, g.pad_left, g.dil_h, g.dil_w))
-    cols = poisoned_empty(cols_shape, numpy.float64)
-    launch("im2col.cu", "im2col", numpy.float64, cols.size, (x, cols) + geometry)
-    back = poisoned_empty(g.input_shape, numpy.float64)
-    launch("im2col.cu", "col2im", numpy.float64, back.size, (c, numpy.uint64(0), back) + geometry)
+    cols = im2col._im2col(g, x).reshape(g.C * g.R * g.S, -1)
+    c = rng.standard_normal(cols.shape)
+    back = backend._alloc.empty(g.input_shape, numpy.float64)
+    im2col._col2im(g, c, None, back)
     assert not numpy.isnan(cols).any() and not numpy.isnan(back).any()
     assert numpy.isin(cols, numpy.append(x.ravel(), 0.0)).all()
     lhs, rhs = float((cols * c).sum()), float((x * back).sum())
@@ -286,45 +345,18 @@ PAD_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("mode", ("reflect", "replicate", "circular"))
 @pytest.mark.parametrize("shape, pads", PAD_CASES)
-def test_pad_kernels(host_lib, monkeypatch, shape, pads, mode, dtype):
-    pytest.importorskip("cupy")
-    from gpuconv._cuda import pad as cuda_pad
-
+def test_pad(backend, shape, pads, mode, dtype):
     H, W = shape[2:]
     sizes = (H, H, W, W)
     if (mode == "reflect" and any(p >= s for p, s in zip(pads, sizes))) or (
             mode == "circular" and any(p > s for p, s in zip(pads, sizes))):
         pytest.skip("padding beyond what this mode allows (_params rejects it)")
-
-    monkeypatch.setattr(cuda_pad, "launch", make_launch(host_lib))
-    monkeypatch.setattr(cuda_pad, "empty", poisoned_empty)
-    monkeypatch.setattr(cuda_pad, "cupy", numpy)
     rng = numpy.random.default_rng(4)
     x = rng.standard_normal(shape).astype(dtype)
-    xp = _with_null_device(cuda_pad.pad2d, x, pads, mode)
+    xp = numpy.asarray(backend.pad.pad2d(on_device(x), pads, mode))
     assert numpy.array_equal(xp.astype(numpy.float64), reference.pad2d(x, pads, mode))
     gxp = rng.standard_normal(xp.shape).astype(dtype)
-    gx = _with_null_device(cuda_pad.pad2d_backward, gxp, pads, mode)
+    gx = numpy.asarray(backend.pad.pad2d_backward(on_device(gxp), pads, mode))
     expected = reference.pad2d_backward(gxp, pads, mode, H, W)
-    terms = (max(pads) + 1) ** 2
-    _check(gx, expected, reference.pad2d_backward(numpy.abs(gxp), pads, mode, H, W), dtype, terms, "pad2d_backward")
-
-
-class _NullDevice:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _ArrayWithDevice(numpy.ndarray):
-    """A numpy array with a no-op ``.device`` context, like a cupy array's."""
-
-    @property
-    def device(self):
-        return _NullDevice()
-
-
-def _with_null_device(fn, a, *args):
-    return numpy.asarray(fn(a.view(_ArrayWithDevice), *args))
+    magnitude = reference.pad2d_backward(numpy.abs(gxp), pads, mode, H, W)
+    _check(gx, expected, magnitude, dtype, (max(pads) + 1) ** 2, "pad2d_backward")
