@@ -86,6 +86,7 @@ def main(argv=None):
                 unit, scale = ("GFLOP/s", 1e9) if case.unit == "flop" else ("GB/s", 1e9)
                 row = runner.measure(case, suite_name, dtype, args.dtype, "numpy", base, sets_gc,
                                      pair_time_fn=pair_time_fn, rate_scale=scale, unit=unit)
+                row["loadavg_1min"] = os.getloadavg()[0]  # how busy the shared machine was meanwhile
                 rows.append(row)
                 if not row.get("ok"):
                     bar.write(f"  {layer.name} {p}: {row.get('error') or 'check failed'} "

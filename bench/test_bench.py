@@ -1,0 +1,65 @@
+"""Checks of the benchmark scripts' own logic (no timing, no GPU): python -m pytest bench/test_bench.py -q"""
+
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import layers  # noqa: E402
+import profile_ncu  # noqa: E402
+import report  # noqa: E402
+
+
+def test_every_layer_has_a_valid_geometry_and_unique_name():
+    assert len(layers.BY_NAME) == len(layers.LAYERS)
+    for layer in layers.LAYERS:
+        g = layer.at_batch(2).geometry()
+        assert g.N == 2
+        assert all(d > 0 for d in layer.at_batch(2).output_shape)
+
+
+def test_transposed_conv_output_and_kernel_passes():
+    dcgan = layers.BY_NAME["dcgan_g_convt4x4s2"].at_batch(1)
+    assert dcgan.output_shape == (1, 64, 32, 32)
+    assert [dcgan.kernel_pass(p) for p in ("fprop", "dgrad", "wgrad")] == ["dgrad", "fprop", "wgrad"]
+
+
+def _row(layer, p, torch_ms, gpuconv_ms, ok=True, suite="cpu"):
+    return {"suite": suite, "layer": layer, "kind": "conv", "dtype": "float32", "algo": "numpy", "pass": p,
+            "torch_ms": torch_ms, "gpuconv_ms": gpuconv_ms, "ratio": torch_ms / gpuconv_ms, "ok": ok,
+            "torch_min_ms": torch_ms, "gpuconv_min_ms": gpuconv_ms, "ratio_min": torch_ms / gpuconv_ms}
+
+
+def test_summary_geomeans_and_whole_layer_ratio():
+    rows = [_row("a", "fprop", 2, 1), _row("a", "dgrad", 1, 1), _row("a", "wgrad", 1, 2),
+            _row("b", "fprop", 1, 2), _row("b", "dgrad", 1, 1), _row("b", "wgrad", 1, 1, ok=False)]
+    s = {x["group"]: x for x in report.summarise(rows)}
+    assert s["fprop"]["geomean_ratio"] == pytest.approx(1.0)  # sqrt(2 * 0.5)
+    assert s["forward+backward"]["n"] == 1  # layer b has a failed pass: left out
+    assert s["forward+backward"]["geomean_ratio"] == pytest.approx(4 / 4)
+    assert s["wgrad"]["n"] == 1 and s["fprop"]["failed"] == 1
+
+
+def test_geomean_ignores_missing_values():
+    assert report.geomean([2, 8, None]) == pytest.approx(4)
+    assert report.geomean([]) is None and math.isclose(report.geomean([3]), 3)
+
+
+NCU_CSV = '''==PROF== Connected to process 11
+"ID","Process ID","Process Name","Host Name","Kernel Name","gpu__time_duration.sum","dram__bytes_read.sum","dram__bytes_write.sum","sm__sass_thread_inst_executed_op_ffma_pred_on.sum","sm__warps_active.avg.pct_of_peak_sustained_active","launch__registers_per_thread"
+"","","","","","nsecond","byte","byte","inst","%","register/thread"
+"0","11","python3","h","k<float>","1,000","2,000,000","1,000,000","500,000,000","50","40"
+"1","11","python3","h","k<float>","3,000","2,000,000","3,000,000","500,000,000","70","40"
+'''
+
+
+def test_ncu_csv_summary():
+    (k,) = profile_ncu.summarise(profile_ncu.parse_raw_csv(NCU_CSV))
+    assert k["launches"] == 2 and k["us"] == pytest.approx(4.0)
+    assert k["dram_GBps"] == pytest.approx(8e6 / 4e-6 / 1e9)
+    assert k["GFLOPs"] == pytest.approx(2e9 / 4e-6 / 1e9)
+    assert k["achieved_occupancy_pct"] == pytest.approx((50 * 1 + 70 * 3) / 4)  # weighted by duration
+    assert k["registers"] == 40
