@@ -31,7 +31,7 @@ _WGRAD_PER_IMAGE_PIXELS = 1024
 
 # dgrad's col2im multiplies this many output rows (channels x taps) per GEMM at least, so that a layer with
 # few input channels (a network's stem) still makes GEMMs of useful size.
-_MIN_GEMM_ROWS = 64
+_MIN_GEMM_ROWS = 256
 
 
 def _as_matrices(view, shape, dtype, scratch):

@@ -17,14 +17,33 @@ import numpy
 _MIN_PARALLEL_ELEMENTS = 1 << 16
 
 _pool = None
+_workers = None
 
 
 def workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+    """Threads to use: GPUCONV_NUM_THREADS if set, else the cores this process may run on (at most 8)."""
+    global _workers
+    if _workers is None:
+        env = os.environ.get("GPUCONV_NUM_THREADS", "")
+        if env.strip().isdigit() and int(env) > 0:
+            _workers = int(env)
+        else:
+            try:
+                n = len(os.sched_getaffinity(0))
+            except AttributeError:  # not on Linux
+                n = os.cpu_count() or 1
+            _workers = max(1, min(n, 8))
+    return _workers
+
+
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: it must start its own pool.
+    global _pool, _workers
+    _pool, _workers = None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def run(fn, items) -> None:
