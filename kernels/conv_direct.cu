@@ -49,11 +49,11 @@ __global__ void conv2d_fprop_direct(const T* __restrict__ x, const T* __restrict
     }
 }
 
-// gx[n, c, h, w] = bias[c] + sum over taps (r, s) and output channels k of c's group of
+// gx[n, c, h, col] = bias[c] + sum over taps (r, s) and output channels k of c's group of
 //     gy[n, k, p, q] * w[k, c - g*Cg, r, s],  where h == p*stride_h - pad_top + r*dil_h and
-//     w == q*stride_w - pad_left + s*dil_w for some 0 <= p < P, 0 <= q < Q
+//     col == q*stride_w - pad_left + s*dil_w for some 0 <= p < P, 0 <= q < Q
 // (bias null: no bias term). It is the adjoint of fprop in x, and a transposed convolution's forward.
-// A gather: for each tap the one (p, q) that reads (h, w) comes in closed form (output_coordinate).
+// A gather: for each tap the one (p, q) that reads (h, col) comes in closed form (output_coordinate).
 // Threads: one per element of gx (N*C*H*W, w fastest), grid-stride loop.
 // Bounds: p in [0, P), q in [0, Q), and the stride divides the offset, before each read of gy.
 template <typename T>
