@@ -17,7 +17,7 @@ import digits_common as common
 from gpuconv import layers as L
 
 
-def evaluate(model, x, y, xp, batch_size=512):
+def evaluate(model, x, y, batch_size=512):
     correct = 0
     for i in range(0, len(y), batch_size):
         logits = model.forward(x[i:i + batch_size])
@@ -51,8 +51,8 @@ def main(argv=None) -> float:
             optimizer.step()
             losses.append(loss)
         mean_loss = float(xp.stack(losses).mean())
-        bar.set_postfix_str(f"loss {mean_loss:.4f}, test accuracy {evaluate(model, x_test, y_test, xp):.4f}")
-    accuracy = evaluate(model, x_test, y_test, xp)
+        bar.set_postfix_str(f"loss {mean_loss:.4f}, test accuracy {evaluate(model, x_test, y_test):.4f}")
+    accuracy = evaluate(model, x_test, y_test)
     print(f"test accuracy: {accuracy:.4f} ({len(y_test)} images, {args.epochs} epochs, "
           f"{time.perf_counter() - start:.1f} s on {device})")
     return accuracy
