@@ -12,6 +12,9 @@ How tensors cross over, without copies:
   tensor's device, so they are ordered with the surrounding PyTorch work without any synchronisation.
 - CPU tensors go to NumPy (``Tensor.numpy()`` shares memory) and run on gpuconv's NumPy path.
 
+On CUDA, results live in CuPy's memory pool (released to it when the tensor dies), allocated on PyTorch's
+current stream: using them on another stream needs the same care as any tensor made there.
+
 Any strides are accepted (gpuconv copies to contiguous where a kernel needs it). The backward passes are
 gpuconv's own ``*_backward`` functions and are not differentiable again (no double backward).
 
