@@ -1,7 +1,8 @@
 """The ``backend`` fixture: every table test runs once per array module present.
 
 "numpy" always runs. "cupy-direct", "cupy-im2col" and "cupy-implicit_gemm" run when CuPy imports and sees a
-GPU, with ``GPUCONV_CONV_ALGO`` forcing the convolution algorithm and ``GPUCONV_POISON=1`` making the CUDA
+GPU, with ``GPUCONV_CONV_ALGO`` forcing the convolution algorithm (pooling tests use ``pool_backend``: numpy
+and one "cupy" run, as no convolution algorithm is involved), and ``GPUCONV_POISON=1`` making the CUDA
 backend fill outputs with NaN before each launch (an element a kernel forgets to write then fails the
 comparison). Without CuPy or a GPU those runs skip, never error.
 """
@@ -65,18 +66,29 @@ class Backend:
         return self.name
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    name = request.param
+def _make_backend(name, monkeypatch):
     if name == "numpy":
         return Backend(name, numpy)
     cupy = cupy_with_gpu()
     if cupy is None:
         pytest.skip("needs CuPy and a GPU")
-    algo = name.split("-", 1)[1]
-    monkeypatch.setenv("GPUCONV_CONV_ALGO", algo)
+    algo = name.split("-", 1)[1] if "-" in name else None
+    if algo is not None:
+        monkeypatch.setenv("GPUCONV_CONV_ALGO", algo)
     monkeypatch.setenv("GPUCONV_POISON", "1")
     return Backend(name, cupy, algo)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """numpy, and CuPy once per forced convolution algorithm."""
+    return _make_backend(request.param, monkeypatch)
+
+
+@pytest.fixture(params=("numpy", "cupy"))
+def pool_backend(request, monkeypatch):
+    """numpy and CuPy, once each: for pooling, which no convolution algorithm touches."""
+    return _make_backend(request.param, monkeypatch)
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 ``torch.nn.functional`` (gradients through autograd) and returns NumPy arrays.
 
 Callers skip when torch is missing (``pytest.importorskip("torch")``). ``device`` is "cpu" or "cuda";
-computation runs in the arrays' dtype, so pass float64 arrays for a reference-grade answer. TF32 is turned
-off so CUDA float32 results are real float32.
+computation runs in the arrays' dtype, so pass float64 arrays for a reference-grade answer. TF32 and
+reduced-precision float16 reductions are turned off so CUDA results are what gpuconv promises.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False  # float16 sums in float32, as gpuconv
 
 
 def _t(a, device, grad=False):
