@@ -1,23 +1,28 @@
 """Convolution passes as per-tap multiply-adds over whole arrays, for groups with very few channels
 (depthwise above all), where a GEMM per group would be a long run of tiny BLAS calls.
 
-    fprop  y[n, g, j]            += w[g, j, c, r, s] * x_tap(r, s)[n, g, c]     for every c, r, s
-    dgrad  frame_tap(r, s)[n, g, c] += w[g, j, c, r, s] * gy[n, g, j]           for every j, c, r, s
+    fprop  y[n, g, j]               += w[g, j, c, r, s] * x_tap(r, s)[n, g, c]     for every c, r, s
+    dgrad  frame_tap(r, s)[n, g, c] += w[g, j, c, r, s] * gy[n, g, j]              for every j, c, r, s
 
-The work is cut into blocks of (images, groups) whose output fits in the CPU's L2 cache, so each of the
+The work is cut into blocks of (images, groups) whose output fits in a core's L2 cache, so each of the
 R*S*C/groups passes reads and writes cache rather than memory, and the blocks run on every core
 (``_parallel``). Every output element is summed by one thread in the fixed order above: deterministic.
+
+At stride 1, fprop computes rows of the full padded width Wn instead of Q: then tap (r, s) of a whole
+(P, Wn) output plane is one contiguous run of the flattened zero frame, starting at r*dil_h*Wn + s*dil_w,
+and NumPy's loops run over thousands of elements instead of Q. The Wn - Q extra columns per row are
+dropped at the end. dgrad at stride 1 is that fprop (``_flipped``); at other strides it scatter-adds.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from . import _parallel, _windows
+from . import _flipped, _parallel, _windows
 from ._tiling import chunks
 
-# Output elements per block: 512 KiB of float32, within a core's L2 on current x86 and ARM servers.
-_BLOCK_ELEMENTS = 1 << 17
+# Output elements per block: 256 KiB of float32, within a core's L2 on current x86 and ARM servers.
+_BLOCK_ELEMENTS = 1 << 16
 
 
 def _blocks(N: int, G: int, per_group: int):
@@ -30,8 +35,52 @@ def _blocks(N: int, G: int, per_group: int):
     return [(n0, n0 + 1, g0, g1) for n0 in range(N) for g0, g1 in chunks(G, gb)]
 
 
+def _multiply_add(out, tmp, a, b, first):
+    """out = a*b when first, else out += a*b (through tmp: NumPy has no fused multiply-add)."""
+    if first:
+        numpy.multiply(a, b, out=out)
+    else:
+        numpy.multiply(a, b, out=tmp)
+        numpy.add(out, tmp, out=out)
+
+
 def fprop(g, x, w, dtype):
     """y (N, K, P, Q) in dtype, without bias."""
+    if g.stride_h == 1 and g.stride_w == 1:
+        return _fprop_flat(g, x, w, dtype)
+    return _fprop_strided(g, x, w, dtype)
+
+
+def _fprop_flat(g, x, w, dtype):
+    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    w5 = w.reshape(G, Kg, Cg, g.R, g.S)
+    Hn, Wn = _windows.padded_extent(g)
+    # One zero row below the frame: the extra columns of the last output row read up to
+    # dil_w*(S-1) elements past the frame's end.
+    frame = _windows.zero_frame(g, x, dtype, extra_rows=1 if g.S > 1 else 0)
+    flat = frame.reshape(g.N, G, Cg, -1)
+    run = g.P * Wn
+    y = numpy.empty(g.output_shape, dtype)
+    y5 = y.reshape(g.N, G, Kg, g.P, g.Q)
+
+    def block(b):
+        n0, n1, g0, g1 = b
+        acc = numpy.empty((n1 - n0, g1 - g0, Kg, run), dtype)
+        tmp = numpy.empty_like(acc)
+        for c in range(Cg):
+            for r in range(g.R):
+                for s in range(g.S):
+                    start = r * g.dil_h * Wn + s * g.dil_w
+                    xv = flat[n0:n1, g0:g1, c, None, start:start + run]
+                    wv = w5[g0:g1, :, c, r, s][None, :, :, None]
+                    _multiply_add(acc, tmp, xv, wv, c == 0 and r == 0 and s == 0)
+        y5[n0:n1, g0:g1] = acc.reshape(n1 - n0, g1 - g0, Kg, g.P, Wn)[..., :g.Q]
+
+    _parallel.run(block, _blocks(g.N, G, Kg * run))
+    return y
+
+
+def _fprop_strided(g, x, w, dtype):
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     w5 = w.reshape(G, Kg, Cg, g.R, g.S)
     y = numpy.empty(g.output_shape, dtype)
@@ -43,18 +92,12 @@ def fprop(g, x, w, dtype):
         n0, n1, g0, g1 = b
         out = y5[n0:n1, g0:g1]
         tmp = numpy.empty_like(out)
-        first = True
         for c in range(Cg):
             for r in range(g.R):
                 for s in range(g.S):
                     xv = _windows.tap(g, src5[n0:n1, g0:g1, c], r, s)[:, :, None]
                     wv = w5[g0:g1, :, c, r, s][None, :, :, None, None]
-                    if first:
-                        numpy.multiply(xv, wv, out=out)
-                        first = False
-                    else:
-                        numpy.multiply(xv, wv, out=tmp)
-                        numpy.add(out, tmp, out=out)
+                    _multiply_add(out, tmp, xv, wv, c == 0 and r == 0 and s == 0)
 
     _parallel.run(block, _blocks(g.N, G, Kg * g.P * g.Q))
     return y
@@ -62,6 +105,9 @@ def fprop(g, x, w, dtype):
 
 def dgrad(g, gy, w, dtype):
     """gx (N, C, H, W) in dtype, without bias."""
+    flipped = _flipped.dgrad_geometry(g)
+    if flipped is not None:
+        return _fprop_flat(flipped, gy, _flipped.flipped_filters(g, w), dtype)
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     w5 = w.reshape(G, Kg, Cg, g.R, g.S)
     gy5 = numpy.ascontiguousarray(gy, dtype=dtype).reshape(g.N, G, Kg, g.P, g.Q)

@@ -9,8 +9,10 @@ Shapes per group g (G groups, Kg = K/G filters and Cg = C/G channels each, M = o
 fprop copies each tile's windows into one buffer and makes one long GEMM per image and group (the product
 lands straight in the output). dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
 filters); at larger strides it multiplies a block of taps at a time and adds each tap's product onto its
-slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; on
-small images it works one tap at a time with the batch laid beside the pixels, so each GEMM stays long. Every buffer is bounded
+slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; at
+stride 1 it needs no im2col at all (each tap's windows are contiguous runs of the flattened frame, see
+``_wgrad_flat``); on small images it works one tap at a time with the batch laid beside the pixels, so
+each GEMM stays long. Every buffer is bounded
 by ``_tiling.WORKSPACE_BYTES``; the window copies run on every core (``_parallel``).
 
 Arrays reaching these functions are (N, C, H, W) of any dtype and strides; ``dtype`` is the compute dtype
@@ -21,8 +23,7 @@ from __future__ import annotations
 
 import numpy
 
-from .._params import ConvGeometry
-from . import _parallel, _windows
+from . import _flipped, _parallel, _windows
 from ._tiling import chunks, tile_shape
 
 # wgrad makes one GEMM per image while an image has at least this many output pixels (the GEMM's inner
@@ -65,27 +66,11 @@ def fprop(g, x, w, dtype):
     return y
 
 
-def _dgrad_as_fprop(g):
-    """At stride 1, gx[h] = sum_r w[r] gy[h + pad_top - r*dil], a forward convolution of gy with the
-    flipped filters and padding dil*(R-1) - pad_top. Its geometry, or None where that padding would be
-    negative (padding beyond the kernel's reach) or the stride is not 1."""
-    top, left = g.dil_h * (g.R - 1) - g.pad_top, g.dil_w * (g.S - 1) - g.pad_left
-    if g.stride_h != 1 or g.stride_w != 1 or top < 0 or left < 0:
-        return None
-    return ConvGeometry(N=g.N, C=g.K, H=g.P, W=g.Q, K=g.C, R=g.R, S=g.S, P=g.H, Q=g.W,
-                        pad_top=top, pad_bottom=g.H - g.P - top + g.dil_h * (g.R - 1),
-                        pad_left=left, pad_right=g.W - g.Q - left + g.dil_w * (g.S - 1),
-                        dil_h=g.dil_h, dil_w=g.dil_w, groups=g.groups)
-
-
 def dgrad(g, gy, w, dtype):
     """gx (N, C, H, W) in dtype, without bias."""
-    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    flipped = _dgrad_as_fprop(g)
+    flipped = _flipped.dgrad_geometry(g)
     if flipped is not None:
-        # (C, K/groups, R, S): per group, the filters transposed (channels <-> filters) and rotated 180 deg.
-        wf = w.reshape(G, Kg, Cg, g.R, g.S).transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
-        return fprop(flipped, gy, numpy.ascontiguousarray(wf).reshape(flipped.weight_shape), dtype)
+        return fprop(flipped, gy, _flipped.flipped_filters(g, w), dtype)
     return _dgrad_scatter(g, gy, w, dtype)
 
 
@@ -122,9 +107,36 @@ def _dgrad_scatter(g, gy, w, dtype):
 
 def wgrad(g, x, gy, dtype):
     """gw (K, C/groups, R, S) in dtype."""
-    if g.P * g.Q >= _WGRAD_PER_IMAGE_PIXELS:
-        return _wgrad_per_image(g, x, gy, dtype)
-    return _wgrad_batch_beside_pixels(g, x, gy, dtype)
+    if g.P * g.Q < _WGRAD_PER_IMAGE_PIXELS:
+        return _wgrad_batch_beside_pixels(g, x, gy, dtype)
+    if g.stride_h == 1 and g.stride_w == 1:
+        return _wgrad_flat(g, x, gy, dtype)
+    return _wgrad_per_image(g, x, gy, dtype)
+
+
+def _wgrad_flat(g, x, gy, dtype):
+    """Stride 1 without im2col: with gy widened to the frame's width Wn (zeros in the extra columns), tap
+    (r, s) of a whole image is one contiguous run of the flattened zero frame, starting at
+    r*dil_h*Wn + s*dil_w, so gw[g, :, :, r, s] = sum over images of gy_wide[n, g] @ run[n, g]^T straight
+    from the frame (the zero columns cancel what the runs read past each row's end)."""
+    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    Hn, Wn = _windows.padded_extent(g)
+    extra = 1 if g.S > 1 else 0  # the runs of the last row reach dil_w*(S-1) past the frame's end
+    m = g.P * Wn
+    acc = numpy.zeros((G, Kg, Cg, g.R, g.S), dtype)
+    nb, _ = tile_shape(g.N, 1, (g.C * (Hn + extra) + g.K * g.P) * Wn * dtype.itemsize)
+    for n0, n1 in chunks(g.N, nb):
+        n = n1 - n0
+        flat = _windows.zero_frame(g, x[n0:n1], dtype, extra).reshape(n, G, Cg, -1)
+        wide = numpy.zeros((n, g.K, g.P, Wn), dtype)
+        _parallel.copyto(wide[..., :g.Q], gy[n0:n1])
+        wide = wide.reshape(n, G, Kg, m)
+        for r in range(g.R):
+            for s in range(g.S):
+                start = r * g.dil_h * Wn + s * g.dil_w
+                run = flat[..., start:start + m]
+                acc[..., r, s] += numpy.matmul(wide, run.transpose(0, 1, 3, 2)).sum(axis=0)
+    return acc.reshape(g.weight_shape)
 
 
 def _wgrad_per_image(g, x, gy, dtype):

@@ -38,9 +38,15 @@ def padded_source(g, x, dtype):
     caller's copy into its workspace does the cast."""
     if not needs_padding(g):
         return x
+    return zero_frame(g, x, dtype)
+
+
+def zero_frame(g, x, dtype, extra_rows=0):
+    """A fresh contiguous (n, C, Hn + extra_rows, Wn) array in dtype: x in its zero frame, as
+    :func:`padded_source`, with extra zero rows below."""
     Hn, Wn = padded_extent(g)
     hh, ww = _overlap(g)
-    xp = numpy.zeros((x.shape[0], x.shape[1], Hn, Wn), dtype)
+    xp = numpy.zeros((x.shape[0], x.shape[1], Hn + extra_rows, Wn), dtype)
     _parallel.copyto(xp[:, :, g.pad_top:g.pad_top + hh, g.pad_left:g.pad_left + ww], x[:, :, :hh, :ww])
     return xp
 
