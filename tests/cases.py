@@ -96,6 +96,8 @@ CONV2D = [
     _conv("layout_transposed", (2, 3, 6, 5), (4, 3, 3, 2), padding=1, layout="transposed"),
     _conv("layout_sliced", (2, 3, 5, 6), (4, 3, 3, 3), stride=2, layout="sliced"),
     _conv("layout_channels_last", (2, 4, 5, 5), (4, 2, 3, 3), groups=2, layout="channels_last"),
+    _conv("layout_reversed", (2, 3, 5, 6), (2, 3, 2, 3), padding=(1, 0), stride=(1, 2), layout="reversed"),
+    _conv("layout_reversed_unbatched", (3, 5, 5), (4, 3, 3, 3), padding="same", layout="reversed"),
     _conv("reflect", (2, 2, 5, 6), (3, 2, 3, 3), padding=1, padding_mode="reflect"),
     _conv("reflect_same_even", (1, 2, 5, 5), (2, 2, 4, 4), padding="same", padding_mode="reflect"),
     _conv("reflect_pad_size_minus_1", (1, 2, 3, 4), (2, 2, 3, 3), padding=(2, 3), padding_mode="reflect"),
@@ -174,6 +176,7 @@ CONV_TRANSPOSE2D = [
     _convt("empty_batch", (0, 2, 3, 3), (2, 3, 3, 3)),
     _convt("layout_transposed", (2, 3, 4, 3), (3, 2, 3, 2), stride=2, layout="transposed"),
     _convt("layout_sliced", (2, 2, 3, 4), (2, 3, 3, 3), padding=1, layout="sliced"),
+    _convt("layout_reversed", (2, 3, 3, 4), (3, 2, 3, 3), stride=(2, 1), padding=1, layout="reversed"),
     _convt("layout_channels_last", (2, 4, 3, 3), (4, 1, 2, 2), groups=2, stride=2, layout="channels_last"),
 ]
 
@@ -237,6 +240,8 @@ MAX_POOL2D = [
     _maxp("empty_batch", (0, 2, 4, 4), 2),
     _maxp("layout_transposed", (2, 2, 6, 5), 3, stride=2, padding=1, layout="transposed"),
     _maxp("layout_sliced", (2, 2, 5, 6), 2, layout="sliced"),
+    _maxp("layout_reversed", (2, 2, 5, 7), 3, stride=2, padding=1, layout="reversed"),
+    _maxp("layout_sliced_unbatched", (2, 5, 6), 2, stride=1, layout="sliced"),
     _maxp("layout_channels_last", (2, 3, 6, 6), 2, stride=1, layout="channels_last"),
 ]
 
@@ -296,5 +301,7 @@ AVG_POOL2D = [
     _avgp("empty_batch", (0, 2, 4, 4), 2),
     _avgp("layout_transposed", (2, 2, 6, 5), 3, stride=2, padding=1, layout="transposed"),
     _avgp("layout_sliced", (2, 2, 5, 6), 2, layout="sliced"),
+    _avgp("layout_reversed", (2, 2, 5, 7), 3, stride=2, padding=1, count_include_pad=False, layout="reversed"),
+    _avgp("layout_sliced_unbatched", (2, 5, 6), 2, stride=1, layout="sliced"),
     _avgp("layout_channels_last", (2, 3, 6, 6), 2, stride=1, layout="channels_last"),
 ]

@@ -28,7 +28,7 @@ def cupy_with_gpu():
 
 
 DTYPES = (numpy.float64, numpy.float32, numpy.float16)
-LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last")
+LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last", "reversed")
 
 _UNIT_ROUNDOFF = {numpy.dtype(t): numpy.finfo(t).eps / 2 for t in DTYPES}
 
@@ -51,7 +51,7 @@ def on_backend(backend, a, layout="contiguous"):
     """The NumPy array ``a`` on ``backend`` with the same values, stored in ``layout``: 'contiguous';
     'transposed' (the last two axes swapped in memory); 'sliced' (every other element of a buffer filled
     with NaN, or -1 for integers, so reading a wrong element shows); 'channels_last' (channel axis last in
-    memory)."""
+    memory); 'reversed' (negative strides: rows and columns stored back to front)."""
     if a is None:
         return None
     xp = backend.xp
@@ -64,6 +64,8 @@ def on_backend(backend, a, layout="contiguous"):
         buf = xp.full(a.shape[:-1] + (2 * a.shape[-1],), fill, dtype=a.dtype)
         buf[..., ::2] = backend.put(a)
         return buf[..., ::2]
+    if layout == "reversed":
+        return backend.put(numpy.ascontiguousarray(a[..., ::-1, ::-1]))[..., ::-1, ::-1]
     if layout == "channels_last":
         if a.ndim == 4:
             return backend.put(numpy.ascontiguousarray(a.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
@@ -109,16 +111,22 @@ def assert_array(backend, a, dtype, shape, what):
 
 
 class Unchanged:
-    """Copies arrays before a call; ``check()`` after it asserts the call left them as they were."""
+    """Copies a call's input arrays before it; ``check(outputs)`` after it asserts the call left them as they
+    were and returned no output sharing memory with them (a caller writing to an output must not change an
+    input, as with PyTorch, which always returns new tensors)."""
 
     def __init__(self, backend, **arrays):
         self.backend = backend
         self.arrays = {k: v for k, v in arrays.items() if v is not None}
         self.before = {k: backend.get(v).copy() for k, v in self.arrays.items()}
 
-    def check(self):
+    def check(self, outputs):
         for k, v in self.arrays.items():
             assert numpy.array_equal(self.backend.get(v), self.before[k], equal_nan=True), f"{k} was modified"
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        for i, out in enumerate(o for o in outputs if o is not None):
+            for k, v in self.arrays.items():
+                assert not self.backend.xp.may_share_memory(out, v), f"output {i} shares memory with {k}"
 
 
 def batch4(a):

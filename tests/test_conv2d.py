@@ -40,7 +40,7 @@ def _run_forward(backend, case, x, w, b):
     xd, wd, bd = (on_backend(backend, a, case.layout) for a in (x, w, b))
     guard = Unchanged(backend, input=xd, weight=wd, bias=bd)
     y = gpuconv.conv2d(xd, wd, bd, **case.kwargs())
-    guard.check()
+    guard.check(y)
     return y
 
 
@@ -48,7 +48,7 @@ def _run_backward(backend, case, gy, x, w, output_mask=(True, True, True)):
     gyd, xd, wd = (on_backend(backend, a, case.layout) for a in (gy, x, w))
     guard = Unchanged(backend, grad_output=gyd, input=xd, weight=wd)
     grads = gpuconv.conv2d_backward(gyd, xd, wd, **case.kwargs(), output_mask=output_mask)
-    guard.check()
+    guard.check(grads)
     return grads
 
 

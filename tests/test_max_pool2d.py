@@ -34,7 +34,7 @@ def _run_forward(backend, case, x, return_indices=True):
     xd = on_backend(backend, x, case.layout)
     guard = Unchanged(backend, input=xd)
     out = gpuconv.max_pool2d(xd, **case.kwargs(), return_indices=return_indices)
-    guard.check()
+    guard.check(out)
     return out
 
 
@@ -42,7 +42,7 @@ def _run_backward(backend, case, gy, idx, input_shape):
     gyd, idxd = on_backend(backend, gy, case.layout), on_backend(backend, idx, case.layout)
     guard = Unchanged(backend, grad_output=gyd, indices=idxd)
     gx = gpuconv.max_pool2d_backward(gyd, idxd, input_shape)
-    guard.check()
+    guard.check(gx)
     return gx
 
 
