@@ -34,7 +34,7 @@ def parse_args(argv=None):
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--out", help="output folder (default: bench/results/cpu-<date>)")
     ap.add_argument("--threads", type=int, help="threads for both sides (default: numpy's BLAS threads)")
-    ap.add_argument("--budget", type=float, default=0.4, help="seconds of timed calls per measurement")
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per side and measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     ap.add_argument("--note", default="", help="conditions of the run, recorded in the results")
     return ap.parse_args(argv)
@@ -60,7 +60,7 @@ def main(argv=None):
     dtype = getattr(torch, args.dtype)
     itemsize = torch.empty((), dtype=dtype).element_size()
     suite = layers.cpu_suite(args.layers, args.quick)
-    min_reps, max_reps = (2, 3) if args.quick else (5, 25)
+    min_reps, max_reps = (2, 3) if args.quick else (5, 40)
 
     def pair_time_fn(fn_a, sets_a, fn_b, sets_b):
         return timing.time_cpu_pair(fn_a, sets_a, fn_b, sets_b, warmup=1, budget_s=args.budget,
