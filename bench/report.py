@@ -186,7 +186,7 @@ def plot(path, rows: list, panels: list, title: str) -> None:
     n_cols = max(len(line) for line in grid)
     shown = [r for r in rows if any(_in_panel(r, p) for line in grid for p in line) and r.get("ratio")]
     lo = min(min(r["ratio"] for r in shown), 0.5) / 1.4
-    hi = max(max(r["ratio"] for r in shown), 2.0) * 1.4
+    hi = max(max(r["ratio"] for r in shown), 2.0) * 1.9  # room for the value labels right of the dots
     labels = [_row_labels(rows, line) for line in grid]
     heights = [0.4 * len(order) + 1.1 for _, order in labels]
     fig, axes = plt.subplots(len(grid), n_cols, figsize=(4.4 * n_cols + 3.4, sum(heights) + 0.9),
