@@ -63,3 +63,45 @@ def test_ncu_csv_summary():
     assert k["GFLOPs"] == pytest.approx(2e9 / 4e-6 / 1e9)
     assert k["achieved_occupancy_pct"] == pytest.approx((50 * 1 + 70 * 3) / 4)  # weighted by duration
     assert k["registers"] == 40
+
+
+class _FakeCupy:
+    """Enough of CuPy for timing.CudaTimer: events that read the wall clock, a buffer that counts fills."""
+
+    class cuda:  # noqa: N801 (mirrors cupy.cuda)
+        class Event:
+            def record(self):
+                import time
+
+                self.t = time.perf_counter()
+
+            def synchronize(self):
+                pass
+
+        @staticmethod
+        def get_elapsed_time(a, b):
+            return (b.t - a.t) * 1e3
+
+    uint8 = "uint8"
+
+    class _Buffer:
+        fills = 0
+
+        def fill(self, v):
+            type(self).fills += 1
+
+    @classmethod
+    def empty(cls, n, dtype):
+        return cls._Buffer()
+
+
+def test_cuda_timer_flushes_before_each_call_and_rotates_sets(monkeypatch):
+    import timing
+
+    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy)
+    timer = timing.CudaTimer(1 << 20)
+    seen = []
+    times = timer.time(seen.append, ["a", "b", "c"], flush=True, warmup=2, budget_s=0.0, min_reps=4, max_reps=9)
+    assert len(times) == 4 and all(t >= 0 for t in times)
+    assert seen == ["a", "b", "c", "a", "b", "c", "a"]  # 2 warm-up, 1 estimate, then 4 timed from set 0
+    assert _FakeCupy._Buffer.fills == 1 + 4  # the estimate and every timed call start with a cold L2
