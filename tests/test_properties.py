@@ -216,11 +216,13 @@ def test_avg_pool2d_random_configurations(backend, case, dtype, seed):
 @given(case=conv2d_cases(), seed=seeds, stride=st.integers(-1, 3), padding=st.integers(-1, 4))
 def test_conv2d_accepts_what_torch_accepts(case, seed, stride, padding):
     """With arbitrary stride and padding, gpuconv raises ValueError exactly when PyTorch refuses."""
+    assume(case.x[0] != 0 or len(case.x) == 3)  # PyTorch skips some checks on an empty batch; gpuconv does not
     x, w, b, _ = case.arrays(numpy.random.default_rng(seed), numpy.float64)
     kw = dict(case.kwargs(), stride=stride, padding=padding)
     try:
+        # the oracle pads explicitly for padding_mode, and F.pad crops where padding is negative
+        torch_ok = padding >= 0
         torch_oracle.conv2d(x, w, b, **kw)
-        torch_ok = True
     except (RuntimeError, ValueError, NotImplementedError):
         torch_ok = False
     if torch_ok:
@@ -249,3 +251,46 @@ def test_max_pool2d_accepts_what_torch_accepts(seed, shape, kernel, stride, padd
     else:
         with pytest.raises(ValueError):
             gpuconv.max_pool2d(x, **kw)
+
+
+@pytest.mark.skipif(torch_oracle is None, reason="needs torch")
+@settings(max_examples=60)
+@given(case=conv_transpose2d_cases(), seed=seeds, padding=st.integers(-1, 4), output_padding=st.integers(-1, 3),
+       stride=st.integers(0, 3))
+def test_conv_transpose2d_accepts_what_torch_accepts(case, seed, padding, output_padding, stride):
+    """With arbitrary stride, padding and output_padding, gpuconv raises ValueError exactly when PyTorch
+    refuses."""
+    assume(case.x[0] != 0 or len(case.x) == 3)  # PyTorch skips some checks on an empty batch; gpuconv does not
+    x, w, b, _ = case.arrays(numpy.random.default_rng(seed), numpy.float64)
+    kw = dict(case.kwargs(), stride=stride, padding=padding, output_padding=output_padding)
+    try:
+        torch_oracle.conv_transpose2d(x, w, b, **kw)
+        torch_ok = True
+    except (RuntimeError, ValueError):
+        torch_ok = False
+    if torch_ok:
+        gpuconv.conv_transpose2d(x, w, b, **kw)
+    else:
+        with pytest.raises(ValueError):
+            gpuconv.conv_transpose2d(x, w, b, **kw)
+
+
+@pytest.mark.skipif(torch_oracle is None, reason="needs torch")
+@settings(max_examples=60)
+@given(seed=seeds, shape=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 6), st.integers(1, 6)),
+       kernel=st.integers(1, 4), stride=st.integers(1, 3), padding=st.integers(0, 3), ceil_mode=st.booleans(),
+       divisor_override=st.one_of(st.none(), st.integers(-2, 3)))
+def test_avg_pool2d_accepts_what_torch_accepts(seed, shape, kernel, stride, padding, ceil_mode, divisor_override):
+    x = numpy.random.default_rng(seed).standard_normal(shape)
+    kw = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+              divisor_override=divisor_override)
+    try:
+        torch_oracle.avg_pool2d(x, **kw)
+        torch_ok = True
+    except (RuntimeError, ValueError):
+        torch_ok = False
+    if torch_ok:
+        gpuconv.avg_pool2d(x, **kw)
+    else:
+        with pytest.raises(ValueError):
+            gpuconv.avg_pool2d(x, **kw)
