@@ -12,6 +12,8 @@ import re
 
 import numpy
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gpuconv
 from helpers import cupy_with_gpu
@@ -56,6 +58,7 @@ CONV2D_ERRORS = [
     row("stride_negative", lambda: gpuconv.conv2d(X, W, stride=(1, -1)), ValueError, r"stride.*positive.*\(1, -1\)"),
     row("stride_string", lambda: gpuconv.conv2d(X, W, stride="1"), TypeError, r"stride.*int"),
     row("stride_three_values", lambda: gpuconv.conv2d(X, W, stride=(1, 1, 1)), ValueError, r"stride.*\(1, 1, 1\)"),
+    row("stride_beyond_int64", lambda: gpuconv.conv2d(X, W, stride=2**70), ValueError, r"stride", PENDING),
     row("dilation_zero", lambda: gpuconv.conv2d(X, W, dilation=0), ValueError, r"dilation.*positive.*\(0, 0\)"),
     row("dilation_negative", lambda: gpuconv.conv2d(X, W, dilation=(-2, 1)), ValueError,
         r"dilation.*positive.*\(-2, 1\)"),
@@ -172,6 +175,7 @@ MAX_POOL2D_ERRORS = [
     row("kernel_three_values", lambda: gpuconv.max_pool2d(X, (2, 2, 2)), ValueError, r"kernel_size.*\(2, 2, 2\)"),
     row("kernel_none", lambda: gpuconv.max_pool2d(X, None), TypeError, r"kernel_size.*None"),
     row("stride_zero", lambda: gpuconv.max_pool2d(X, 2, stride=0), ValueError, r"stride.*positive"),
+    row("stride_beyond_int64", lambda: gpuconv.max_pool2d(X, 2, stride=2**70), ValueError, r"stride", PENDING),
     row("dilation_zero", lambda: gpuconv.max_pool2d(X, 2, dilation=0), ValueError, r"dilation.*positive"),
     row("padding_negative", lambda: gpuconv.max_pool2d(X, 2, padding=-1), ValueError, r"padding.*non-negative"),
     row("padding_over_half_kernel", lambda: gpuconv.max_pool2d(X, 2, padding=2), ValueError,
@@ -340,3 +344,58 @@ def test_numpy_mixed_with_cupy(call, dtype):
     if cupy is None:
         pytest.skip("needs CuPy and a GPU")
     _check(lambda: call(lambda shape: cupy.zeros(shape, dtype=dtype)), TypeError, r"numpy.*cupy|cupy.*numpy")
+
+
+# ------------------------------------------------------------------------------------ nothing else escapes
+
+sizes = st.integers(0, 4)
+shapes = st.lists(sizes, min_size=1, max_size=5).map(tuple)
+small_ints = st.integers(-1, 4)
+int_args = st.one_of(small_ints, st.tuples(small_ints, small_ints), st.lists(small_ints, max_size=3).map(tuple))
+paddings = st.one_of(int_args, st.sampled_from(("valid", "same", "full", "bad")))
+float_dtypes = st.sampled_from((numpy.float16, numpy.float32, numpy.float64))
+modes = st.sampled_from(("zeros", "reflect", "replicate", "circular", "bad"))
+
+
+def _only_value_or_type_errors(call):
+    """The call either works or raises ValueError / TypeError: never IndexError, ZeroDivisionError, ..."""
+    try:
+        call()
+    except (ValueError, TypeError):
+        pass
+
+
+@given(x=shapes, w=shapes, bias=st.booleans(), stride=int_args, padding=paddings, dilation=int_args,
+       groups=st.integers(-1, 3), mode=modes, dtype=float_dtypes)
+def test_conv2d_random_arguments_raise_only_value_or_type_errors(x, w, bias, stride, padding, dilation, groups,
+                                                                  mode, dtype):
+    xa, wa = numpy.ones(x, dtype), numpy.ones(w, dtype)
+    b = numpy.ones(w[:1], dtype) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    _only_value_or_type_errors(lambda: gpuconv.conv2d(xa, wa, b, **kw, padding_mode=mode))
+    _only_value_or_type_errors(lambda: gpuconv.conv2d_backward(numpy.ones(x, dtype), xa, wa, **kw, padding_mode=mode))
+
+
+@given(x=shapes, w=shapes, stride=int_args, padding=int_args, output_padding=int_args, dilation=int_args,
+       groups=st.integers(-1, 3), dtype=float_dtypes)
+def test_conv_transpose2d_random_arguments_raise_only_value_or_type_errors(x, w, stride, padding, output_padding,
+                                                                            dilation, groups, dtype):
+    xa, wa = numpy.ones(x, dtype), numpy.ones(w, dtype)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    _only_value_or_type_errors(lambda: gpuconv.conv_transpose2d(xa, wa, **kw))
+    _only_value_or_type_errors(lambda: gpuconv.conv_transpose2d_backward(numpy.ones(x, dtype), xa, wa, **kw))
+
+
+@given(x=shapes, kernel=int_args, stride=st.one_of(st.none(), int_args), padding=int_args, dilation=int_args,
+       ceil_mode=st.booleans(), divisor=st.one_of(st.none(), small_ints), count_include_pad=st.booleans(),
+       indices=st.lists(st.integers(-2, 40), min_size=1, max_size=8), dtype=float_dtypes)
+def test_pooling_random_arguments_raise_only_value_or_type_errors(x, kernel, stride, padding, dilation, ceil_mode,
+                                                                   divisor, count_include_pad, indices, dtype):
+    xa = numpy.ones(x, dtype)
+    pool = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    _only_value_or_type_errors(lambda: gpuconv.max_pool2d(xa, **pool, dilation=dilation, return_indices=True))
+    avg = dict(pool, count_include_pad=count_include_pad, divisor_override=divisor)
+    _only_value_or_type_errors(lambda: gpuconv.avg_pool2d(xa, **avg))
+    _only_value_or_type_errors(lambda: gpuconv.avg_pool2d_backward(xa, x, **avg))
+    idx = numpy.resize(numpy.array(indices, dtype=numpy.int64), x)
+    _only_value_or_type_errors(lambda: gpuconv.max_pool2d_backward(xa, idx, x))
