@@ -95,7 +95,7 @@ def test_max_pool2d_matches_torch(backend, case, dtype, rng):
     bound = _backward_reference(*absolute(gy), backend.get(idx), x)
     devices = ["cpu"] + (["cuda"] if backend.is_gpu and torch_oracle.cuda_available() else [])
     for device in devices:
-        # float64 on the CPU (its CPU max pool has no float16 path worth trusting), the dtype itself on CUDA
+        # float64 on the CPU (the tie-free inputs are exact in every dtype), the dtype itself on CUDA
         xt, gyt = (x, gy) if device == "cuda" else (x.astype(numpy.float64), gy.astype(numpy.float64))
         ty, tidx = torch_oracle.max_pool2d(xt, **case.kwargs(), device=device)
         numpy.testing.assert_array_equal(backend.get(y), ty.astype(dtype), err_msg=f"values vs torch {device}")
