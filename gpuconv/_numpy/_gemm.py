@@ -35,14 +35,24 @@ _WGRAD_PER_IMAGE_PIXELS = 1024
 _MIN_GEMM_ROWS = 256
 
 
+def _reshaped_view(a, shape):
+    """a reshaped to shape without copying, or None where that needs a copy."""
+    try:
+        return a.reshape(shape, copy=False)  # NumPy >= 2.1
+    except ValueError:
+        return None
+    except TypeError:  # older NumPy: reshape, then see whether it copied
+        r = a.reshape(shape)
+        return r if numpy.may_share_memory(r, a) else None
+
+
 def _as_matrices(view, shape, dtype, scratch):
     """view reshaped to shape, as a GEMM operand: without a copy where the view already is one (a 1x1
     stride-1 window over contiguous pixels), else copied (and cast) into the front of the flat scratch."""
     if view.dtype == dtype and view.strides[-1] == dtype.itemsize:
-        try:
-            return view.reshape(shape, copy=False)
-        except ValueError:
-            pass
+        r = _reshaped_view(view, shape)
+        if r is not None:
+            return r
     buf = scratch[:view.size].reshape(view.shape)
     _parallel.copyto(buf, view)
     return buf.reshape(shape)
@@ -91,6 +101,7 @@ def _dgrad_scatter(g, gy, w, dtype):
         n = n1 - n0
         gyc = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, g.P * g.Q)
         frame = _windows.gradient_frame(g, n, dtype) if padded else gx[n0:n1]
+        frame5 = frame.reshape(n, G, Cg, frame.shape[2], frame.shape[3])  # contiguous: a view
         for p0, p1 in chunks(g.P, rows):
             m = (p1 - p0) * g.Q
             for t0, t1 in chunks(taps, block):
@@ -98,8 +109,7 @@ def _dgrad_scatter(g, gy, w, dtype):
                 numpy.matmul(wcat[:, t0 * Cg:t1 * Cg], gyc[..., p0 * g.Q:p1 * g.Q], out=prod)
                 prod6 = prod.reshape(n, G, t1 - t0, Cg, p1 - p0, g.Q)
                 for t in range(t0, t1):
-                    slab = _windows.tap(g, frame, t // g.S, t % g.S, p0, p1)
-                    _parallel.add(slab.reshape(n, G, Cg, p1 - p0, g.Q), prod6[:, :, t - t0])
+                    _parallel.add(_windows.tap(g, frame5, t // g.S, t % g.S, p0, p1), prod6[:, :, t - t0])
         if padded:
             _windows.crop_frame(g, frame, gx[n0:n1])
     return gx
@@ -110,7 +120,11 @@ def wgrad(g, x, gy, dtype):
     if g.P * g.Q < _WGRAD_PER_IMAGE_PIXELS:
         return _wgrad_batch_beside_pixels(g, x, gy, dtype)
     if g.stride_h == 1 and g.stride_w == 1:
-        return _wgrad_flat(g, x, gy, dtype)
+        gw = _wgrad_flat(g, x, gy, dtype)
+        # The flat runs multiply input pixels outside each tap's reach by zero; an Inf or NaN there turns
+        # that zero into NaN. Only a non-finite result can hide that, so only then redo it the exact way.
+        if numpy.isfinite(gw).all():
+            return gw
     return _wgrad_per_image(g, x, gy, dtype)
 
 

@@ -56,7 +56,14 @@ def run(fn, items) -> None:
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="gpuconv")
-    for f in [_pool.submit(fn, item) for item in items]:
+    # NumPy's floating-point error state is per thread: the workers take the caller's.
+    state = numpy.geterr()
+
+    def task(item):
+        with numpy.errstate(**state):
+            fn(item)
+
+    for f in [_pool.submit(task, item) for item in items]:
         f.result()
 
 

@@ -65,10 +65,11 @@ def crop_frame(g, frame, gx):
 
 
 def tap(g, src, r, s, p0=0, p1=None):
-    """The (n, C, p1 - p0, Q) view of src (padded frame) that tap (r, s) reads for output rows p0..p1-1."""
+    """The (..., p1 - p0, Q) view of src (padded frame, rows and columns last) that tap (r, s) reads for
+    output rows p0..p1-1."""
     p1 = g.P if p1 is None else p1
     h0, w0 = r * g.dil_h + p0 * g.stride_h, s * g.dil_w
-    return src[:, :, h0:h0 + (p1 - p0 - 1) * g.stride_h + 1:g.stride_h,
+    return src[..., h0:h0 + (p1 - p0 - 1) * g.stride_h + 1:g.stride_h,
                w0:w0 + (g.Q - 1) * g.stride_w + 1:g.stride_w]
 
 

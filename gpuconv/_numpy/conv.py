@@ -16,6 +16,8 @@ depthwise. Inputs are never written: every method reads through views and writes
 
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 from . import _direct, _gemm, _parallel
@@ -35,6 +37,15 @@ def _dgrad_method(g):
     return _direct if _few_channels(g) else _gemm
 
 
+def _ieee(fn):
+    """Runs fn with NumPy's floating-point warnings off: like PyTorch, Inf and NaN simply propagate."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with numpy.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
 def _compute_dtype(dtype) -> numpy.dtype:
     return numpy.dtype(numpy.float32) if dtype == numpy.float16 else numpy.dtype(dtype)
 
@@ -50,12 +61,14 @@ def _finish(out, bias, dtype):
     return out.astype(dtype, copy=False)
 
 
+@_ieee
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
     dt = _compute_dtype(x.dtype)
     return _finish(_fprop_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
 
+@_ieee
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
     transposed convolution's forward)."""
@@ -63,6 +76,7 @@ def conv2d_dgrad(g, gy, w, bias=None):
     return _finish(_dgrad_method(g).dgrad(g, gy, _contiguous(w, dt), dt), bias, gy.dtype)
 
 
+@_ieee
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
     dt = _compute_dtype(x.dtype)
