@@ -60,6 +60,12 @@ def blas_info() -> dict:
     import numpy
 
     out = {}
+    try:  # numpy's build: which BLAS it links, and that BLAS's own configuration string
+        deps = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        out["numpy_blas"] = {k: deps.get(k) for k in ("name", "version", "openblas configuration")}
+        out["numpy_simd"] = numpy.show_config(mode="dicts").get("SIMD Extensions")
+    except (TypeError, KeyError):  # numpy older than 1.26 has no mode="dicts"
+        pass
     try:
         from threadpoolctl import threadpool_info
 
