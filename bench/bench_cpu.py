@@ -198,7 +198,8 @@ def write(out, meta, rows, summary, summary_min, memory):
     md += ["## Per layer and pass", "", report.rows_markdown(rows, with_peak=False), "", "![ratio](ratio.png)",
            "", "## Machine and versions", "",
            report.meta_markdown(meta, ("date", "date_end", "command", "git_commit", "git_dirty", "cpu_model",
-                                       "logical_cpus", "affinity_cpus", "threads", "torch_num_threads", "python",
+                                       "logical_cpus", "affinity_cpus", "threads", "torch_num_threads",
+                                       "torch_cpu_capability", "torch_mkldnn", "python",
                                        "numpy", "torch", "platform", "env", "blas", "loadavg_start",
                                        "loadavg_end", "benchmark_seconds", "budget_s")), ""]
     with open(os.path.join(out, "results.md"), "w") as f:

@@ -41,6 +41,9 @@ def cpu() -> dict:
         "logical_cpus": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_num_threads": torch.get_num_threads(),
+        # the widest vector ISA PyTorch's CPU kernels use; compare with the BLAS's coretype in "blas"
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_mkldnn": torch.backends.mkldnn.is_available(),
         "env": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
         "blas": blas_info(),
         "loadavg_start": _loadavg(),
