@@ -12,8 +12,8 @@ filters); at larger strides it multiplies a block of taps at a time and adds eac
 slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; at
 stride 1 it needs no im2col at all (each tap's windows are contiguous runs of the flattened frame, see
 ``_wgrad_flat``); on small images it works one tap at a time with the batch laid beside the pixels, so
-each GEMM stays long. Every buffer is bounded
-by ``_tiling.WORKSPACE_BYTES``; the window copies run on every core (``_parallel``).
+each GEMM stays long. Scratch buffers hold at most ``_tiling.WORKSPACE_BYTES`` (or one output row of one
+image, or for ``_wgrad_flat`` one image's frame, if that is more); the window copies run on every core.
 
 Arrays reaching these functions are (N, C, H, W) of any dtype and strides; ``dtype`` is the compute dtype
 (float32 for float16 inputs), and w arrives already contiguous in that dtype.
