@@ -67,7 +67,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     op = "conv2d_backward"
     mask = _params.check_output_mask(op, output_mask)
     c = _params.conv2d_call(op, input, weight, None, stride, padding, dilation, groups, padding_mode,
-                            grad_output=grad_output)
+                            grad_output=grad_output, backward=True)
     g = c.geometry
     gx = gw = gb = None
     if g.N == 0:
@@ -119,7 +119,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     op = "conv_transpose2d_backward"
     mask = _params.check_output_mask(op, output_mask)
     c = _params.conv_transpose2d_call(op, input, weight, None, stride, padding, output_padding, groups,
-                                      dilation, grad_output=grad_output)
+                                      dilation, grad_output=grad_output, backward=True)
     g = c.geometry
     gx = gw = gb = None
     if g.empty:
@@ -195,7 +195,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     op = "avg_pool2d_backward"
     c = _params.pool2d_call(op, None, kernel_size, stride, padding, 1, ceil_mode, max_pool=False,
                             count_include_pad=count_include_pad, divisor_override=divisor_override,
-                            grad_output=grad_output, input_shape=input_shape)
+                            grad_output=grad_output, input_shape=input_shape, backward=True)
     g = c.geometry
     if g.N == 0:
         return _unbatch(_zeros(grad_output, g.input_shape), c.unbatched)

@@ -130,7 +130,7 @@ def _replace(obj, **changes):
 
 
 def _shape_str(shape) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+    return str(tuple(int(s) for s in shape))
 
 
 def _array_kind(a):
@@ -143,16 +143,18 @@ def _array_kind(a):
     return None
 
 
-def check_arrays(op: str, named: dict) -> str:
-    """Checks that every non-None array is a NumPy or CuPy float array, all of one kind, one dtype and (for
-    CuPy) one device. Returns the kind: 'numpy' or 'cupy'."""
+def check_arrays(op: str, named: dict, optional=("bias",)) -> str:
+    """Checks that every array is a NumPy or CuPy float array, all of one kind, one dtype and (for CuPy) one
+    device; names in ``optional`` may be None. Returns the kind: 'numpy' or 'cupy'."""
     kind = None
     dtype = None
     device = None
     first = None
     for name, a in named.items():
         if a is None:
-            continue
+            if name in optional:
+                continue
+            raise TypeError(f"{op}: {name} must be a numpy.ndarray or cupy.ndarray, but got None")
         k = _array_kind(a)
         if k is None:
             raise TypeError(
@@ -207,6 +209,8 @@ def check_index_array(op: str, name: str, a, kind: str) -> None:
 def _int(op: str, name: str, v) -> int:
     if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, but got {v!r}")
+    if not -(2**31) <= v < 2**31:  # sizes the kernels index with 32-bit parameters
+        raise ValueError(f"{op}: {name}={v} is out of range; it must fit in 32 bits")
     return int(v)
 
 
@@ -324,8 +328,9 @@ class Conv2dCall:
 
 
 def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                grad_output=None) -> Conv2dCall:
-    kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output})
+                grad_output=None, backward=False) -> Conv2dCall:
+    kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output},
+                        optional=("bias",) if backward else ("bias", "grad_output"))
     stride = _positive(op, "stride", stride)
     dil = _positive(op, "dilation", dilation)
     groups = _groups(op, groups)
@@ -377,7 +382,7 @@ def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padd
     g = ConvGeometry(N=N, C=C, H=Hk, W=Wk, K=K, R=R, S=S, P=P, Q=Q, stride_h=stride[0], stride_w=stride[1],
                      pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
                      dil_h=dil[0], dil_w=dil[1], groups=groups)
-    if grad_output is not None:
+    if backward:
         expected = g.output_shape[1:] if unbatched else g.output_shape
         if tuple(grad_output.shape) != expected:
             raise ValueError(
@@ -410,8 +415,9 @@ class ConvTranspose2dCall:
 
 
 def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
-                          grad_output=None) -> ConvTranspose2dCall:
-    kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output})
+                          grad_output=None, backward=False) -> ConvTranspose2dCall:
+    kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output},
+                        optional=("bias",) if backward else ("bias", "grad_output"))
     stride = _positive(op, "stride", stride)
     dil = _positive(op, "dilation", dilation)
     groups = _groups(op, groups)
@@ -465,7 +471,7 @@ def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_paddi
                      stride_h=stride[0], stride_w=stride[1],
                      pad_top=pad[0], pad_bottom=pad[0] - opad[0], pad_left=pad[1], pad_right=pad[1] - opad[1],
                      dil_h=dil[0], dil_w=dil[1], groups=groups)
-    if grad_output is not None:
+    if backward:
         expected = (Cout, Hout, Wout) if unbatched else (N, Cout, Hout, Wout)
         if tuple(grad_output.shape) != expected:
             raise ValueError(
@@ -496,10 +502,11 @@ class PoolCall:
 
 
 def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *, max_pool: bool,
-                count_include_pad=True, divisor_override=None, grad_output=None, input_shape=None) -> PoolCall:
-    """Checks a pooling call. For the backward of avg_pool2d, pass grad_output and input_shape instead of
-    input (input=None)."""
-    arrays = {"input": input} if input is not None else {"grad_output": grad_output}
+                count_include_pad=True, divisor_override=None, grad_output=None, input_shape=None,
+                backward=False) -> PoolCall:
+    """Checks a pooling call. For the backward of avg_pool2d, pass backward=True, grad_output and input_shape
+    instead of input (input=None)."""
+    arrays = {"grad_output": grad_output} if backward else {"input": input}
     kind = check_arrays(op, arrays)
     k = _positive(op, "kernel_size", kernel_size)
     s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else _positive(op, "stride", stride)
@@ -519,8 +526,8 @@ def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *,
         raise ValueError(
             f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
         )
-    shape = input.shape if input is not None else _input_shape(op, input_shape)
-    (N, C, H, W), unbatched = batched(op, "input" if input is not None else "input_shape", shape)
+    shape = _input_shape(op, input_shape) if backward else input.shape
+    (N, C, H, W), unbatched = batched(op, "input_shape" if backward else "input", shape)
     _check_spatial(op, "input", (N, C, H, W), unbatched)
     P = _pool_out(H, k[0], s[0], p[0], d[0], ceil_mode)
     Q = _pool_out(W, k[1], s[1], p[1], d[1], ceil_mode)
@@ -532,7 +539,7 @@ def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *,
     g = PoolGeometry(N=N, C=C, H=H, W=W, P=P, Q=Q, kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1],
                      pad_h=p[0], pad_w=p[1], dil_h=d[0], dil_w=d[1], ceil_mode=ceil_mode,
                      count_include_pad=count_include_pad, divisor_override=divisor_override)
-    if grad_output is not None:
+    if backward:
         expected = (C, P, Q) if unbatched else (N, C, P, Q)
         if tuple(grad_output.shape) != expected:
             raise ValueError(
