@@ -36,6 +36,8 @@ def pad2d(x, pads, mode):
 def _sum_onto_sources(g, src: numpy.ndarray, axis: int, acc_dtype):
     """The adjoint of ``take(x, src, axis)``: entry t of the result is the sum of g's entries at every i with
     src[i] == t, added in increasing i."""
+    if g.shape[axis] == src.size and (src == numpy.arange(src.size)).all():  # nothing padded on this axis
+        return g.astype(acc_dtype)  # a copy: never hand back the caller's array
     order = numpy.argsort(src, kind="stable")
     starts = numpy.flatnonzero(numpy.r_[True, numpy.diff(src[order]) != 0])
     return numpy.add.reduceat(numpy.take(g, order, axis=axis), starts, axis=axis, dtype=acc_dtype)
