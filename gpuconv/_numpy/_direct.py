@@ -8,7 +8,7 @@ The work is cut into blocks of (images, groups) whose output fits in a core's L2
 R*S*C/groups passes reads and writes cache rather than memory, and the blocks run on every core
 (``_parallel``). Every output element is summed by one thread in the fixed order above: deterministic.
 
-At stride 1, fprop computes rows of the full padded width Wn instead of Q: then tap (r, s) of a whole
+fprop (stride 1) computes rows of the full padded width Wn instead of Q: then tap (r, s) of a whole
 (P, Wn) output plane is one contiguous run of the flattened zero frame, starting at r*dil_h*Wn + s*dil_w,
 and NumPy's loops run over thousands of elements instead of Q. The Wn - Q extra columns per row are
 dropped at the end. dgrad at stride 1 is that fprop (``_flipped``); at other strides it scatter-adds.
@@ -45,13 +45,9 @@ def _multiply_add(out, tmp, a, b, first):
 
 
 def fprop(g, x, w, dtype):
-    """y (N, K, P, Q) in dtype, without bias."""
-    if g.stride_h == 1 and g.stride_w == 1:
-        return _fprop_flat(g, x, w, dtype)
-    return _fprop_strided(g, x, w, dtype)
-
-
-def _fprop_flat(g, x, w, dtype):
+    """y (N, K, P, Q) in dtype, without bias; stride 1 only (at larger strides the multiply-adds would run
+    over short strided rows: ``conv`` sends those to ``_gemm``, whose im2col reads stride phases)."""
+    assert g.stride_h == 1 and g.stride_w == 1, "direct fprop is for stride 1"
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     w5 = w.reshape(G, Kg, Cg, g.R, g.S)
     Hn, Wn = _windows.padded_extent(g)
@@ -80,34 +76,11 @@ def _fprop_flat(g, x, w, dtype):
     return y
 
 
-def _fprop_strided(g, x, w, dtype):
-    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    w5 = w.reshape(G, Kg, Cg, g.R, g.S)
-    y = numpy.empty(g.output_shape, dtype)
-    y5 = y.reshape(g.N, G, Kg, g.P, g.Q)
-    src = _windows.padded_source(g, x, dtype)
-    src5 = src.reshape(g.N, G, Cg, src.shape[2], src.shape[3])
-
-    def block(b):
-        n0, n1, g0, g1 = b
-        out = y5[n0:n1, g0:g1]
-        tmp = numpy.empty_like(out)
-        for c in range(Cg):
-            for r in range(g.R):
-                for s in range(g.S):
-                    xv = _windows.tap(g, src5[n0:n1, g0:g1, c], r, s)[:, :, None]
-                    wv = w5[g0:g1, :, c, r, s][None, :, :, None, None]
-                    _multiply_add(out, tmp, xv, wv, c == 0 and r == 0 and s == 0)
-
-    _parallel.run(block, _blocks(g.N, G, Kg * g.P * g.Q))
-    return y
-
-
 def dgrad(g, gy, w, dtype):
     """gx (N, C, H, W) in dtype, without bias."""
     flipped = _flipped.dgrad_geometry(g)
     if flipped is not None:
-        return _fprop_flat(flipped, gy, _flipped.flipped_filters(g, w), dtype)
+        return fprop(flipped, gy, _flipped.flipped_filters(g, w), dtype)
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     w5 = w.reshape(G, Kg, Cg, g.R, g.S)
     gy5 = numpy.ascontiguousarray(gy, dtype=dtype).reshape(g.N, G, Kg, g.P, g.Q)

@@ -2,12 +2,13 @@
 
 Shapes per group g (G groups, Kg = K/G filters and Cg = C/G channels each, M = output pixels of a tile):
 
-    fprop  y[n, g]        (Kg, M)      = w[g] (Kg, Cg*R*S) @ cols[n, g] (Cg*R*S, M)      one im2col GEMM
+    fprop  y[n, g]        (Kg, M)      = w[g] (Kg, R*S*Cg) @ cols[n, g] (R*S*Cg, M)      one im2col GEMM
     dgrad  frame tap (r,s) (Cg, M)    += w[g, :, :, r, s]^T (Cg, Kg) @ gy[n, g] (Kg, M)    one GEMM per tap
     wgrad  gw[g, :, :, r, s] (Kg, Cg) += gy[n, g] (Kg, M) @ x_tap[n, g]^T (M, Cg)         one GEMM per tap
 
-fprop copies each tile's windows into one buffer and makes one long GEMM per image and group (the product
-lands straight in the output). dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
+fprop copies each tile's windows into one buffer (im2col, tap by tap, from the stride phases of the
+input where that pays, see ``_windows.tap_source``) and makes one long GEMM per image and
+group (the product lands straight in the output). dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
 filters); at larger strides it multiplies a block of taps at a time and adds each tap's product onto its
 slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; at
 stride 1 it needs no im2col at all (each tap's windows are contiguous runs of the flattened frame, see
@@ -46,32 +47,56 @@ def _reshaped_view(a, shape):
         return r if numpy.may_share_memory(r, a) else None
 
 
-def _as_matrices(view, shape, dtype, scratch):
-    """view reshaped to shape, as a GEMM operand: without a copy where the view already is one (a 1x1
-    stride-1 window over contiguous pixels), else copied (and cast) into the front of the flat scratch."""
-    if view.dtype == dtype and view.strides[-1] == dtype.itemsize:
-        r = _reshaped_view(view, shape)
-        if r is not None:
-            return r
-    buf = scratch[:view.size].reshape(view.shape)
-    _parallel.copyto(buf, view)
-    return buf.reshape(shape)
+def _im2col(g, source, n, p0, p1, dtype, scratch):
+    """The windows of output rows p0..p1-1 as GEMM operands (n, G, R*S*Cg, M), rows in (r, s, c) order:
+    tap by tap copied (and cast) into the front of the flat scratch, the taps shared among the workers.
+    Tap-major rows make each tap's copy land in one contiguous (Cg, M) block per image and group, which
+    NumPy writes twice as fast as the (c, r, s) order's scattered rows. A 1x1 stride-1 tap over contiguous
+    pixels already is the operand: then it is returned as a view."""
+    G, Cg, m = g.groups, g.c_per_group, (p1 - p0) * g.Q
+    shape = (n, G, g.R * g.S * Cg, m)
+    if g.R == 1 and g.S == 1:
+        view = _windows.tap_view(g, source, 0, 0, p0, p1)
+        if view.dtype == dtype and view.strides[-1] == dtype.itemsize:
+            r = _reshaped_view(view, shape)
+            if r is not None:
+                return r
+    cols = scratch[:n * g.C * g.R * g.S * m].reshape(n, G, g.R, g.S, Cg, p1 - p0, g.Q)
+
+    def copy(taps):
+        for r, s in taps:
+            tap = _windows.tap_view(g, source, r, s, p0, p1)
+            numpy.copyto(cols[:, :, r, s], tap.reshape(n, G, Cg, p1 - p0, g.Q))
+
+    taps = [(r, s) for r in range(g.R) for s in range(g.S)]
+    if len(taps) >= _parallel.workers():
+        _parallel.run_parts(copy, taps)
+    else:  # few taps (a 1x1 conv): split each copy instead
+        for r, s in taps:
+            _parallel.copyto(cols[:, :, r, s],
+                             _windows.tap_view(g, source, r, s, p0, p1).reshape(n, G, Cg, p1 - p0, g.Q))
+    return cols.reshape(shape)
+
+
+def _tap_major(w):
+    """w (K, Cg, R, S) -> (K, R*S*Cg), columns in the (r, s, c) order of :func:`_im2col`'s rows."""
+    K, Cg, R, S = w.shape
+    return numpy.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, R * S * Cg)
 
 
 def fprop(g, x, w, dtype):
     """y (N, K, P, Q) in dtype, without bias."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    crs = Cg * g.R * g.S
-    wmat = w.reshape(G, Kg, crs)
+    wmat = _tap_major(w).reshape(G, Kg, Cg * g.R * g.S)
     y = numpy.empty(g.output_shape, dtype)
     nb, rows = tile_shape(g.N, g.P, g.C * g.R * g.S * g.Q * dtype.itemsize)
     scratch = numpy.empty(nb * g.C * g.R * g.S * rows * g.Q, dtype)
     for n0, n1 in chunks(g.N, nb):
-        src = _windows.padded_source(g, x[n0:n1], dtype)
-        out = y[n0:n1].reshape(n1 - n0, G, Kg, g.P * g.Q)
+        n = n1 - n0
+        source = _windows.tap_source(g, x[n0:n1], dtype)
+        out = y[n0:n1].reshape(n, G, Kg, g.P * g.Q)
         for p0, p1 in chunks(g.P, rows):
-            cols = _as_matrices(_windows.windows(g, src, p0, p1), (n1 - n0, G, crs, (p1 - p0) * g.Q), dtype,
-                                scratch)
+            cols = _im2col(g, source, n, p0, p1, dtype, scratch)
             numpy.matmul(wmat, cols, out=out[..., p0 * g.Q:p1 * g.Q])
     return y
 
@@ -154,21 +179,20 @@ def _wgrad_flat(g, x, gy, dtype):
 
 
 def _wgrad_per_image(g, x, gy, dtype):
-    """gw[g] (Kg, Cg*R*S) = sum over images of gy[n, g] (Kg, M) @ cols[n, g]^T (M, Cg*R*S)."""
+    """gw[g] (Kg, R*S*Cg) = sum over images of gy[n, g] (Kg, M) @ cols[n, g]^T (M, R*S*Cg)."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
-    crs = Cg * g.R * g.S
-    acc = numpy.zeros((G, Kg, crs), dtype)
+    acc = numpy.zeros((G, Kg, g.R * g.S * Cg), dtype)
     nb, rows = tile_shape(g.N, g.P, g.C * g.R * g.S * g.Q * dtype.itemsize)
     scratch = numpy.empty(nb * g.C * g.R * g.S * rows * g.Q, dtype)
     for n0, n1 in chunks(g.N, nb):
         n = n1 - n0
-        src = _windows.padded_source(g, x[n0:n1], dtype)
+        source = _windows.tap_source(g, x[n0:n1], dtype)
         gyc = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, g.P * g.Q)
         for p0, p1 in chunks(g.P, rows):
-            m = (p1 - p0) * g.Q
-            cols = _as_matrices(_windows.windows(g, src, p0, p1), (n, G, crs, m), dtype, scratch)
+            cols = _im2col(g, source, n, p0, p1, dtype, scratch)
             acc += numpy.matmul(gyc[..., p0 * g.Q:p1 * g.Q], cols.transpose(0, 1, 3, 2)).sum(axis=0)
-    return acc.reshape(g.weight_shape)
+    # (K, R, S, Cg) -> (K, Cg, R, S)
+    return numpy.ascontiguousarray(acc.reshape(g.K, g.R, g.S, Cg).transpose(0, 3, 1, 2))
 
 
 def _wgrad_batch_beside_pixels(g, x, gy, dtype):
@@ -181,7 +205,7 @@ def _wgrad_batch_beside_pixels(g, x, gy, dtype):
     gy_t = numpy.empty((G, Kg, nb, g.P * g.Q), dtype)
     for n0, n1 in chunks(g.N, nb):
         n = n1 - n0
-        src = _windows.padded_source(g, x[n0:n1], dtype)
+        source = _windows.tap_source(g, x[n0:n1], dtype)
         # The chunk's gradient as (G, Kg, n, P*Q): batch beside pixels, one long GEMM per group and tap.
         gyn = gy_t[:, :, :n]
         _parallel.copyto(gyn, gy[n0:n1].reshape(n, G, Kg, g.P * g.Q).transpose(1, 2, 0, 3))
@@ -191,7 +215,7 @@ def _wgrad_batch_beside_pixels(g, x, gy, dtype):
             xt = scratch[:Cg * G * m].reshape(G, Cg, n, p1 - p0, g.Q)
             for r in range(g.R):
                 for s in range(g.S):
-                    view = _windows.tap(g, src, r, s, p0, p1)
+                    view = _windows.tap_view(g, source, r, s, p0, p1)
                     _parallel.copyto(xt, view.reshape(n, G, Cg, p1 - p0, g.Q).transpose(1, 2, 0, 3, 4))
                     numpy.matmul(a, xt.reshape(G, Cg, m).transpose(0, 2, 1), out=prod)
                     acc[r, s] += prod

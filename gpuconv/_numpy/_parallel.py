@@ -67,6 +67,14 @@ def run(fn, items) -> None:
         f.result()
 
 
+def run_parts(fn, items) -> None:
+    """fn(part) for contiguous parts of items, one part per worker (one hand-off per worker rather than
+    per item, for many small items)."""
+    items = list(items)
+    k = min(workers(), len(items))
+    run(fn, [items[i * len(items) // k:(i + 1) * len(items) // k] for i in range(k)])
+
+
 def _split_axis(shape) -> int | None:
     """The outermost axis long enough to give every worker a slice."""
     for axis, n in enumerate(shape):
