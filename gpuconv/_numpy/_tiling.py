@@ -7,9 +7,11 @@ single image does not fit. Tiles are visited in a fixed order, so results are de
 
 from __future__ import annotations
 
-# 32 MiB: large enough that every GEMM stays long (thousands of columns), small enough that the scratch
-# buffer is a fraction of the input plus output on any layer big enough for memory to matter.
-WORKSPACE_BYTES = 32 << 20
+# 16 MiB: large enough that every GEMM stays long (thousands of columns), small enough that the scratch
+# buffer is a fraction of the input plus output on any layer big enough for memory to matter, and below
+# glibc's largest mmap threshold (32 MiB), so that malloc reuses the buffer's pages from call to call
+# instead of mapping and faulting in fresh ones each time.
+WORKSPACE_BYTES = 16 << 20
 
 
 def tile_shape(N: int, P: int, bytes_per_row: int, cap: int = WORKSPACE_BYTES) -> tuple:
