@@ -181,8 +181,7 @@ def write(out, meta, rows, summary, summary_min, memory):
     report.write_json(os.path.join(out, "results.json"), meta, rows, summary,
                       {"summary_min": summary_min, "memory": memory})
     report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
-                f"gpuconv NumPy path vs PyTorch CPU ({meta['cpu_model']}, {meta['threads']} threads, "
-                f"{meta['dtype']}) — {meta['date'][:10]}")
+                plot_title(meta))
     md = [f"# CPU benchmark: gpuconv NumPy path vs PyTorch {meta['torch']} CPU kernels", "",
           f"Ratio = PyTorch time / gpuconv time (above 1: gpuconv is faster). Median of repeats after a "
           f"warm-up; every pass checked against a float64 reference first. {meta['dtype']}, "
@@ -204,6 +203,12 @@ def write(out, meta, rows, summary, summary_min, memory):
                                        "loadavg_end", "benchmark_seconds", "budget_s")), ""]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md))
+
+
+def plot_title(meta):
+    threads = f"{meta['threads']} thread" + ("s" if meta["threads"] != 1 else "")
+    return (f"gpuconv NumPy path vs PyTorch CPU ({meta['cpu_model']}, {threads}, {meta['dtype']}) — "
+            f"{meta['date'][:10]}")
 
 
 def _memory_md(m):
