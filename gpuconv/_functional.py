@@ -29,6 +29,13 @@ def _zeros(like, shape, dtype=None):
         return cupy.zeros(shape, dtype=dtype or like.dtype)
 
 
+def _zero_grads(mask, input, weight, n_bias):
+    """The gradients of a convolution with nothing to sum (an empty batch or output): zeros, or None where
+    output_mask turns one off."""
+    shapes = (tuple(input.shape), tuple(weight.shape), (n_bias,))
+    return tuple(_zeros(input, s) if m else None for m, s in zip(mask, shapes))
+
+
 def _bias_grad(gy):
     """Sum of grad_output over N, P, Q; float16 sums in float32."""
     acc = numpy.float32 if gy.dtype == numpy.float16 else gy.dtype
@@ -69,15 +76,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     c = _params.conv2d_call(op, input, weight, None, stride, padding, dilation, groups, padding_mode,
                             grad_output=grad_output, backward=True)
     g = c.geometry
+    if g.empty:
+        return _zero_grads(mask, input, weight, g.K)
     gx = gw = gb = None
-    if g.N == 0:
-        if mask[0]:
-            gx = _zeros(input, tuple(input.shape))
-        if mask[1]:
-            gw = _zeros(weight, tuple(weight.shape))
-        if mask[2]:
-            gb = _zeros(weight, (g.K,))
-        return gx, gw, gb
     be = _backend.get(c.kind)
     x = _batch4(input, c.unbatched)
     gy = _batch4(grad_output, c.unbatched)
@@ -121,15 +122,9 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     c = _params.conv_transpose2d_call(op, input, weight, None, stride, padding, output_padding, groups,
                                       dilation, grad_output=grad_output, backward=True)
     g = c.geometry
-    gx = gw = gb = None
     if g.empty:
-        if mask[0]:
-            gx = _zeros(input, tuple(input.shape))
-        if mask[1]:
-            gw = _zeros(weight, tuple(weight.shape))
-        if mask[2]:
-            gb = _zeros(weight, (g.C,))
-        return gx, gw, gb
+        return _zero_grads(mask, input, weight, g.C)
+    gx = gw = gb = None
     be = _backend.get(c.kind)
     x = _batch4(input, c.unbatched)  # plays the conv's output (N, K, P, Q)
     gy = _batch4(grad_output, c.unbatched)  # plays the conv's input (N, C, H, W)

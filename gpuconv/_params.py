@@ -327,6 +327,23 @@ class Conv2dCall:
     W: int
 
 
+def _weight_sizes(op, weight, groups, layout: str) -> tuple:
+    """(dim0, dim1, R, S) of a 4-D weight with non-zero sizes whose first dimension splits into groups."""
+    if weight.ndim != 4:
+        raise ValueError(
+            f"{op}: expected 4-D weight {layout}, but got weight of shape {_shape_str(weight.shape)}"
+        )
+    sizes = tuple(int(s) for s in weight.shape)
+    if 0 in sizes:
+        raise ValueError(f"{op}: expected weight with non-zero sizes, but got weight of shape {_shape_str(sizes)}")
+    if sizes[0] % groups != 0:
+        raise ValueError(
+            f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got "
+            f"weight of shape {_shape_str(sizes)}"
+        )
+    return sizes
+
+
 def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
                 grad_output=None, backward=False) -> Conv2dCall:
     kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output},
@@ -340,20 +357,8 @@ def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padd
             f"{padding_mode!r}"
         )
     (N, C, H, W), unbatched = batched(op, "input", input.shape)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{op}: expected 4-D weight (out_channels, in_channels/groups, kH, kW), but got weight of shape "
-            f"{_shape_str(weight.shape)}"
-        )
-    K, Cg, R, S = (int(s) for s in weight.shape)
+    K, Cg, R, S = _weight_sizes(op, weight, groups, "(out_channels, in_channels/groups, kH, kW)")
     _check_spatial(op, "input", (N, C, H, W), unbatched)
-    if K == 0 or Cg == 0 or R == 0 or S == 0:
-        raise ValueError(f"{op}: expected weight with non-zero sizes, but got weight of shape {_shape_str(weight.shape)}")
-    if K % groups != 0:
-        raise ValueError(
-            f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got "
-            f"weight of shape {_shape_str(weight.shape)}"
-        )
     if Cg * groups != C:
         raise ValueError(
             f"{op}: given groups={groups}, weight of shape {_shape_str(weight.shape)}, expected input "
@@ -432,20 +437,8 @@ def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_paddi
                 f"output_padding={opad}, stride={stride}, dilation={dil}"
             )
     (N, Cin, Hin, Win), unbatched = batched(op, "input", input.shape)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{op}: expected 4-D weight (in_channels, out_channels/groups, kH, kW), but got weight of shape "
-            f"{_shape_str(weight.shape)}"
-        )
-    Kw, Cg, R, S = (int(s) for s in weight.shape)
+    Kw, Cg, R, S = _weight_sizes(op, weight, groups, "(in_channels, out_channels/groups, kH, kW)")
     _check_spatial(op, "input", (N, Cin, Hin, Win), unbatched)
-    if Kw == 0 or Cg == 0 or R == 0 or S == 0:
-        raise ValueError(f"{op}: expected weight with non-zero sizes, but got weight of shape {_shape_str(weight.shape)}")
-    if Kw % groups != 0:
-        raise ValueError(
-            f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got "
-            f"weight of shape {_shape_str(weight.shape)}"
-        )
     if Kw != Cin:
         raise ValueError(
             f"{op}: given transposed=1, weight of shape {_shape_str(weight.shape)}, expected input "
