@@ -8,10 +8,11 @@ The work is cut into blocks of (images, groups) whose output fits in a core's L2
 R*S*C/groups passes reads and writes cache rather than memory, and the blocks run on every core
 (``_parallel``). Every output element is summed by one thread in the fixed order above: deterministic.
 
-fprop (stride 1) computes rows of the full padded width Wn instead of Q: then tap (r, s) of a whole
-(P, Wn) output plane is one contiguous run of the flattened zero frame, starting at r*dil_h*Wn + s*dil_w,
-and NumPy's loops run over thousands of elements instead of Q. The Wn - Q extra columns per row are
-dropped at the end. dgrad at stride 1 is that fprop (``_flipped``); at other strides it scatter-adds.
+fprop computes rows of the full padded width Wn instead of Q: then tap (r, s) of a whole (P, Wn)
+output plane is one contiguous run of the flattened zero frame, starting at r*dil_h*Wn + s*dil_w, and
+NumPy's loops run over thousands of elements instead of Q. The Wn - Q extra columns per row are dropped at
+the end. At stride > 1 the same holds on each stride phase of the frame. dgrad at stride 1 is that fprop
+(``_flipped``); at other strides it scatter-adds (``conv`` may instead run it by phases, ``_phases``).
 """
 
 from __future__ import annotations
@@ -44,20 +45,20 @@ def _multiply_add(out, tmp, a, b, first):
         numpy.add(out, tmp, out=out)
 
 
-def fprop(g, x, w, dtype):
-    """y (N, K, P, Q) in dtype, without bias; stride 1 only (at larger strides the multiply-adds would run
-    over short strided rows: ``conv`` sends those to ``_gemm``, whose im2col reads stride phases)."""
-    assert g.stride_h == 1 and g.stride_w == 1, "direct fprop is for stride 1"
+def fprop(g, x, w, dtype, out=None):
+    """y (N, K, P, Q) in dtype, without bias; written into out (any strides) when given. At stride > 1
+    the input is first split into its stride phases (``_windows.phase_frame``): each tap then reads a
+    contiguous run of one phase plane, as at stride 1."""
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
     w5 = w.reshape(G, Kg, Cg, g.R, g.S)
-    Hn, Wn = _windows.padded_extent(g)
-    # One zero row below the frame: the extra columns of the last output row read up to
-    # dil_w*(S-1) elements past the frame's end.
-    frame = _windows.zero_frame(g, x, dtype, extra_rows=1 if g.S > 1 else 0)
-    flat = frame.reshape(g.N, G, Cg, -1)
-    run = g.P * Wn
-    y = numpy.empty(g.output_shape, dtype)
-    y5 = y.reshape(g.N, G, Kg, g.P, g.Q)
+    # One zero row below each plane: the extra columns of the last output row read up to
+    # dil_w*(S-1) // stride_w elements past the plane's end.
+    frame = _windows.phase_frame(g, x, dtype, extra_rows=1 if g.S > 1 else 0)
+    sh, sw, Hs, Ws = frame.shape[2:]
+    flat = frame.reshape(g.N, G, Cg, sh * sw, Hs * Ws)
+    run = g.P * Ws
+    y = numpy.empty(g.output_shape, dtype) if out is None else out
+    y5 = y.reshape(g.N, G, Kg, g.P, g.Q)  # out's channel axis is one stride: a view
 
     def block(b):
         n0, n1, g0, g1 = b
@@ -65,12 +66,14 @@ def fprop(g, x, w, dtype):
         tmp = numpy.empty_like(acc)
         for c in range(Cg):
             for r in range(g.R):
+                i0, a = divmod(r * g.dil_h, sh)
                 for s in range(g.S):
-                    start = r * g.dil_h * Wn + s * g.dil_w
-                    xv = flat[n0:n1, g0:g1, c, None, start:start + run]
+                    j0, b_ = divmod(s * g.dil_w, sw)
+                    start = i0 * Ws + j0
+                    xv = flat[n0:n1, g0:g1, c, None, a * sw + b_, start:start + run]
                     wv = w5[g0:g1, :, c, r, s][None, :, :, None]
                     _multiply_add(acc, tmp, xv, wv, c == 0 and r == 0 and s == 0)
-        y5[n0:n1, g0:g1] = acc.reshape(n1 - n0, g1 - g0, Kg, g.P, Wn)[..., :g.Q]
+        y5[n0:n1, g0:g1] = acc.reshape(n1 - n0, g1 - g0, Kg, g.P, Ws)[..., :g.Q]
 
     _parallel.run(block, _blocks(g.N, G, Kg * run))
     return y

@@ -101,6 +101,24 @@ def tap_source(g, x, dtype):
     return phases
 
 
+def phase_frame(g, x, dtype, extra_rows=0):
+    """x (n, C, H, W) in its zero frame split into stride phases: a fresh contiguous
+    (n, C, stride_h, stride_w, Hs + extra_rows, Ws) array whose element (a, b, i, j) is padded input
+    (i*stride_h + a, j*stride_w + b), extra zero rows below each plane. At stride 1, :func:`zero_frame`."""
+    sh, sw = g.stride_h, g.stride_w
+    if sh == 1 and sw == 1:
+        frame = zero_frame(g, x, dtype, extra_rows)
+        return frame.reshape(frame.shape[0], frame.shape[1], 1, 1, frame.shape[2], frame.shape[3])
+    src = padded_source(g, x, dtype)
+    Hn, Wn = padded_extent(g)
+    phases = numpy.zeros((x.shape[0], x.shape[1], sh, sw, -(-Hn // sh) + extra_rows, -(-Wn // sw)), dtype)
+    for a in range(sh):
+        for b in range(sw):
+            plane = src[:, :, a:Hn:sh, b:Wn:sw]
+            _parallel.copyto(phases[:, :, a, b, :plane.shape[2], :plane.shape[3]], plane)
+    return phases
+
+
 def tap_view(g, source, r, s, p0=0, p1=None):
     """The (n, C, p1 - p0, Q) view of a :func:`tap_source` that tap (r, s) reads for output rows
     p0..p1-1 (with unit stride along each row where the source is split into phases)."""

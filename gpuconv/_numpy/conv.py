@@ -5,11 +5,11 @@ choice of method:
 
 - ``_direct`` (per-tap multiply-adds over whole arrays) when a group has so few channels and filters that
   (C/groups) * (K/groups) <= 4, depthwise above all: there a GEMM per group would be a long run of tiny
-  BLAS calls, and the multiply-adds do the same arithmetic in a few cache-resident passes. fprop uses it
-  at stride 1 only: at larger strides the multiply-adds run over short strided rows, and im2col's copy,
-  which gathers those rows once, measured faster (MobileNetV2's 3x3/2 depthwise: 1.8 ms against 2.5);
+  BLAS calls, and the multiply-adds do the same arithmetic in a few cache-resident passes (at stride > 1
+  over the input's stride phases, so that every pass still runs over long contiguous rows);
 - ``_gemm`` (im2col / per-tap GEMM over strided window views, workspace capped by ``_tiling``) otherwise.
 
+Strided dgrad where K/groups <= C/groups runs one stride-1 fprop per stride phase of gx (``_phases``).
 wgrad always uses ``_gemm``: its per-tap products have a whole image as inner dimension, long even for
 depthwise. Inputs are never written: every method reads through views and writes only arrays it allocates.
 """
@@ -20,7 +20,7 @@ import functools
 
 import numpy
 
-from . import _direct, _gemm, _parallel
+from . import _direct, _gemm, _parallel, _phases
 
 _DIRECT_MAX_CHANNEL_PRODUCT = 4
 
@@ -30,7 +30,15 @@ def _few_channels(g) -> bool:
 
 
 def _fprop_method(g):
-    return _direct if _few_channels(g) and g.stride_h == 1 and g.stride_w == 1 else _gemm
+    return _direct if _few_channels(g) else _gemm
+
+
+def _by_phases(g):
+    """Strided dgrad by stride phases where gy has no more channels per group than gx: the phases' im2col
+    copies gy's channels, the scatter's col2im adds gx's, so the phases win when K <= C (measured: ResNet's
+    3x3/2 and MobileNetV2's depthwise 3x3/2 a little faster; with K = 2C, DCGAN's 4x4/2 and U-Net's 2x2/2,
+    slower, and the 7x7/2 stem with K = 21C six times slower). At stride 1 ``_flipped`` does the same."""
+    return (g.stride_h > 1 or g.stride_w > 1) and g.k_per_group <= g.c_per_group
 
 
 def _dgrad_method(g):
@@ -68,12 +76,31 @@ def conv2d_fprop(g, x, w, bias=None):
     return _finish(_fprop_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
 
+def _dgrad_by_phases(g, gy, w, dtype):
+    """gx as one stride-1 forward convolution per stride phase (``_phases``), each written straight into
+    its strided slice of gx."""
+    phases = _phases.dgrad_phases(g)
+    gx = numpy.empty(g.input_shape, dtype)
+    for ph in phases:
+        dst = gx[:, :, ph.rows.start::g.stride_h, ph.cols.start::g.stride_w]
+        sub = ph.geometry
+        if sub is None:
+            dst.fill(0)
+        else:
+            _fprop_method(sub).fprop(sub, gy[:, :, ph.rows.skip:, ph.cols.skip:], _phases.filters(g, ph, w),
+                                     dtype, out=dst)
+    return gx
+
+
 @_ieee
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
     transposed convolution's forward)."""
     dt = _compute_dtype(gy.dtype)
-    return _finish(_dgrad_method(g).dgrad(g, gy, _contiguous(w, dt), dt), bias, gy.dtype)
+    w = _contiguous(w, dt)
+    if _by_phases(g):
+        return _finish(_dgrad_by_phases(g, gy, w, dt), bias, gy.dtype)
+    return _finish(_dgrad_method(g).dgrad(g, gy, w, dt), bias, gy.dtype)
 
 
 @_ieee
