@@ -1,0 +1,616 @@
+"""GPU workload for the device session: every kernel instantiation at least once, checked and repeated.
+
+Each check builds small random inputs, runs one public gpuconv call (and its backward) on the NumPy path
+(the reference) and twice on the CUDA path, then requires
+
+    * the CUDA result to match the NumPy path (float64 1e-10, float32 1e-4, TF32 1e-2, float16 4e-3, as
+      max |cuda - numpy| / max |numpy|; max-pool values and indices bitwise; a NaN where the reference has
+      none fails, so with GPUCONV_POISON=1 (the default here) an element a kernel never writes fails);
+    * the two CUDA runs to be bitwise identical (determinism, backward included).
+
+What runs (per dtype float16 / float32 / float64 unless said):
+    conv2d fprop + conv2d_backward (dgrad, wgrad, bias) and conv_transpose2d + backward, on several
+        geometries (stride, dilation, groups, asymmetric 'same' padding, depthwise), under each forced
+        GPUCONV_CONV_ALGO: direct, im2col, implicit_gemm (float16/float32 only, where ``supports``);
+    implicit_gemm kernel variants: SIMT (float32), TF32 tensor cores (GPUCONV_ALLOW_TF32=1), float16 tensor
+        cores, the unpipelined reference (GPUCONV_IGEMM_REFERENCE=1); every (BM, BN) tile, reached by
+        narrow / wide channel counts and by pretending the GPU has 1 SM (BM=128) or very many (BM=64);
+        split-K wgrad with several splits (both conv2d_wgrad_reduce_splits instantiations);
+    padding_mode reflect / replicate / circular, forward + backward;
+    max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
+        backward forced onto int64 sort keys and several plane chunks; avg_pool2d + backward with
+        ceil_mode, padding, count_include_pad on/off, divisor_override.
+
+At the end, a coverage line: the kernel instantiations of gpuconv._cuda._kernel_table.KERNELS that no
+check launched (recorded by wrapping the loader's get_function). A missing one fails the run unless
+--only narrows it.
+
+Usage (from the repository root):
+    PYTHONPATH=. python bench/gpu_checks/workload.py              # full set, on the GPU
+    PYTHONPATH=. python bench/gpu_checks/workload.py --small      # minimal covering set: for compute-sanitizer
+    PYTHONPATH=. python bench/gpu_checks/workload.py --numpy      # no GPU: NumPy against NumPy (checks this script)
+Options for the sanitizers: --no-pool (cupy.cuda.set_allocator(None): every array is its own cudaMalloc,
+so memcheck sees exact bounds and initcheck sees fresh memory), --no-poison (outputs stay uninitialised,
+so initcheck reports any element a kernel reads before writing or never writes and is then copied).
+Exit status: 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import gpuconv  # noqa: E402
+
+ALGOS = ("direct", "im2col", "implicit_gemm")
+DTYPES = {"float16": numpy.float16, "float32": numpy.float32, "float64": numpy.float64}
+TOL = {"float64": 1e-10, "float32": 1e-4, "tf32": 1e-2, "float16": 4e-3}
+ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE")
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def rand(rng, shape, dtype):
+    """Uniform in +-[0.25, 1]: no zeros, no degenerate arrays."""
+    a = rng.uniform(0.25, 1.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)
+    return a.astype(dtype)
+
+
+def tie_free(rng, shape, dtype):
+    """Distinct values exact in float16 (multiples of 1/8 below 256 in magnitude): max pooling has one winner."""
+    size = int(numpy.prod(shape))
+    assert size < 4096
+    return ((rng.permutation(size) - size // 2) * 0.125).reshape(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------- context
+
+
+class Runner:
+    """Runs checks on the NumPy path and on `xp` (cupy, or numpy in --numpy mode) and prints one line each."""
+
+    def __init__(self, xp, verbose=False, only=None):
+        self.xp, self.verbose, self.only = xp, verbose, only
+        self.gpu = xp is not numpy
+        self.failures, self.count, self.skipped = [], 0, 0
+        self.launched = set()  # (source_file, name)
+        self._current = None   # names launched by the current call
+
+    # --- kernel recording
+    def install_recorder(self):
+        from gpuconv._cuda import _launch, _loader, implicit_gemm, pool  # noqa: F401  (imports every launcher)
+        import gpuconv._cuda.conv  # noqa: F401
+        import gpuconv._cuda.pad  # noqa: F401
+
+        original = _loader.get_function
+
+        def recording(source_file, name):
+            self.launched.add((source_file, name))
+            if self._current is not None:
+                self._current.add(name)
+            return original(source_file, name)
+
+        patched = []
+        for mod_name, mod in list(sys.modules.items()):
+            if mod_name.startswith("gpuconv._cuda") and getattr(mod, "get_function", None) is original:
+                mod.get_function = recording
+                patched.append(mod_name)
+        return patched
+
+    def coverage(self):
+        from gpuconv._cuda._kernel_table import KERNELS
+
+        wanted = {(f, n) for f, names in KERNELS.items() for n in names}
+        return wanted, sorted(wanted - self.launched), sorted(self.launched - wanted)
+
+    # --- array movement
+    def put(self, a):
+        if a is None or not self.gpu:
+            return None if a is None else a.copy()
+        return self.xp.asarray(a)
+
+    def get(self, a):
+        if a is None:
+            return None
+        if not self.gpu or isinstance(a, (numpy.ndarray, numpy.generic)):
+            return numpy.asarray(a)
+        return self.xp.asnumpy(a)
+
+    def sync(self):
+        if self.gpu:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    # --- one check
+    def check(self, name, dtype_label, fn, inputs, *, env=None, patches=(), tol=None, exact=(), nan_ok=False):
+        """fn(*arrays) -> tuple of arrays (None allowed). inputs: NumPy arrays (None allowed).
+        exact: indices of outputs compared bitwise with the reference instead of within tol."""
+        full = f"{name} [{dtype_label}]"
+        if self.only and not re.search(self.only, full):
+            return
+        self.count += 1
+        tol = TOL[dtype_label] if tol is None else tol
+        t0 = time.perf_counter()
+        try:
+            ref = _as_tuple(fn(*[None if a is None else a.copy() for a in inputs]))
+            with _env(env or {}), contextlib.ExitStack() as stack:
+                for p in patches:
+                    stack.enter_context(p())
+                self._current = set()
+                runs = []
+                for _ in range(2):
+                    dev_in = [self.put(a) for a in inputs]
+                    out = _as_tuple(fn(*dev_in))
+                    self.sync()
+                    runs.append(tuple(self.get(o) for o in out))
+                    # inputs are never modified
+                    for a, d in zip(inputs, dev_in):
+                        if a is not None and not numpy.array_equal(a, self.get(d), equal_nan=True):
+                            raise AssertionError("an input was modified")
+                kernels = sorted(self._current)
+                self._current = None
+            errs, problems, deterministic = [], [], True
+            for i, (r, g1, g2) in enumerate(zip(ref, runs[0], runs[1])):
+                if r is None and g1 is None:
+                    continue
+                if g1 is None or r is None or g1.shape != r.shape or g1.dtype != r.dtype:
+                    problems.append(f"out{i}: shape/dtype {None if g1 is None else (g1.shape, g1.dtype)} "
+                                    f"!= {None if r is None else (r.shape, r.dtype)}")
+                    continue
+                if not numpy.array_equal(g1, g2, equal_nan=True):
+                    deterministic = False
+                    problems.append(f"out{i}: NOT DETERMINISTIC ({_count_diff(g1, g2)} elements differ)")
+                if i in exact:
+                    if not numpy.array_equal(g1, r, equal_nan=True):
+                        problems.append(f"out{i}: differs from NumPy in {_count_diff(g1, r)} elements (exact)")
+                    continue
+                err, bad_nan = _rel_err(g1, r)
+                errs.append(err)
+                if bad_nan and not nan_ok:
+                    problems.append(f"out{i}: {bad_nan} NaN where NumPy has none (unwritten?)")
+                if not err <= tol:
+                    problems.append(f"out{i}: rel. error {err:.2e} > {tol:.0e}")
+            ok = not problems
+            worst = max(errs) if errs else 0.0
+            dt = time.perf_counter() - t0
+            print(f"{'PASS' if ok else 'FAIL'}  {full:<72} err {worst:.1e}  "
+                  f"{'bitwise-repeatable' if deterministic else 'NOT-REPEATABLE'}  {len(kernels)} kernels  {dt:.2f}s",
+                  flush=True)
+            if self.verbose or not ok:
+                for k in kernels:
+                    print(f"        kernel {k}")
+            for p in problems:
+                print(f"        {p}")
+            if not ok:
+                self.failures.append(full)
+        except Exception as e:  # a launch error, a sanitizer-killed kernel, a wrong shape: all count as FAIL
+            self._current = None
+            print(f"FAIL  {full:<72} {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc(limit=4, file=sys.stdout)
+            self.failures.append(full)
+
+    def skip(self, name, why):
+        if self.only and not re.search(self.only, name):
+            return
+        self.skipped += 1
+        print(f"SKIP  {name:<72} {why}", flush=True)
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _count_diff(a, b):
+    both_nan = numpy.isnan(a) & numpy.isnan(b) if a.dtype.kind == "f" else numpy.zeros(a.shape, bool)
+    return int(((a != b) & ~both_nan).sum())
+
+
+def _rel_err(got, ref):
+    """(max |got - ref| / max |ref| over finite reference entries, count of NaN in got where ref is not NaN)."""
+    g, r = got.astype(numpy.float64), ref.astype(numpy.float64)
+    bad_nan = int((numpy.isnan(g) & ~numpy.isnan(r)).sum())
+    finite = numpy.isfinite(r)
+    if not finite.any():
+        return 0.0, bad_nan
+    scale = max(float(numpy.abs(r[finite]).max()), 1e-300)
+    diff = numpy.abs(g[finite] - r[finite])
+    err = float(numpy.nanmax(diff)) / scale if diff.size else 0.0
+    if numpy.isnan(diff).any():
+        err = float("inf")
+    return err, bad_nan
+
+
+@contextlib.contextmanager
+def _env(values):
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    try:
+        for k in ENV_KEYS:
+            os.environ.pop(k, None)
+        os.environ.update(values)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _patch(module_name, attr, value):
+    """A context-manager factory setting module.attr = value (no-op when the module cannot import: --numpy)."""
+    @contextlib.contextmanager
+    def cm():
+        try:
+            import importlib
+
+            mod = importlib.import_module(module_name)
+        except Exception:
+            yield
+            return
+        old = getattr(mod, attr)
+        setattr(mod, attr, value)
+        try:
+            yield
+        finally:
+            setattr(mod, attr, old)
+    return cm
+
+
+def _sm_count(n):
+    return _patch("gpuconv._cuda.implicit_gemm", "_sm_count", lambda: n)
+
+
+def _pool_int64_keys_and_chunks():
+    """max_pool2d_backward with int64 keys (INT32_MAX pretended -1) and 2 planes per chunk."""
+    @contextlib.contextmanager
+    def cm():
+        try:
+            from gpuconv._cuda import pool
+        except Exception:
+            yield
+            return
+        old_max, old_chunks = pool.INT32_MAX, pool.bprop_chunks
+
+        def chunks(planes, HW, PQ, max_keys=None):
+            return old_chunks(planes, HW, PQ, max_keys=2 * PQ)
+
+        pool.INT32_MAX, pool.bprop_chunks = -1, chunks
+        try:
+            yield
+        finally:
+            pool.INT32_MAX, pool.bprop_chunks = old_max, old_chunks
+    return cm
+
+
+def _workspace_bytes(n):
+    return _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", n)
+
+
+# ------------------------------------------------------------------------------------ conv checks
+
+# (label, N, C, H, W, K, R, S, kwargs, small): conv2d geometries run under every algorithm
+CONV_GEOMS = (
+    ("3x3 pad1 bias", 2, 4, 9, 8, 6, 3, 3, dict(padding=1), True),
+    ("3x2 s2 d2 g2 pad(2,1)", 2, 4, 11, 10, 6, 3, 2, dict(stride=2, dilation=2, groups=2, padding=(2, 1)), True),
+    ("4x4 same (asymmetric)", 1, 3, 7, 9, 5, 4, 4, dict(padding="same"), True),
+    ("depthwise 3x3 s2", 2, 6, 9, 9, 6, 3, 3, dict(stride=(2, 1), padding=1, groups=6), False),
+    ("1x1 s1", 3, 8, 5, 6, 16, 1, 1, dict(), False),
+    ("5x5 full pad d(1,2)", 2, 5, 10, 12, 7, 5, 5, dict(padding="full", dilation=(1, 2)), False),
+    ("unbatched 3x3 s(1,2)", None, 4, 8, 9, 6, 3, 3, dict(stride=(1, 2), padding=(0, 1)), False),
+)
+
+# (label, N, Cin, H, W, Cout/groups, R, S, kwargs, small): conv_transpose2d geometries
+TRANSPOSED_GEOMS = (
+    ("transposed 4x4 s2 pad1 outpad1", 2, 6, 5, 4, 3, 4, 4, dict(stride=2, padding=1, output_padding=1), True),
+    ("transposed 3x3 s3 g2 d2", 1, 4, 4, 5, 3, 3, 3, dict(stride=3, groups=2, dilation=2, output_padding=(1, 2)), False),
+)
+
+
+def conv_fn(kwargs, padding_mode="zeros", transposed_layout=False):
+    """conv2d forward and its full backward as one call returning (y, gx, gw, gb)."""
+    def fn(x, w, b, gy):
+        xin = x
+        if transposed_layout:  # a non-contiguous view: the launchers must copy it
+            xin = x.swapaxes(-1, -2).copy().swapaxes(-1, -2) if hasattr(x, "swapaxes") else x
+        y = gpuconv.conv2d(xin, w, b, padding_mode=padding_mode, **kwargs)
+        gx, gw, gb = gpuconv.conv2d_backward(gy, xin, w, padding_mode=padding_mode, **kwargs)
+        return y, gx, gw, gb
+    return fn
+
+
+def conv_inputs(rng, dtype, N, C, H, W, K, R, S, kwargs):
+    groups = kwargs.get("groups", 1)
+    xs = (C, H, W) if N is None else (N, C, H, W)
+    x = rand(rng, xs, dtype)
+    w = rand(rng, (K, C // groups, R, S), dtype)
+    b = rand(rng, (K,), dtype)
+    y = gpuconv.conv2d(x, w, b, **kwargs)  # NumPy path: only for the output shape
+    gy = rand(rng, y.shape, dtype)
+    return [x, w, b, gy]
+
+
+def transposed_fn(kwargs):
+    def fn(x, w, b, gy):
+        y = gpuconv.conv_transpose2d(x, w, b, **kwargs)
+        gx, gw, gb = gpuconv.conv_transpose2d_backward(gy, x, w, **kwargs)
+        return y, gx, gw, gb
+    return fn
+
+
+def transposed_inputs(rng, dtype, N, Cin, H, W, Cout_g, R, S, kwargs):
+    x = rand(rng, (N, Cin, H, W), dtype)
+    w = rand(rng, (Cin, Cout_g, R, S), dtype)
+    b = rand(rng, (Cout_g * kwargs.get("groups", 1),), dtype)
+    y = gpuconv.conv_transpose2d(x, w, b, **kwargs)
+    return [x, w, b, rand(rng, y.shape, dtype)]
+
+
+def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=False):
+    """Whether implicit_gemm runs every pass here (else the forced algorithm silently falls back)."""
+    if not runner.gpu:
+        return numpy.dtype(dtype) != numpy.float64
+    from gpuconv import _params
+    from gpuconv._cuda import implicit_gemm
+
+    x = numpy.empty((N or 1, C, H, W), dtype)
+    if transposed:
+        return numpy.dtype(dtype) != numpy.float64  # geometry built inside; let the run show the kernels
+    groups = kwargs.get("groups", 1)
+    w = numpy.empty((K, C // groups, R, S), dtype)
+    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                            kwargs.get("dilation", 1), groups, "zeros").geometry
+    with _env(env):
+        return all(implicit_gemm.supports(g, numpy.dtype(dtype), p) for p in ("fprop", "dgrad", "wgrad"))
+
+
+def conv_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, K, R, S, kwargs, in_small in CONV_GEOMS:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            inputs = conv_inputs(rng, dtype, N, C, H, W, K, R, S, kwargs)
+            for algo in ALGOS:
+                name = f"conv2d+backward {label} algo={algo}"
+                env = {"GPUCONV_CONV_ALGO": algo}
+                if algo == "implicit_gemm" and not igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env):
+                    runner.skip(f"{name} [{dname}]", "implicit_gemm does not support it (falls back)")
+                    continue
+                runner.check(name, dname, conv_fn(kwargs), inputs, env=env)
+    for label, N, Cin, H, W, Cout_g, R, S, kwargs, in_small in TRANSPOSED_GEOMS:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            inputs = transposed_inputs(rng, dtype, N, Cin, H, W, Cout_g, R, S, kwargs)
+            for algo in ALGOS:
+                if algo == "implicit_gemm" and dname == "float64":
+                    runner.skip(f"conv_transpose2d+backward {label} algo={algo} [{dname}]", "no float64 kernels")
+                    continue
+                runner.check(f"conv_transpose2d+backward {label} algo={algo}", dname, transposed_fn(kwargs), inputs,
+                             env={"GPUCONV_CONV_ALGO": algo})
+    # im2col with the batch cut into chunks of one image (workspace cap pretended tiny)
+    for dname in dtypes:
+        label, N, C, H, W, K, R, S, kwargs, _ = CONV_GEOMS[0]
+        inputs = conv_inputs(rng, DTYPES[dname], 3, C, H, W, K, R, S, kwargs)
+        runner.check(f"conv2d+backward {label} N=3 algo=im2col chunked 1 image", dname, conv_fn(kwargs), inputs,
+                     env={"GPUCONV_CONV_ALGO": "im2col"}, patches=(_workspace_bytes(1),))
+    # a non-contiguous input (transposed in memory)
+    if not small:
+        for dname in dtypes:
+            label, N, C, H, W, K, R, S, kwargs, _ = CONV_GEOMS[0]
+            inputs = conv_inputs(rng, DTYPES[dname], N, C, H, W, K, R, S, kwargs)
+            for algo in ALGOS:
+                if algo == "implicit_gemm" and dname == "float64":
+                    continue
+                runner.check(f"conv2d+backward {label} non-contiguous x algo={algo}", dname,
+                             conv_fn(kwargs, transposed_layout=True), inputs, env={"GPUCONV_CONV_ALGO": algo})
+
+
+# implicit-GEMM variants: (label, dtype name, env, tolerance key)
+IGEMM_VARIANTS = (
+    ("simt", "float32", {}, "float32"),
+    ("tf32", "float32", {"GPUCONV_ALLOW_TF32": "1"}, "tf32"),
+    ("f16-mma", "float16", {}, "float16"),
+)
+# (label, N, C, H, W, K, R, S, kwargs): narrow = every GEMM has <= 64 columns (BN=64) except wgrad's CgRS=36;
+# wide = > 64 columns in every pass (BN=128); split = wgrad reduction N*P*Q = 800 (several split-K chunks)
+IGEMM_GEOMS = (
+    ("narrow", 2, 4, 9, 8, 6, 3, 3, dict(padding=1)),
+    ("wide", 1, 72, 6, 6, 72, 3, 3, dict(padding=1)),
+    ("split-K", 2, 4, 20, 20, 8, 3, 3, dict(padding=1)),
+)
+
+
+def igemm_checks(runner, rng, dtypes, small):
+    for vlabel, dname, venv, tol_key in IGEMM_VARIANTS:
+        if dname not in dtypes:
+            continue
+        dtype = DTYPES[dname]
+        for glabel, N, C, H, W, K, R, S, kwargs in IGEMM_GEOMS:
+            inputs = conv_inputs(rng, dtype, N, C, H, W, K, R, S, kwargs)
+            for sms, tile in ((1 << 20, "BM=64"), (1, "BM=128")):
+                env = dict(venv, GPUCONV_CONV_ALGO="implicit_gemm")
+                name = f"implicit_gemm {vlabel} {glabel} {tile} conv2d+backward"
+                if not igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env):
+                    runner.skip(f"{name} [{dname}]", "not supported here")
+                    continue
+                runner.check(name, dname, conv_fn(kwargs), inputs, env=env, patches=(_sm_count(sms),),
+                             tol=TOL[tol_key])
+    if "float32" in dtypes:
+        for glabel, N, C, H, W, K, R, S, kwargs in IGEMM_GEOMS[: 1 if small else 3]:
+            inputs = conv_inputs(rng, numpy.float32, N, C, H, W, K, R, S, kwargs)
+            runner.check(f"implicit_gemm reference (unpipelined SIMT) {glabel} conv2d+backward", "float32",
+                         conv_fn(kwargs), inputs,
+                         env={"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_IGEMM_REFERENCE": "1"})
+
+
+def pad_mode_checks(runner, rng, dtypes, small):
+    for mode in ("reflect", "replicate", "circular"):
+        for dname in dtypes:
+            kwargs = dict(padding=(2, 1), stride=(1, 2))
+            inputs = conv_inputs(rng, DTYPES[dname], 2, 3, 6, 7, 4, 3, 3, kwargs)
+            algos = ("direct",) if small else ALGOS
+            for algo in algos:
+                if algo == "implicit_gemm" and dname == "float64":
+                    continue
+                runner.check(f"conv2d+backward padding_mode={mode} pad(2,1) algo={algo}", dname,
+                             conv_fn(kwargs, padding_mode=mode), inputs, env={"GPUCONV_CONV_ALGO": algo})
+
+
+# ------------------------------------------------------------------------------------ pool checks
+
+# (label, N, C, H, W, kwargs, small)
+MAX_POOL = (
+    ("k3 s2 p1 d2 ceil", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True), True),
+    ("k(2,3) s(2,1) p(1,1)", 2, 3, 9, 8, dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)), True),
+    ("k3 s1 overlapping ceil", 1, 2, 7, 7, dict(kernel_size=3, stride=1, ceil_mode=True), False),
+    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
+)
+AVG_POOL = (
+    ("k3 s2 p1 ceil include_pad", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), True),
+    ("k3 s2 p1 ceil exclude_pad", 2, 3, 11, 10,
+     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), True),
+    ("k(2,3) s(1,2) p(1,1) divisor_override=5", 2, 3, 9, 8,
+     dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), divisor_override=5), True),
+    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
+)
+
+
+def max_pool_fn(kwargs):
+    def fn(x, gy):
+        y, idx = gpuconv.max_pool2d(x, return_indices=True, **kwargs)
+        gx = gpuconv.max_pool2d_backward(gy, idx, x.shape)
+        return y, idx, gx
+    return fn
+
+
+def avg_pool_fn(kwargs):
+    def fn(x, gy):
+        y = gpuconv.avg_pool2d(x, **kwargs)
+        gx = gpuconv.avg_pool2d_backward(gy, x.shape, **kwargs)
+        return y, gx
+    return fn
+
+
+def pool_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, kwargs, in_small in MAX_POOL:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            x = tie_free(rng, (N, C, H, W), dtype)
+            y, _ = gpuconv.max_pool2d(x, return_indices=True, **kwargs)
+            gy = rand(rng, y.shape, dtype)
+            runner.check(f"max_pool2d+backward {label}", dname, max_pool_fn(kwargs), [x, gy], exact=(0, 1))
+            if in_small:
+                runner.check(f"max_pool2d+backward {label} int64 keys, 2-plane chunks", dname, max_pool_fn(kwargs),
+                             [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(),))
+    for dname in dtypes:  # NaN propagates to the value and its index (PyTorch semantics)
+        dtype = DTYPES[dname]
+        label, N, C, H, W, kwargs, _ = MAX_POOL[0]
+        x = tie_free(rng, (N, C, H, W), dtype)
+        x[0, 1, 4, 3] = numpy.nan
+        x[1, 2, 0, 0] = numpy.nan
+        y, _ = gpuconv.max_pool2d(x, return_indices=True, **kwargs)
+        gy = rand(rng, y.shape, dtype)
+        runner.check(f"max_pool2d+backward {label} with NaN", dname, max_pool_fn(kwargs), [x, gy], exact=(0, 1),
+                     nan_ok=True)
+    for label, N, C, H, W, kwargs, in_small in AVG_POOL:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            x = rand(rng, (N, C, H, W), dtype)
+            y = gpuconv.avg_pool2d(x, **kwargs)
+            gy = rand(rng, y.shape, dtype)
+            runner.check(f"avg_pool2d+backward {label}", dname, avg_pool_fn(kwargs), [x, gy])
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", action="store_true", help="the minimal set that still launches every kernel")
+    ap.add_argument("--numpy", "--dry-run", dest="numpy", action="store_true",
+                    help="no GPU: run the NumPy path against itself (checks this script's logic)")
+    ap.add_argument("--no-pool", action="store_true", help="disable CuPy's memory pools (for compute-sanitizer)")
+    ap.add_argument("--no-poison", action="store_true", help="leave GPUCONV_POISON unset (for initcheck)")
+    ap.add_argument("--dtypes", default="float16,float32,float64")
+    ap.add_argument("--only", default=None, help="regex: run only checks whose name matches (coverage not enforced)")
+    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("-v", "--verbose", action="store_true", help="list the kernels each check launched")
+    args = ap.parse_args(argv)
+
+    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    for d in dtypes:
+        if d not in DTYPES:
+            ap.error(f"--dtypes: unknown {d!r}")
+    if not args.no_poison:
+        os.environ["GPUCONV_POISON"] = "1"
+    else:
+        os.environ.pop("GPUCONV_POISON", None)
+
+    if args.numpy:
+        xp = numpy
+        print("mode: --numpy (NumPy path against itself; no kernel runs, coverage not checked)")
+    else:
+        import cupy
+
+        if args.no_pool:
+            cupy.cuda.set_allocator(None)
+            cupy.cuda.set_pinned_memory_allocator(None)
+        xp = cupy
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        print(f"mode: cuda on {name} (sm_{dev.compute_capability}, {dev.attributes['MultiProcessorCount']} SMs), "
+              f"CuPy {cupy.__version__}, pool {'off' if args.no_pool else 'on'}, "
+              f"poison {'off' if args.no_poison else 'on'}, {'small' if args.small else 'full'} set")
+
+    runner = Runner(xp, verbose=args.verbose, only=args.only)
+    if runner.gpu:
+        patched = runner.install_recorder()
+        print(f"recording kernel launches in: {', '.join(sorted(patched))}")
+    rng = numpy.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    conv_checks(runner, rng, dtypes, args.small)
+    igemm_checks(runner, rng, dtypes, args.small)
+    pad_mode_checks(runner, rng, dtypes, args.small)
+    pool_checks(runner, rng, dtypes, args.small)
+
+    coverage_failed = False
+    if runner.gpu:
+        wanted, missing, unlisted = runner.coverage()
+        full_run = args.only is None and set(dtypes) == set(DTYPES)
+        print(f"coverage: {len(wanted) - len(missing)}/{len(wanted)} kernel instantiations launched"
+              + ("" if full_run else " (not enforced: --only or --dtypes narrows the run)"))
+        for f, n in missing:
+            print(f"  not launched: {f}: {n}")
+        for f, n in unlisted:
+            print(f"  launched but not in the kernel table: {f}: {n}")
+        coverage_failed = full_run and bool(missing)
+    print(f"{runner.count} checks, {len(runner.failures)} failed, {runner.skipped} skipped, "
+          f"{time.perf_counter() - t0:.1f}s")
+    for f in runner.failures:
+        print(f"  failed: {f}")
+    ok = not runner.failures and not coverage_failed
+    print("RESULT: PASS" if ok else "RESULT: FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
