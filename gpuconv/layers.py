@@ -78,72 +78,69 @@ class Layer:
         return value
 
 
-class Conv2d(Layer):
+class _WeightedConv(Layer):
+    """What Conv2d and ConvTranspose2d share: a weight, an optional bias, the saved input, and a backward
+    that asks only for the gradients it needs. Subclasses set the weight, bias, conv_args and the ops."""
+
+    _forward_op = None  # gpuconv.conv2d or gpuconv.conv_transpose2d
+    _backward_op = None  # the matching *_backward
+
+    def _init_state(self, weight_shape, fan_in, out_channels, bias, conv_args, xp, dtype, rng):
+        self.weight = he_normal(weight_shape, fan_in, xp=xp, dtype=dtype, rng=rng)
+        self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
+        self.conv_args = conv_args
+        self.need_input_grad = True
+        self.grads = []
+        self._x = None
+
+    @property
+    def params(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x):
+        self._x = x
+        return type(self)._forward_op(x, self.weight, self.bias, **self.conv_args)
+
+    def backward(self, grad_output):
+        mask = (self.need_input_grad, True, self.bias is not None)
+        gx, gw, gb = type(self)._backward_op(grad_output, self._saved(self._x), self.weight, **self.conv_args,
+                                             output_mask=mask)
+        self.grads = [gw] + ([gb] if gb is not None else [])
+        return gx
+
+
+class Conv2d(_WeightedConv):
     """A convolution layer over ``gpuconv.conv2d``; arguments as ``torch.nn.Conv2d``'s. The weight is
     (out_channels, in_channels/groups, kH, kW) with fan-in in_channels/groups*kH*kW.
 
     Set ``need_input_grad = False`` on a network's first layer: its backward then skips the input
     gradient (and returns None)."""
 
+    _forward_op = staticmethod(gpuconv.conv2d)
+    _backward_op = staticmethod(gpuconv.conv2d_backward)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", *, xp=numpy, dtype=numpy.float32, rng=None):
         kh, kw = _pair(kernel_size)
-        fan_in = in_channels // groups * kh * kw
-        self.weight = he_normal((out_channels, in_channels // groups, kh, kw), fan_in, xp=xp, dtype=dtype, rng=rng)
-        self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
-        self.conv_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                              padding_mode=padding_mode)
-        self.need_input_grad = True
-        self.grads = []
-        self._x = None
-
-    @property
-    def params(self):
-        return [self.weight] + ([self.bias] if self.bias is not None else [])
-
-    def forward(self, x):
-        self._x = x
-        return gpuconv.conv2d(x, self.weight, self.bias, **self.conv_args)
-
-    def backward(self, grad_output):
-        mask = (self.need_input_grad, True, self.bias is not None)
-        gx, gw, gb = gpuconv.conv2d_backward(grad_output, self._saved(self._x), self.weight, **self.conv_args,
-                                             output_mask=mask)
-        self.grads = [gw] + ([gb] if gb is not None else [])
-        return gx
+        self._init_state((out_channels, in_channels // groups, kh, kw), in_channels // groups * kh * kw,
+                         out_channels, bias, dict(stride=stride, padding=padding, dilation=dilation,
+                                                  groups=groups, padding_mode=padding_mode), xp, dtype, rng)
 
 
-class ConvTranspose2d(Layer):
+class ConvTranspose2d(_WeightedConv):
     """A transposed convolution layer over ``gpuconv.conv_transpose2d``; arguments as
     ``torch.nn.ConvTranspose2d``'s. The weight is (in_channels, out_channels/groups, kH, kW); its fan-in
     is taken as in_channels/groups*kH*kW, the inputs that reach one output when the stride is 1."""
 
+    _forward_op = staticmethod(gpuconv.conv_transpose2d)
+    _backward_op = staticmethod(gpuconv.conv_transpose2d_backward)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, *, xp=numpy, dtype=numpy.float32, rng=None):
         kh, kw = _pair(kernel_size)
-        fan_in = in_channels // groups * kh * kw
-        self.weight = he_normal((in_channels, out_channels // groups, kh, kw), fan_in, xp=xp, dtype=dtype, rng=rng)
-        self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
-        self.conv_args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-                              dilation=dilation)
-        self.need_input_grad = True
-        self.grads = []
-        self._x = None
-
-    @property
-    def params(self):
-        return [self.weight] + ([self.bias] if self.bias is not None else [])
-
-    def forward(self, x):
-        self._x = x
-        return gpuconv.conv_transpose2d(x, self.weight, self.bias, **self.conv_args)
-
-    def backward(self, grad_output):
-        mask = (self.need_input_grad, True, self.bias is not None)
-        gx, gw, gb = gpuconv.conv_transpose2d_backward(grad_output, self._saved(self._x), self.weight,
-                                                       **self.conv_args, output_mask=mask)
-        self.grads = [gw] + ([gb] if gb is not None else [])
-        return gx
+        self._init_state((in_channels, out_channels // groups, kh, kw), in_channels // groups * kh * kw,
+                         out_channels, bias, dict(stride=stride, padding=padding, output_padding=output_padding,
+                                                  groups=groups, dilation=dilation), xp, dtype, rng)
 
 
 class MaxPool2d(Layer):
