@@ -8,7 +8,8 @@ Shapes per group g (G groups, Kg = K/G filters and Cg = C/G channels each, M = o
 
 fprop copies each tile's windows into one buffer (im2col, tap by tap, from the stride phases of the
 input where that pays, see ``_windows.tap_source``) and makes one long GEMM per image and
-group (the product lands straight in the output); on images of fewer than _FOLD_BATCH_PIXELS pixels it
+group (the product lands straight in the output); at stride 1 with few filters per group and little
+width padding, ``_flat`` builds the operand from contiguous runs of the flattened frame instead; on images of fewer than _FOLD_BATCH_PIXELS pixels it
 makes one GEMM per chunk of images instead, the batch beside the pixels. dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
 filters); at larger strides it multiplies a block of taps at a time and adds each tap's product onto its
 slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; at
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import _flipped, _parallel, _windows
+from . import _flat, _flipped, _parallel, _windows
 from ._tiling import chunks, tile_shape
 
 # wgrad makes one GEMM per image while an image has at least this many output pixels (the GEMM's inner
@@ -91,6 +92,8 @@ def _tap_major(w):
 
 def fprop(g, x, w, dtype, out=None):
     """y (N, K, P, Q) in dtype, without bias; written into out (any strides) when given."""
+    if _flat.wins(g):
+        return _flat.fprop(g, x, w, dtype, out)
     if g.N > 1 and g.P * g.Q < _FOLD_BATCH_PIXELS:
         return _fprop_batch_beside_pixels(g, x, w, dtype, out)
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
