@@ -12,10 +12,12 @@ group (the product lands straight in the output); at stride 1 with few filters p
 width padding, ``_flat`` builds the operand from contiguous runs of the flattened frame instead; on images of fewer than _FOLD_BATCH_PIXELS pixels it
 makes one GEMM per chunk of images instead, the batch beside the pixels. dgrad at stride 1 is itself an fprop (of gy with the flipped, transposed
 filters); at larger strides it multiplies a block of taps at a time and adds each tap's product onto its
-slab of a zero-padded frame (col2im, in a fixed order). wgrad is the im2col GEMM with the batch summed; at
-stride 1 it needs no im2col at all (each tap's windows are contiguous runs of the flattened frame, see
-``_wgrad_flat``); on small images it works one tap at a time with the batch laid beside the pixels, so
-each GEMM stays long. Scratch buffers hold at most ``_tiling.WORKSPACE_BYTES`` (or one output row of one
+slab of a zero-padded frame (col2im, in a fixed order). wgrad where its product is thin (few filters or
+channels x taps per group) makes one GEMM per tile with every tap and the batch folded in, from contiguous
+runs of the flattened stride phases (``_wgrad_runs``); a plain 1x1 conv multiplies x and gy as they are;
+otherwise it is the im2col GEMM with the batch summed; at stride 1 it needs no im2col at all (each tap's
+windows are contiguous runs of the flattened frame, see ``_wgrad_flat``); on small images it works one
+tap at a time with the batch laid beside the pixels, so each GEMM stays long. Scratch buffers hold at most ``_tiling.WORKSPACE_BYTES`` (or one output row of one
 image, or for ``_wgrad_flat`` one image's frame, if that is more); the window copies run on every core.
 
 Arrays reaching these functions are (N, C, H, W) of any dtype and strides; ``dtype`` is the compute dtype
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import _flat, _flipped, _parallel, _windows
+from . import _flat, _flipped, _parallel, _wgrad_runs, _windows
 from ._tiling import chunks, tile_shape
 
 # wgrad makes one GEMM per image while an image has at least this many output pixels (the GEMM's inner
@@ -184,6 +186,15 @@ def _dgrad_scatter(g, gy, w, dtype):
 
 def wgrad(g, x, gy, dtype):
     """gw (K, C/groups, R, S) in dtype."""
+    if _plain_1x1(g) and g.P * g.Q >= _WGRAD_PER_IMAGE_PIXELS:
+        return _wgrad_1x1(g, x, gy, dtype)
+    if _wgrad_runs.wins(g):
+        gw = _wgrad_runs.wgrad(g, x, gy, dtype)
+        # The wide rows multiply input pixels outside each tap's reach by zero; an Inf or NaN there turns
+        # that zero into NaN. Only a non-finite result can hide that, so only then redo it the exact way.
+        if not _wgrad_runs.has_junk(g) or numpy.isfinite(gw).all():
+            return gw
+        return _wgrad_per_image(g, x, gy, dtype)
     if g.P * g.Q < _WGRAD_PER_IMAGE_PIXELS:
         return _wgrad_batch_beside_pixels(g, x, gy, dtype)
     if g.stride_h == 1 and g.stride_w == 1:
@@ -193,6 +204,34 @@ def wgrad(g, x, gy, dtype):
         if numpy.isfinite(gw).all():
             return gw
     return _wgrad_per_image(g, x, gy, dtype)
+
+
+def _plain_1x1(g) -> bool:
+    """A 1x1 stride-1 conv whose windows are the whole input: x and gy are the GEMM's operands as they are."""
+    return (g.R == 1 and g.S == 1 and g.stride_h == 1 and g.stride_w == 1 and g.pad_top == 0
+            and g.pad_left == 0 and g.H == g.P and g.W == g.Q)
+
+
+def _wgrad_1x1(g, x, gy, dtype):
+    """gw[g] = sum over images of gy[n, g] (Kg, HW) @ x[n, g]^T (HW, Cg) (or its transpose, the longer side
+    as rows), straight from x and gy where they are contiguous in dtype, else from chunks cast under the
+    workspace cap."""
+    G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group
+    M = g.P * g.Q
+    rows_first = Cg > Kg
+    acc = numpy.zeros((G, Cg, Kg) if rows_first else (G, Kg, Cg), dtype)
+    nb, _ = tile_shape(g.N, 1, (g.C + g.K) * M * dtype.itemsize)
+    for n0, n1 in chunks(g.N, nb):
+        n = n1 - n0
+        xs = numpy.ascontiguousarray(x[n0:n1], dtype=dtype).reshape(n, G, Cg, M)
+        ys = numpy.ascontiguousarray(gy[n0:n1], dtype=dtype).reshape(n, G, Kg, M)
+        for i in range(n):
+            if rows_first:
+                acc += numpy.matmul(xs[i], ys[i].transpose(0, 2, 1))
+            else:
+                acc += numpy.matmul(ys[i], xs[i].transpose(0, 2, 1))
+    gw = acc.transpose(0, 2, 1) if rows_first else acc
+    return numpy.ascontiguousarray(gw).reshape(g.weight_shape)
 
 
 def _wgrad_flat(g, x, gy, dtype):
