@@ -140,3 +140,14 @@ def unbatch_like(a, like):
 
 def absolute(*arrays):
     return tuple(None if a is None else numpy.abs(a.astype(numpy.float64)) for a in arrays)
+
+
+def call_unchanged(backend, layout, op, arrays: dict, *more_args, **kwargs):
+    """Moves the named arrays to the backend (in the given memory layout), calls ``op`` with them in order,
+    then ``more_args`` and ``kwargs``, and checks with :class:`Unchanged` that no input changed and no output
+    shares memory with one. Returns op's result."""
+    moved = {name: on_backend(backend, a, layout) for name, a in arrays.items()}
+    guard = Unchanged(backend, **moved)
+    out = op(*moved.values(), *more_args, **kwargs)
+    guard.check(out)
+    return out

@@ -12,7 +12,7 @@ import cases
 import gpuconv
 import reference
 from gpuconv import _params
-from helpers import DTYPES, Unchanged, absolute, assert_array, assert_close, batch4, on_backend, unbatch_like
+from helpers import DTYPES, absolute, assert_array, assert_close, batch4, call_unchanged, unbatch_like
 
 GRAD_NAMES = ("grad_input", "grad_weight", "grad_bias")
 
@@ -36,19 +36,13 @@ def _backward_reference(case, gy, x, w):
 
 
 def _run_forward(backend, case, x, w, b):
-    xd, wd, bd = (on_backend(backend, a, case.layout) for a in (x, w, b))
-    guard = Unchanged(backend, input=xd, weight=wd, bias=bd)
-    y = gpuconv.conv_transpose2d(xd, wd, bd, **case.kwargs())
-    guard.check(y)
-    return y
+    return call_unchanged(backend, case.layout, gpuconv.conv_transpose2d, dict(input=x, weight=w, bias=b),
+                          **case.kwargs())
 
 
 def _run_backward(backend, case, gy, x, w, output_mask=(True, True, True)):
-    gyd, xd, wd = (on_backend(backend, a, case.layout) for a in (gy, x, w))
-    guard = Unchanged(backend, grad_output=gyd, input=xd, weight=wd)
-    grads = gpuconv.conv_transpose2d_backward(gyd, xd, wd, **case.kwargs(), output_mask=output_mask)
-    guard.check(grads)
-    return grads
+    return call_unchanged(backend, case.layout, gpuconv.conv_transpose2d_backward,
+                          dict(grad_output=gy, input=x, weight=w), **case.kwargs(), output_mask=output_mask)
 
 
 # A transposed convolution's forward is the dgrad of the convolution it transposes; its grad_input is that

@@ -11,7 +11,7 @@ import pytest
 import cases
 import gpuconv
 import reference
-from helpers import DTYPES, Unchanged, absolute, assert_array, assert_close, batch4, on_backend, unbatch_like
+from helpers import DTYPES, absolute, assert_array, assert_close, batch4, call_unchanged, unbatch_like
 
 
 @pytest.fixture
@@ -31,19 +31,13 @@ def _backward_reference(gy, idx, x):
 
 
 def _run_forward(backend, case, x, return_indices=True):
-    xd = on_backend(backend, x, case.layout)
-    guard = Unchanged(backend, input=xd)
-    out = gpuconv.max_pool2d(xd, **case.kwargs(), return_indices=return_indices)
-    guard.check(out)
-    return out
+    return call_unchanged(backend, case.layout, gpuconv.max_pool2d, dict(input=x), **case.kwargs(),
+                          return_indices=return_indices)
 
 
 def _run_backward(backend, case, gy, idx, input_shape):
-    gyd, idxd = on_backend(backend, gy, case.layout), on_backend(backend, idx, case.layout)
-    guard = Unchanged(backend, grad_output=gyd, indices=idxd)
-    gx = gpuconv.max_pool2d_backward(gyd, idxd, input_shape)
-    guard.check(gx)
-    return gx
+    return call_unchanged(backend, case.layout, gpuconv.max_pool2d_backward, dict(grad_output=gy, indices=idx),
+                          input_shape)
 
 
 
