@@ -238,4 +238,7 @@ def test_cuda_runs_on_torchs_current_stream():
             x2 = x * 2.0  # produced on the side stream right before gpuconv reads it
             ours = gF.conv2d(x2, w, padding=1) + 1.0
     torch.cuda.current_stream().wait_stream(side)
-    torch.testing.assert_close(ours, F.conv2d(x * 2.0, w, padding=1) + 1.0, rtol=1e-4, atol=1e-4)
+    # cuDNN's float32 convolution runs in TF32 unless told not to (torch's default): exact float32 here
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        expected = F.conv2d(x * 2.0, w, padding=1) + 1.0
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
