@@ -1,7 +1,7 @@
 """gpuconv's CUDA path against PyTorch (cuDNN) on the same GPU, in the same run, over the layer suite.
 
     python bench/bench_gpu.py --out DIR [--quick] [--layers NAME ...] [--dtypes float32 float16]
-                              [--algos auto direct im2col implicit_gemm] [--suites batch batch1]
+                              [--algos auto autotune direct im2col implicit_gemm] [--suites batch batch1]
                               [--time-limit S] [--note TEXT]
     python bench/bench_gpu.py --merge RUN1/results.json RUN2/results.json --out DIR
 
@@ -37,7 +37,7 @@ import report  # noqa: E402
 PEAK_FLOPS = {"float32": 67e12, "float16": 990e12, "float64": 34e12}
 PEAK_BYTES_PER_S = 3.35e12
 
-ALGOS = ("auto", "direct", "im2col", "implicit_gemm")
+ALGOS = ("auto", "autotune", "direct", "im2col", "implicit_gemm")
 MAX_SETS = 8  # input sets rotated at most, per layer and dtype
 
 
@@ -179,6 +179,8 @@ def run(suite, dtypes, algos, meta, timer, budget, reps, time_limit, out, device
                         row["l2_flush"] = flush
                         if algo == "auto" and layer.is_conv:
                             row["algo_chosen"] = auto_choice(layer, p, dtype_name)
+                        elif algo == "autotune":
+                            row["algo_chosen"] = autotune_choice(layer, p)
                         rows.append(row)
                         if not row.get("ok"):
                             bar.write(f"  {suite_name} {layer.name} {dtype_name} {p} {algo}: "
@@ -211,7 +213,7 @@ def algos_for(layer, pass_name, dtype_name, wanted) -> list:
 
     if not layer.is_conv:
         return ["auto"]
-    out = [a for a in wanted if a in ("auto", "direct", "im2col")]
+    out = [a for a in wanted if a in ("auto", "autotune", "direct", "im2col")]
     if "implicit_gemm" in wanted:
         try:
             from gpuconv._cuda import implicit_gemm
@@ -221,6 +223,18 @@ def algos_for(layer, pass_name, dtype_name, wanted) -> list:
         except Exception as e:  # a broken module is reported, not fatal to the run
             print(f"implicit_gemm.supports failed for {layer.name} {pass_name}: {e}", file=sys.stderr)
     return out
+
+
+def autotune_choice(layer, pass_name):
+    """The algorithm autotune settled on for this pass (the one its timed calls ran)."""
+    try:
+        from gpuconv._cuda import _autotune
+
+        kernel_pass = layer.kernel_pass(pass_name)
+        found = {k: v for k, v in _autotune.cached().items() if k[1] == layer.geometry() and k[3] == kernel_pass}
+        return ", ".join(sorted(set(found.values()))) or "unknown"
+    except Exception as e:
+        return f"unknown ({type(e).__name__})"
 
 
 def auto_choice(layer, pass_name, dtype_name):

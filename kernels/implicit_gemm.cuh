@@ -233,8 +233,8 @@ struct SimtAccumulator {
 //   B 16x8  f16: b0 (k 2t..2t+1, n g) b1 (k 2t+8.., n g)
 //   A 16x8 tf32: a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4);  B 8x8 tf32: b0 (k t, n g) b1 (k t+4, n g)
 //   C 16x8  f32: c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1)
-// Shared memory holds the tiles [k][row]; fragments are gathered element by element (ldmatrix.trans is
-// the next tuning step).
+// Shared memory holds the tiles [k][row]; float16 fragments come through ldmatrix.trans, TF32 ones element
+// by element (ldmatrix moves 16-bit elements only).
 template <typename T> struct MmaShape;
 template <> struct MmaShape<__half> { static constexpr int K = 16; };
 template <> struct MmaShape<float> { static constexpr int K = 8; };
@@ -251,6 +251,22 @@ __device__ __forceinline__ unsigned to_tf32(float v) {
     r = __float_as_uint(v);
 #endif
     return r;
+}
+
+// Four 8x8 matrices of 16-bit elements from shared memory, transposed: lane L gives the address of row
+// L % 8 of matrix L / 8 (16 contiguous bytes, 16-byte aligned); register i of lane (g = L / 4, t = L % 4)
+// receives elements (row 2t, column g) and (row 2t + 1, column g) of matrix i, low half first.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+#if __CUDA_ARCH__ >= 800
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#elif defined(IGEMM_HOST_EMULATION)
+    igemm_emulated_ldmatrix_x4_trans(r, row);  // the CPU test harness's warp emulation
+#else
+    __trap();
+#endif
 }
 
 __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
@@ -305,25 +321,27 @@ struct MmaAccumulator {
                 for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
     }
 
-    // A(m, k) = As[k * LDA + m];  B(k, n) = Bs[k * LDB + n].
+    // A(m, k) = As[k * LDA + m];  B(k, n) = Bs[k * LDB + n]. float16: ldmatrix.x4.trans, one instruction per
+    // 16x16 A block and per two 16x8 B blocks. The tiles are stored [k][row] (row fastest), so each 8x8
+    // matrix ldmatrix reads has 8 k rows of 8 consecutive m (or n), 16 bytes each; .trans hands lane
+    // (g, t) the pair (k 2t, 2t+1) of column g, which is the A fragment (row g) and the B fragment
+    // (column g). Lane L supplies the row address of matrix L / 8, row L % 8:
+    //   A: matrices (k0, m), (k0, m + 8), (k0 + 8, m), (k0 + 8, m + 8)  ->  a0, a1, a2, a3
+    //   B: matrices (k0, n), (k0 + 8, n), (k0, n + 8), (k0 + 8, n + 8)  ->  b[j][0], b[j][1], b[j+1][0], b[j+1][1]
+    // Rows are 2 * LD bytes apart with LD = rows + 8 halves: a multiple of 16 bytes (ldmatrix's alignment)
+    // and 4 banks apart modulo 32, so the 8 rows of one matrix fall in distinct banks.
     __device__ __forceinline__ void fragments(const __half* As, const __half* Bs, int k0, unsigned (&a)[MT][4],
                                               unsigned (&b)[NT][2]) const {
+        static_assert(NT % 2 == 0, "B fragments are loaded two n-tiles at a time");
+        const int lane = 4 * g + t, quad = lane / 8, r = lane % 8;
 #pragma unroll
-        for (int i = 0; i < MT; ++i) {
-            int m = wm0 + i * 16 + g;
+        for (int i = 0; i < MT; ++i)
+            ldmatrix_x4_trans(a[i], As + (k0 + r + 8 * (quad / 2)) * LDA + wm0 + i * 16 + 8 * (quad % 2));
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {  // h = 0: k columns 2t, 2t+1;  h = 1: 2t+8, 2t+9
-                int k = k0 + 2 * t + 8 * h;
-                a[i][2 * h] = pack_half2(As[k * LDA + m], As[(k + 1) * LDA + m]);
-                a[i][2 * h + 1] = pack_half2(As[k * LDA + m + 8], As[(k + 1) * LDA + m + 8]);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            int n = wn0 + j * 8 + g;
-            int k = k0 + 2 * t;
-            b[j][0] = pack_half2(Bs[k * LDB + n], Bs[(k + 1) * LDB + n]);
-            b[j][1] = pack_half2(Bs[(k + 8) * LDB + n], Bs[(k + 9) * LDB + n]);
+        for (int j = 0; j < NT; j += 2) {
+            unsigned v[4];
+            ldmatrix_x4_trans(v, Bs + (k0 + r + 8 * (quad % 2)) * LDB + wn0 + j * 8 + 8 * (quad / 2));
+            b[j][0] = v[0]; b[j][1] = v[1]; b[j + 1][0] = v[2]; b[j + 1][1] = v[3];
         }
     }
 

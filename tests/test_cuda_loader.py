@@ -167,9 +167,15 @@ def test_import_cuda_backend_without_a_gpu():
 
 
 @pytest.fixture
-def algo():
-    """_algo by path: it needs no CuPy (importing gpuconv._cuda would)."""
-    return _load_by_path("gpuconv_algo_test", ROOT / "gpuconv/_cuda/_algo.py")
+def algo(monkeypatch):
+    """_algo by path: it needs no CuPy (importing gpuconv._cuda would). Implicit GEMM's ``supports`` needs
+    a device: stood in for by its dtype rule (float16 and float32 only)."""
+    module = _load_by_path("gpuconv_algo_test", ROOT / "gpuconv/_cuda/_algo.py")
+    import numpy
+
+    monkeypatch.setattr(module, "_implicit_gemm_supports",
+                        lambda g, dtype, pass_name: numpy.dtype(dtype) in (numpy.float16, numpy.float32))
+    return module
 
 
 def _geometry(**kw):
@@ -185,21 +191,42 @@ def test_auto_rule(algo, monkeypatch):
     import numpy
 
     monkeypatch.delenv(algo.ENV_VAR, raising=False)
-    f32 = numpy.float32
-    assert algo.choose(_geometry(), f32, "fprop") == "im2col"
+    f16, f32, f64 = numpy.float16, numpy.float32, numpy.float64
+    for p in ("fprop", "dgrad", "wgrad"):
+        assert algo.choose(_geometry(), f32, p) == "implicit_gemm"  # 64 -> 64 3x3: a 37k-element weight
+        assert algo.choose(_geometry(), f64, p) == "im2col"  # no float64 implicit GEMM
+        big = _geometry(C=256, K=256)  # 590k-element weight: cuBLAS's large GEMMs win in float32
+        assert algo.choose(big, f32, p) == "im2col"
+        assert algo.choose(big, f16, p) == "implicit_gemm"  # tensor cores at any size
+    stem = _geometry(C=3, K=64, R=7, S=7)  # dgrad's GEMM would have 3 columns
+    assert [algo.choose(stem, f32, p) for p in ("fprop", "dgrad", "wgrad")] == ["implicit_gemm", "im2col",
+                                                                                "implicit_gemm"]
     assert algo.choose(_geometry(C=64, K=64, groups=64), f32, "fprop") == "direct"  # depthwise
     assert algo.choose(_geometry(N=1, C=8, K=8, H=8, W=8, P=8, Q=8), f32, "dgrad") == "direct"  # small
     huge = _geometry(N=2, C=512, H=1024, W=1024, P=1024, Q=1024)  # one image's cols: 18 GiB
-    assert algo.choose(huge, f32, "wgrad") == "direct"
+    assert algo.choose(huge, f64, "wgrad") == "direct"
+
+
+def test_autotune_candidates(algo, monkeypatch):
+    import numpy
+
+    monkeypatch.setenv(algo.ENV_VAR, "autotune")
+    assert algo.choose(_geometry(), numpy.float32, "fprop") == "autotune"
+    assert algo.candidates(_geometry(), numpy.float32, "fprop") == ("direct", "im2col", "implicit_gemm")
+    assert algo.candidates(_geometry(), numpy.float64, "fprop") == ("direct", "im2col")
+    big = _geometry(N=64, C=512, K=512, H=56, W=56, P=56, Q=56)  # 237 GFLOP: direct is not timed
+    assert algo.candidates(big, numpy.float32, "wgrad") == ("im2col", "implicit_gemm")
 
 
 def test_forced_algorithm_is_read_at_each_call(algo, monkeypatch):
     import numpy
 
     g = _geometry()
-    for forced in ("direct", "im2col", "Direct ", ""):
+    for forced in ("direct", "im2col", "implicit_gemm", "Direct ", ""):
         monkeypatch.setenv(algo.ENV_VAR, forced)
         expected = forced.strip().lower() or "im2col"
+        if expected == "implicit_gemm":  # not for float64: falls back to the auto rule
+            expected = "im2col"
         assert algo.choose(g, numpy.float64, "wgrad") == expected
     monkeypatch.setenv(algo.ENV_VAR, "winograd")
     with pytest.raises(ValueError, match="GPUCONV_CONV_ALGO"):

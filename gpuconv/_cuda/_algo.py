@@ -6,20 +6,28 @@ Algorithms:
     im2col          im2col.cu + cupy.matmul (cuBLAS, batched over groups); dgrad = GEMM then col2im.
     implicit_gemm   gpuconv._cuda.implicit_gemm (a separate kernel family), where it ``supports`` the pass.
 
-The environment variable ``GPUCONV_CONV_ALGO`` = auto | direct | im2col | implicit_gemm forces one; it is
-read at every call, so tests can cover each. A forced implicit_gemm that does not support a pass (its
-``supports(g, dtype, pass_name)`` is False) falls back to the auto rule for that pass.
+The environment variable ``GPUCONV_CONV_ALGO`` = auto | autotune | direct | im2col | implicit_gemm picks
+the rule; it is read at every call, so tests can cover each. A forced implicit_gemm that does not support a
+pass (its ``supports(g, dtype, pass_name)`` is False) falls back to the auto rule for that pass.
+``autotune`` times every candidate once per problem (geometry, dtype, pass, device) on the call's own
+arrays and keeps the fastest for the rest of the process (gpuconv._cuda._autotune), as cuDNN's benchmark
+mode does.
 
-The auto rule, first match wins:
+The auto rule, first match wins. The thresholds come from the H100 run of 2026-11-22
+(bench/results/gpu-h100-2026-11-22/): over the 12 conv layers of the suite at their GPU batch, this rule
+picks the faster of im2col and implicit GEMM in every pass (geometric means float32 0.47 -> 0.65 fprop,
+0.50 -> 0.61 dgrad, 0.41 -> 0.49 wgrad against the previous im2col-only rule).
 1. direct when the GEMM would be thin: c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3
-   has 9) or k_per_group < 8. cuBLAS wastes most of each tile on such shapes, while im2col still copies
-   R*S times the input.
-2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: there im2col + GEMM + a layout copy cost
-   more in launches than the arithmetic.
-3. direct when the im2col matrix of a single image exceeds WORKSPACE_BYTES: the batch cannot be chunked
+   has 9) or k_per_group < 8. Every GEMM formulation wastes most of each tile on such shapes.
+2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: launches cost more than the arithmetic.
+3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
+   channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
+   float32 layers whose weight (per group, K/g*C/g*R*S) exceeds IGEMM_MAX_WEIGHT: there cuBLAS's large
+   GEMMs beat the SIMT kernel (ResNet conv4_x 3x3, VGG conv4_2, DeepLabv3, U-Net's up-conv). float16 takes
+   the tensor-core kernels whatever the size (cuBLAS through im2col was slower on every layer).
+4. direct when the im2col matrix of a single image exceeds WORKSPACE_BYTES: the batch cannot be chunked
    any finer, and the direct kernels need no workspace.
-4. im2col otherwise.
-Auto never picks implicit_gemm yet: it has not been verified on a GPU.
+5. im2col otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import os
 import numpy
 
 ALGORITHMS = ("direct", "im2col", "implicit_gemm")
+RULES = ("auto", "autotune") + ALGORITHMS
 PASSES = ("fprop", "dgrad", "wgrad")
 ENV_VAR = "GPUCONV_CONV_ALGO"
 
@@ -37,15 +46,15 @@ WORKSPACE_BYTES = 256 << 20
 SMALL_PROBLEM_FLOPS = 1 << 24
 MIN_GEMM_REDUCTION = 16
 MIN_K_PER_GROUP = 8
+MIN_DGRAD_CHANNELS = 32
+IGEMM_MAX_WEIGHT = 160_000  # elements; between ResNet conv3_1 (147k, implicit GEMM won) and conv4_x (590k)
 
 
 def requested() -> str:
-    """The algorithm GPUCONV_CONV_ALGO asks for ('auto' when unset or empty)."""
+    """The rule GPUCONV_CONV_ALGO asks for ('auto' when unset or empty)."""
     value = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
-    if value != "auto" and value not in ALGORITHMS:
-        raise ValueError(
-            f"{ENV_VAR} must be one of auto, {', '.join(ALGORITHMS)}, but got {os.environ.get(ENV_VAR)!r}"
-        )
+    if value not in RULES:
+        raise ValueError(f"{ENV_VAR} must be one of {', '.join(RULES)}, but got {os.environ.get(ENV_VAR)!r}")
     return value
 
 
@@ -60,26 +69,49 @@ def batch_chunk(g, dtype) -> int:
     return max(1, min(g.N, WORKSPACE_BYTES // per_image))
 
 
-def auto(g, dtype) -> str:
+def _implicit_gemm_supports(g, dtype, pass_name: str) -> bool:
+    from . import implicit_gemm
+
+    return implicit_gemm.supports(g, numpy.dtype(dtype), pass_name)
+
+
+def _thin(g) -> bool:
+    return g.c_per_group * g.R * g.S < MIN_GEMM_REDUCTION or g.k_per_group < MIN_K_PER_GROUP
+
+
+def auto(g, dtype, pass_name: str = "fprop") -> str:
     """The auto rule of the module docstring."""
-    if g.c_per_group * g.R * g.S < MIN_GEMM_REDUCTION or g.k_per_group < MIN_K_PER_GROUP:
+    if _thin(g) or g.flops < SMALL_PROBLEM_FLOPS:
         return "direct"
-    if g.flops < SMALL_PROBLEM_FLOPS:
-        return "direct"
+    if _implicit_gemm_supports(g, dtype, pass_name):
+        narrow_dgrad = pass_name == "dgrad" and g.c_per_group < MIN_DGRAD_CHANNELS
+        weight = g.k_per_group * g.c_per_group * g.R * g.S
+        large_float32 = numpy.dtype(dtype) != numpy.float16 and weight > IGEMM_MAX_WEIGHT
+        if not narrow_dgrad and not large_float32:
+            return "implicit_gemm"
     if im2col_bytes_per_image(g, dtype) > WORKSPACE_BYTES:
         return "direct"
     return "im2col"
 
 
+def candidates(g, dtype, pass_name: str) -> tuple:
+    """The algorithms autotune times for a pass: every one that runs it, except direct on large problems
+    that are not thin (it would be timed at seconds there and never win)."""
+    found = []
+    if _thin(g) or g.flops < (1 << 30):
+        found.append("direct")
+    if im2col_bytes_per_image(g, dtype) <= WORKSPACE_BYTES:
+        found.append("im2col")
+    if _implicit_gemm_supports(g, dtype, pass_name):
+        found.append("implicit_gemm")
+    return tuple(found) or ("direct",)
+
+
 def choose(g, dtype, pass_name: str) -> str:
-    """The algorithm for one pass ('fprop', 'dgrad' or 'wgrad') of geometry g in dtype."""
+    """The algorithm (or 'autotune') for one pass ('fprop', 'dgrad' or 'wgrad') of geometry g in dtype."""
     if pass_name not in PASSES:
         raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
     wanted = requested()
     if wanted == "implicit_gemm":
-        from . import implicit_gemm
-
-        if implicit_gemm.supports(g, numpy.dtype(dtype), pass_name):
-            return "implicit_gemm"
-        wanted = "auto"
-    return auto(g, dtype) if wanted == "auto" else wanted
+        wanted = "implicit_gemm" if _implicit_gemm_supports(g, dtype, pass_name) else "auto"
+    return auto(g, dtype, pass_name) if wanted == "auto" else wanted

@@ -1,9 +1,9 @@
 """conv2d's three passes on cupy arrays, as ``gpuconv._backend`` specifies them.
 
 Each pass makes its operands contiguous (RawKernel ignores strides; inputs are never modified), picks an
-algorithm with ``_algo.choose`` (``GPUCONV_CONV_ALGO`` forces one) and runs it on the input's device and
-CuPy's current stream. Every algorithm module offers the same three functions: ``_conv_direct``,
-``_conv_im2col`` and the implicit-GEMM family ``implicit_gemm``.
+algorithm with ``_algo.choose`` (``GPUCONV_CONV_ALGO`` forces one, or asks for ``_autotune``) and runs it on
+the input's device and CuPy's current stream. Every algorithm module offers the same three functions:
+``_conv_direct``, ``_conv_im2col`` and the implicit-GEMM family ``implicit_gemm``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ import importlib
 
 import cupy
 
-from . import _algo
+from . import _algo, _autotune
 
 _MODULES = {"direct": "._conv_direct", "im2col": "._conv_im2col", "implicit_gemm": ".implicit_gemm"}
 
 
-def _algorithm(g, dtype, pass_name: str):
-    """The module that runs this pass."""
-    return importlib.import_module(_MODULES[_algo.choose(g, dtype, pass_name)], __package__)
+def _module(name: str):
+    return importlib.import_module(_MODULES[name], __package__)
+
+
+def _run(g, dtype, pass_name: str, call):
+    """call(module) with the module of the chosen algorithm (autotune: the fastest one, measured once)."""
+    name = _algo.choose(g, dtype, pass_name)
+    if name == "autotune":
+        name = _autotune.choose(g, dtype, pass_name, lambda n: call(_module(n)))
+    return call(_module(name))
 
 
 def _contiguous(*arrays):
@@ -30,18 +37,18 @@ def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
     with x.device:
         x, w, bias = _contiguous(x, w, bias)
-        return _algorithm(g, x.dtype, "fprop").conv2d_fprop(g, x, w, bias)
+        return _run(g, x.dtype, "fprop", lambda m: m.conv2d_fprop(g, x, w, bias))
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d in its input, plus bias[c] (a transposed conv's forward)."""
     with gy.device:
         gy, w, bias = _contiguous(gy, w, bias)
-        return _algorithm(g, gy.dtype, "dgrad").conv2d_dgrad(g, gy, w, bias)
+        return _run(g, gy.dtype, "dgrad", lambda m: m.conv2d_dgrad(g, gy, w, bias))
 
 
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d in its weight."""
     with x.device:
         x, gy = _contiguous(x, gy)
-        return _algorithm(g, x.dtype, "wgrad").conv2d_wgrad(g, x, gy)
+        return _run(g, x.dtype, "wgrad", lambda m: m.conv2d_wgrad(g, x, gy))

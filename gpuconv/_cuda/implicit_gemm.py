@@ -18,6 +18,7 @@ partial sums in split order (deterministic).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import cupy
@@ -67,12 +68,20 @@ def _reference_requested() -> bool:
     return os.environ.get("GPUCONV_IGEMM_REFERENCE", "") == "1"
 
 
+# Device properties, read once per device: Device().attributes queries every attribute of the device
+# (about a hundred driver calls), too slow for every launch.
+@functools.lru_cache(maxsize=None)
+def _device_properties(device_id: int) -> tuple:
+    device = cupy.cuda.Device(device_id)
+    return int(device.compute_capability), int(device.attributes["MultiProcessorCount"])
+
+
 def _compute_capability() -> int:
-    return int(cupy.cuda.Device().compute_capability)
+    return _device_properties(cupy.cuda.Device().id)[0]
 
 
 def _sm_count() -> int:
-    return cupy.cuda.Device().attributes["MultiProcessorCount"]
+    return _device_properties(cupy.cuda.Device().id)[1]
 
 
 def _cdiv(a: int, b: int) -> int:

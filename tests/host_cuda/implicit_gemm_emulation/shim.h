@@ -1,12 +1,13 @@
 // Runs CUDA kernels on the CPU: one std::thread per CUDA thread, one block at a time, __shared__ as
-// function statics, __syncthreads as a std::barrier, and mma.sync emulated per warp from the PTX fragment
-// tables. Checks index math, bounds, pipelines and fragment layouts; not timing nor async-copy semantics.
+// function statics, __syncthreads as a std::barrier, mma.sync and ldmatrix emulated per warp from the PTX
+// fragment tables. Checks index math, bounds, pipelines and fragment layouts; not timing nor async-copy semantics.
 #pragma once
 #include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -63,6 +64,24 @@ inline void igemm_emulated_mma(float (&d)[4], const unsigned (&a)[4], const unsi
     int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
     for (int e = 0; e < 4; ++e)
         for (int k = 0; k < ks; ++k) d[e] += A[rows[e]][k] * B[k][cols[e]];
+    __syncthreads();
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 for one warp (PTX ISA, "Warp-level matrix load
+// instruction: ldmatrix"): lane L gives the row address of row L % 8 of matrix L / 8; with .trans, register
+// i of lane (g = L / 4, t = L % 4) holds (row 2t, column g) low and (row 2t + 1, column g) high of matrix i.
+inline const __half* g_ldm_rows[8][32];
+inline void igemm_emulated_ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) std::abort();  // the hardware needs 16-byte rows
+    g_ldm_rows[warp][lane] = row;
+    __syncthreads();
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; ++i) {
+        const __half* lo = g_ldm_rows[warp][8 * i + 2 * t];
+        const __half* hi = g_ldm_rows[warp][8 * i + 2 * t + 1];
+        r[i] = (unsigned)__half_as_ushort(lo[g]) | ((unsigned)__half_as_ushort(hi[g]) << 16);
+    }
     __syncthreads();
 }
 
