@@ -1,0 +1,103 @@
+"""Host-side cost of one gpuconv call on the GPU: wall time per call of tiny problems (where the GPU work is
+a few microseconds, so the host dominates), against PyTorch's functional ops, plus a cProfile of the
+gpuconv calls. Batch-1 layers in the benchmark suite are bound by this.
+
+    python bench/host_overhead.py [--calls 2000] [--profile-top 25] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import cupy  # noqa: E402
+import numpy  # noqa: E402
+
+import gpuconv  # noqa: E402
+
+
+def _ops(xp):
+    """name -> zero-argument call on tiny float32 operands of the array module xp (cupy or torch)."""
+    rng = numpy.random.default_rng(0)
+    to = (lambda a: cupy.asarray(a)) if xp == "cupy" else (lambda a: __import__("torch").from_numpy(a).cuda())
+    x = to(rng.standard_normal((1, 16, 8, 8), dtype=numpy.float32))
+    w = to(rng.standard_normal((16, 16, 3, 3), dtype=numpy.float32))
+    gy = to(rng.standard_normal((1, 16, 8, 8), dtype=numpy.float32))
+    if xp == "cupy":
+        return {
+            "conv2d": lambda: gpuconv.conv2d(x, w, padding=1),
+            "conv2d_backward": lambda: gpuconv.conv2d_backward(gy, x, w, padding=1),
+            "max_pool2d": lambda: gpuconv.max_pool2d(x, 2),
+            "avg_pool2d": lambda: gpuconv.avg_pool2d(x, 2),
+        }
+    import torch
+    import torch.nn.functional as F
+
+    def backward():
+        return torch.ops.aten.convolution_backward(gy, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1,
+                                                   (True, True, False))
+
+    return {"conv2d": lambda: F.conv2d(x, w, padding=1), "conv2d_backward": backward,
+            "max_pool2d": lambda: F.max_pool2d(x, 2), "avg_pool2d": lambda: F.avg_pool2d(x, 2)}
+
+
+def _per_call_us(fn, calls: int, sync) -> float:
+    for _ in range(20):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--profile-top", type=int, default=25)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    ours = _ops("cupy")
+    sync = cupy.cuda.get_current_stream().synchronize
+    lines = [f"# host time per call, {args.calls} calls each, tiny float32 problems (1x16x8x8, 3x3 conv)",
+             f"gpuconv algo rule: {os.environ.get('GPUCONV_CONV_ALGO', 'auto')}", "",
+             "| op | gpuconv us/call | torch us/call |", "|---|---:|---:|"]
+    try:
+        import torch
+
+        theirs = _ops("torch")
+        tsync = torch.cuda.synchronize
+    except Exception as e:  # torch is optional here
+        theirs, tsync = {}, None
+        lines.insert(1, f"torch unavailable: {e}")
+    for name, fn in ours.items():
+        t = _per_call_us(theirs[name], args.calls, tsync) if name in theirs else float("nan")
+        lines.append(f"| {name} | {_per_call_us(fn, args.calls, sync):.1f} | {t:.1f} |")
+    for name, fn in ours.items():
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(args.calls // 4):
+            fn()
+        sync()
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(args.profile_top)
+        lines += ["", f"## cProfile: {name}, {args.calls // 4} calls, by own time", "```", buf.getvalue().strip(), "```"]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "host_overhead.md"), "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
