@@ -64,7 +64,9 @@ __device__ __forceinline__ int input_coordinate(int out, int tap, int stride, in
 __device__ __forceinline__ int output_coordinate(int in, int tap, int stride, int pad, int dilation,
                                                  int out_size) {
     const int offset = in + pad - tap * dilation;
-    if (offset < 0 || offset % stride != 0) return -1;
+    if (offset < 0) return -1;
+    if (stride == 1) return offset < out_size ? offset : -1;  // the common case, without a division
+    if (offset % stride != 0) return -1;
     const int out = offset / stride;
     return out < out_size ? out : -1;
 }

@@ -4,7 +4,7 @@ reference; and the im2col / direct launchers of gpuconv._cuda driven through tho
 The CUDA sources compile unchanged: tests/host_cuda/cuda_fp16.h stands in for the device environment
 (threadIdx, __syncthreads as a barrier, __half as _Float16), so this checks the kernels' own index
 arithmetic, bounds, gathers and grid-stride loops without a GPU. Each launch runs a small grid (at most
-three blocks) so that every grid-stride loop wraps. What it cannot check: anything about real GPU
+three blocks along each grid axis) so that every grid-stride loop wraps. What it cannot check: anything about real GPU
 execution (races between blocks, memory model, occupancy), CuPy's launch of the compiled kernels, cuBLAS.
 
 Skips when g++ with C++20 <barrier> and _Float16 is not available.
@@ -63,9 +63,9 @@ def _wrapper(kernel: str, ctype: str) -> str:
     params = [f"({ctype}*)p[{i}]" for i in range(n_ptr)]
     params += [f"({'int' if t == 'i' else 'long long'})s[{i}]" for i, t in enumerate(scalars)]
     sync = "true" if kernel in USES_SYNCTHREADS else "false"
-    return (f'extern "C" void host_{kernel}_{ctype}(unsigned grid, unsigned block, void* const* p, '
-            f"const long long* s) {{\n    host_launch(grid, block, {sync}, [&] {{ {kernel}<{ctype}>("
-            f"{', '.join(params)}); }});\n}}\n")
+    return (f'extern "C" void host_{kernel}_{ctype}(unsigned grid_x, unsigned grid_y, unsigned block, '
+            f"void* const* p, const long long* s) {{\n    host_launch_2d(grid_x, grid_y, block, {sync}, [&] {{ "
+            f"{kernel}<{ctype}>({', '.join(params)}); }});\n}}\n")
 
 
 def _translation_unit(source_file: str) -> str:
@@ -126,8 +126,10 @@ class HostKernel:
         for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
             assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
             values[i] = int(a)
-        assert len(block) == 1 and len(grid) == 1 and grid[0] >= 1
-        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(block[0]), pointers, values)
+        assert len(block) == 1 and len(grid) in (1, 2) and min(grid) >= 1 and (len(grid) == 1 or grid[1] <= 65535)
+        grid_y = min(grid[1], HOST_GRID) if len(grid) == 2 else 1
+        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(grid_y), ctypes.c_uint(block[0]),
+                      pointers, values)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import numpy
 
 from . import _algo
 from ._alloc import empty
-from ._launch import i32, launch, pointer_or_null
+from ._launch import grid_2d, i32, launch, pointer_or_null
 
 SOURCE = "im2col.cu"
 
@@ -40,18 +40,22 @@ def _taps_per_group(g) -> int:
 
 
 def _im2col(g, x_chunk):
-    """cols of a chunk of images, as (groups, Cg*R*S, n*P*Q)."""
+    """cols of a chunk of images, as (groups, Cg*R*S, n*P*Q). The kernel indexes a row's pixels in int32."""
     n = x_chunk.shape[0]
-    cols = empty((g.C * g.R * g.S, n * g.P * g.Q), x_chunk.dtype)
-    launch(SOURCE, "im2col", x_chunk.dtype, cols.size, (x_chunk, cols) + _im2col_args(g, n))
-    return cols.reshape(g.groups, _taps_per_group(g), n * g.P * g.Q)
+    pixels, taps = n * g.P * g.Q, g.C * g.R * g.S
+    i32(pixels)  # raises if a row's pixel index would not fit the kernel's int
+    cols = empty((taps, pixels), x_chunk.dtype)
+    launch(SOURCE, "im2col", x_chunk.dtype, cols.size, (x_chunk, cols) + _im2col_args(g, n),
+           blocks=grid_2d(pixels, taps))
+    return cols.reshape(g.groups, _taps_per_group(g), pixels)
 
 
 def _col2im(g, cols, bias, out_chunk) -> None:
-    """Writes every element of out_chunk (n, C, H, W) from cols (C*R*S, n*P*Q), plus bias[c] if given."""
+    """Writes every element of out_chunk (n, C, H, W) from cols (C*R*S, n*P*Q), plus bias[c] if given.
+    The kernel indexes a plane's elements in int32."""
     n = out_chunk.shape[0]
     args = (cols, pointer_or_null(bias), out_chunk) + _im2col_args(g, n)
-    launch(SOURCE, "col2im", out_chunk.dtype, out_chunk.size, args)
+    launch(SOURCE, "col2im", out_chunk.dtype, out_chunk.size, args, blocks=grid_2d(i32(g.H * g.W), n * g.C))
 
 
 def _channels_major(a, groups: int):

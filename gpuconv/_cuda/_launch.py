@@ -52,11 +52,23 @@ def grid_blocks(total: int, threads: int = THREADS_PER_BLOCK) -> int:
     return max(1, min(-(-total // threads), MAX_BLOCKS))
 
 
-def launch(source_file: str, kernel: str, dtype, total: int, args: tuple, *, blocks: int | None = None,
+GRID_Y_MAX = 65535
+
+
+def grid_2d(per_row: int, rows: int, threads: int = THREADS_PER_BLOCK) -> tuple:
+    """(blocks along x, blocks along y) for a kernel whose x loop strides over ``per_row`` items and whose
+    y loop strides over ``rows``: one thread per item of a row, one block row per row, both capped."""
+    return grid_blocks(per_row, threads), max(1, min(rows, GRID_Y_MAX))
+
+
+def launch(source_file: str, kernel: str, dtype, total: int, args: tuple, *, blocks=None,
            threads: int = THREADS_PER_BLOCK) -> None:
     """Runs ``kernel<dtype>`` of ``kernels/<source_file>`` over ``total`` work items on the current device
-    and stream (nothing when total is 0). ``blocks`` defaults to one thread per item, capped."""
+    and stream (nothing when total is 0). ``blocks`` (an int, or a tuple for a 2-D grid) defaults to one
+    thread per item, capped."""
     if total <= 0:
         return
     function = get_function(source_file, kernel_name(kernel, dtype))
-    function((blocks if blocks is not None else grid_blocks(total, threads),), (threads,), args)
+    if blocks is None:
+        blocks = grid_blocks(total, threads)
+    function(blocks if isinstance(blocks, tuple) else (blocks,), (threads,), args)
