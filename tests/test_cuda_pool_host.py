@@ -77,7 +77,11 @@ def test_bprop_chunks_refuse_a_plane_whose_keys_overflow():
 # pool.cu compiled as plain C++: __global__/__device__ vanish, and blockIdx, threadIdx, blockDim, gridDim become
 # host variables that run_<kernel> sets while it calls the kernel once per (block, thread) of a small grid.
 HARNESS_PRELUDE = r"""
+#include <atomic>
+#include <barrier>
 #include <cmath>
+#include <thread>
+#include <vector>
 #include <cuda_fp16.h>
 #include <vector_types.h>
 #undef __global__
@@ -86,26 +90,58 @@ HARNESS_PRELUDE = r"""
 #define __global__
 #define __device__
 #define __host__
-static uint3 host_blockIdx, host_threadIdx;
+static thread_local uint3 host_blockIdx, host_threadIdx;
 static dim3 host_blockDim, host_gridDim;
 #define blockIdx host_blockIdx
 #define threadIdx host_threadIdx
 #define blockDim host_blockDim
 #define gridDim host_gridDim
+// Kernels with __syncthreads run one std::thread per CUDA thread of a block, meeting at a std::barrier;
+// the block's dynamic shared memory is one buffer, filled with garbage before every block.
+static std::barrier<>* host_barrier = nullptr;
+static unsigned char* host_smem = nullptr;
+static inline void __syncthreads() { host_barrier->arrive_and_wait(); }
+static inline int atomicAdd(int* address, int value) {
+    return std::atomic_ref<int>(*address).fetch_add(value);
+}
+#define GPUCONV_POOL_DYNAMIC_SMEM(name) unsigned char* name = host_smem
 """
 
+# Serial: every thread of a block in turn (kernels without __syncthreads). Threaded: see the prelude.
 HARNESS_RUNNER = r"""
-extern "C" void run_{symbol}(unsigned grid, unsigned block, {params}) {{
+extern "C" void run_{symbol}(unsigned grid, unsigned block, unsigned long long smem_bytes, {params}) {{
     host_gridDim.x = grid;
     host_blockDim.x = block;
-    for (unsigned b = 0; b < grid; ++b)
-        for (unsigned t = 0; t < block; ++t) {{
-            host_blockIdx.x = b;
-            host_threadIdx.x = t;
-            {kernel}({names});
+    std::vector<unsigned char> smem(smem_bytes + 1);
+    for (unsigned b = 0; b < grid; ++b) {{
+        for (size_t k = 0; k < smem.size(); ++k) smem[k] = (unsigned char)(0xA5 ^ (k * 7) ^ b);
+        host_smem = smem.data();
+        if (!{threaded}) {{
+            for (unsigned t = 0; t < block; ++t) {{
+                host_blockIdx.x = b;
+                host_threadIdx.x = t;
+                {kernel}({names});
+            }}
+            continue;
         }}
+        std::barrier<> barrier((std::ptrdiff_t)block);
+        host_barrier = &barrier;
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < block; ++t)
+            threads.emplace_back([&, b, t] {{
+                host_blockIdx.x = b;
+                host_threadIdx.x = t;
+                {kernel}({names});
+            }});
+        for (auto& th : threads) th.join();
+        host_barrier = nullptr;
+    }}
 }}
 """
+# Kernels that synchronise their blocks (and the emulated block size they run with: more threads than
+# a plane's short rows, fewer than its elements, so that segments, strides and the scan all get exercised).
+THREADED_KERNELS = {"max_pool2d_bprop_plane"}
+THREADED_BLOCK = 7
 
 C_DTYPES = {"__half": numpy.float16, "float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
             "long long": numpy.int64}
@@ -154,12 +190,18 @@ def _cuda_include_dir():
 class HostKernel:
     """Stands in for a CuPy RawKernel: checks every argument against the kernel's C signature (a
     C-contiguous array of the pointee's dtype for a pointer, numpy.int64 for long long, numpy.int32 for
-    int), then runs the kernel on the CPU over a grid of 2 blocks of 5 threads."""
+    int), then runs the kernel on the CPU over a grid of 2 blocks of 5 threads (THREADED_BLOCK threads for
+    the kernels that synchronise, with the shared memory the launch asked for, which must not exceed what
+    max_dynamic_shared_size_bytes allows)."""
 
-    def __init__(self, function, params):
-        self.function, self.params = function, params
+    def __init__(self, function, params, threaded=False):
+        self.function, self.params, self.threaded = function, params, threaded
+        self.max_dynamic_shared_size_bytes = 48 * 1024
+        self.launches = []  # (grid, block, shared_mem) of every call
 
-    def __call__(self, grid, block, args):
+    def __call__(self, grid, block, args, shared_mem=0):
+        assert shared_mem <= self.max_dynamic_shared_size_bytes, (shared_mem, self.max_dynamic_shared_size_bytes)
+        self.launches.append((grid, block, shared_mem))
         assert len(args) == len(self.params), (len(args), self.params)
         converted = []
         for arg, (ctype, pname) in zip(args, self.params):
@@ -172,8 +214,10 @@ class HostKernel:
                 assert type(arg) is C_DTYPES[ctype], (pname, ctype, type(arg))
                 converted.append((ctypes.c_longlong if ctype == "long long" else ctypes.c_int)(int(arg)))
         assert grid[0] >= 1 and block[0] >= 1
-        # Two blocks of five threads, whatever the launch asked for: grid-stride loops cover any count.
-        self.function(ctypes.c_uint(2), ctypes.c_uint(5), *converted)
+        # Two blocks of a few threads, whatever the launch asked for: grid-stride loops cover any count.
+        threads = THREADED_BLOCK if self.threaded else 5
+        assert threads <= block[0]  # the launch's shared memory covers the emulated block's partial sums
+        self.function(ctypes.c_uint(2), ctypes.c_uint(threads), ctypes.c_ulonglong(shared_mem), *converted)
 
 
 @pytest.fixture(scope="module")
@@ -192,17 +236,19 @@ def host_kernels(tmp_path_factory):
         instances[expression] = params
         runners.append(HARNESS_RUNNER.format(
             symbol=_symbol(expression), params=", ".join(f"{c} {n}" for c, n in params),
-            kernel=f"{name}<{', '.join(targs)}>", names=", ".join(n for _, n in params)))
+            kernel=f"{name}<{', '.join(targs)}>", names=", ".join(n for _, n in params),
+            threaded="true" if name in THREADED_KERNELS else "false"))
     work = tmp_path_factory.mktemp("pool_host")
     source = work / "pool_host.cpp"
     source.write_text(HARNESS_PRELUDE + text + "".join(runners))
     lib_path = work / "libpool_host.so"
-    cmd = [compiler, "-std=c++17", "-O1", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{include}", "-o",
+    cmd = [compiler, "-std=c++20", "-pthread", "-O1", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{include}", "-o",
            str(lib_path), str(source)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     lib = ctypes.CDLL(str(lib_path))
-    return {e: HostKernel(getattr(lib, f"run_{_symbol(e)}"), p) for e, p in instances.items()}
+    return {e: HostKernel(getattr(lib, f"run_{_symbol(e)}"), p, e.split("<")[0] in THREADED_KERNELS)
+            for e, p in instances.items()}
 
 
 class HostArray(numpy.ndarray):
@@ -266,16 +312,41 @@ def _shuffled(shape, dtype, rng):
     return values.reshape(shape).astype(dtype)
 
 
+# How max_pool2d_bprop may run: (shared-memory limit, MAX_KEYS_PER_CHUNK): the per-plane counting sort; the
+# sort path in one chunk; the sort path one plane per chunk (2*P*Q - 1 keys).
+BPROP_PATHS = {"plane": (1 << 30, 1 << 27), "sort": (0, 1 << 27), "sort-chunked": (0, None)}
+
+
+def _bprop_on_path(host_pool, monkeypatch, path, gy, idx, input_shape):
+    """gx of max_pool2d_bprop forced onto one path; checks the kernels it launched."""
+    smem_limit, max_keys = BPROP_PATHS[path]
+    P, Q = gy.shape[2], gy.shape[3]
+    monkeypatch.setattr(pool, "_smem_limit", lambda: smem_limit)
+    monkeypatch.setattr(pool, "MAX_KEYS_PER_CHUNK", max_keys if max_keys is not None else 2 * P * Q - 1)
+    launched = []
+    get = pool.get_function
+    monkeypatch.setattr(pool, "get_function", lambda source, name: launched.append(name) or get(source, name))
+    gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), input_shape)
+    kinds = {name.split("<")[0] for name in launched}
+    assert kinds == ({"max_pool2d_bprop_plane"} if path == "plane" else
+                     {"max_pool2d_bprop_keys", "max_pool2d_bprop_gather"}), launched
+    return gx
+
+
 @needs_pool
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype):
+@pytest.mark.parametrize("index_type", ["int", "long long"])
+def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype, index_type):
     shape, kernel, stride, padding, dilation, ceil_mode = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
     x = _shuffled(shape, dtype, rng)
     x.flat[rng.integers(x.size)] = numpy.nan  # NaN wins its windows
     g = _geometry(shape, kernel, stride, padding, dilation, ceil_mode)
+    assert pool.index_ctype(g, g.N * g.C) == "int"
+    if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
+        monkeypatch.setattr(pool, "INT32_MAX", -1)
     y, idx = host_pool.max_pool2d_fprop(g, _host(x)[:, :, ::-1].copy()[:, :, ::-1])  # a strided view
     ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x.astype(numpy.float32)), kernel, stride, padding,
                                               dilation, ceil_mode, return_indices=True)
@@ -289,23 +360,66 @@ def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch
     ty64 = torch.nn.functional.max_pool2d(txr, kernel, stride, padding, dilation, ceil_mode)
     ty64.backward(torch.from_numpy(gy.astype(numpy.float64)))
     tol = 2e-3 if dtype == numpy.float16 else 1e-6
-    for max_keys in (1 << 27, 2 * g.P * g.Q - 1):  # one chunk; one plane per chunk
-        monkeypatch.setattr(pool, "MAX_KEYS_PER_CHUNK", max_keys)
-        gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), g.input_shape)
+    results = {}
+    # INT32_MAX = -1 also rules the plane kernel out and makes the sort keys int64, as on the GPU check
+    for path in (["sort", "sort-chunked"] if index_type == "long long" else BPROP_PATHS):
+        gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, g.input_shape)
         numpy.testing.assert_allclose(gx, txr.grad.numpy(), rtol=tol, atol=tol)
+        results[path] = gx
+    for gx in results.values():  # every path sums in output order: the same bits
+        numpy.testing.assert_array_equal(gx, next(iter(results.values())))
 
 
 @needs_pool
-def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_pool):
+@pytest.mark.parametrize("path", list(BPROP_PATHS))
+def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_pool, monkeypatch, path):
     """Indices a user made up (every output chose element 3 or 0, int32): sums run in output order."""
     gy = numpy.array([1e8, 1.0, -1e8, 1.0, 0.5, 0.25], numpy.float32).reshape(1, 1, 2, 3)
     idx = numpy.array([3, 3, 3, 3, 0, 0], numpy.int32).reshape(1, 1, 2, 3)
-    gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), (1, 1, 2, 2))
+    gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (1, 1, 2, 2))
     expected = numpy.zeros(4, numpy.float32)
     for o in range(6):  # PyTorch's CPU scatter order
         expected[idx.flat[o]] += gy.flat[o]
     numpy.testing.assert_array_equal(gx.reshape(-1), expected)
     assert expected[3] == 1.0  # in another order the 1e8 terms would swallow a different 1.0
+
+
+@needs_pool
+@pytest.mark.parametrize("path", list(BPROP_PATHS))
+def test_host_max_pool2d_backward_many_outputs_per_element_bitwise(host_pool, monkeypatch, path):
+    """Made-up indices with up to ~60 outputs per element (the heapsort branch, >16) and elements chosen by
+    none, over 3 planes (more than the 2 emulated blocks: grid-stride): each element's gy are summed in
+    output order, bit for bit the scatter loop's float32 sums, on every path and every run (the threaded
+    emulation's atomics hand out slots in a different order from run to run)."""
+    rng = numpy.random.default_rng(7)
+    N, C, H, W, P, Q = 1, 3, 5, 4, 9, 13
+    gy = (rng.standard_normal((N, C, P, Q)) * 10.0 ** rng.integers(-4, 5, (N, C, P, Q))).astype(numpy.float32)
+    idx = rng.choice([0, 1, 7, 19], size=(N, C, P, Q), p=[0.5, 0.3, 0.15, 0.05]).astype(numpy.int64)
+    expected = numpy.zeros((N * C, H * W), numpy.float32)
+    for b in range(N * C):
+        for o in range(P * Q):
+            expected[b, idx.reshape(N * C, -1)[b, o]] += gy.reshape(N * C, -1)[b, o]
+    for _ in range(3):
+        gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (N, C, H, W))
+        numpy.testing.assert_array_equal(gx.reshape(N * C, -1), expected)
+
+
+@needs_pool
+def test_index_type_is_int_exactly_when_everything_fits_31_bits():
+    from gpuconv import _params
+
+    def geometry(H, W, k, s, p, d=1):
+        x = numpy.lib.stride_tricks.as_strided(numpy.empty(1, numpy.float16), (1, 1, H, W), (0, 0, 0, 0))
+        return _params.pool2d_call("t", x, k, s, p, d, False, max_pool=True).geometry
+
+    g = geometry(32768, 32768, 2, 2, 0)  # 2^30 elements per plane
+    assert pool.index_ctype(g, 1) == "int"
+    assert pool.index_ctype(g, 2) == "long long"  # 2^31 input elements
+    assert 46340 * 46340 <= pool.INT32_MAX < 46345 * 46345
+    assert pool.index_ctype(geometry(46340, 46340, 3, 1, 1), 1) == "long long"  # window extent past 2^31
+    assert pool.use_plane_kernel(112 * 112, 56 * 56, pool.MAX_PLANE_SMEM_BYTES)
+    assert not pool.use_plane_kernel(224 * 224, 112 * 112, pool.MAX_PLANE_SMEM_BYTES)
+    assert pool.plane_smem_bytes(112 * 112, 56 * 56) == 4 * (112 * 112 + 56 * 56 + pool.PLANE_THREADS)
 
 
 AVG_CASES = [  # (input shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
@@ -324,8 +438,15 @@ AVG_CASES = [  # (input shape, kernel, stride, padding, ceil_mode, count_include
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", AVG_CASES)
-def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, case, dtype):
+@pytest.mark.parametrize("index_type", ["int", "long long"])
+def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype, index_type):
     from gpuconv import _params
+
+    if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
+        monkeypatch.setattr(pool, "INT32_MAX", -1)
+    launched = []
+    get = pool.get_function
+    monkeypatch.setattr(pool, "get_function", lambda source, name: launched.append(name) or get(source, name))
 
     shape, kernel, stride, padding, ceil_mode, cip, divisor = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
@@ -341,3 +462,4 @@ def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, case, dtype
     numpy.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol)
     gx = host_pool.avg_pool2d_bprop(g, _host(gy).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2))
     numpy.testing.assert_allclose(gx, tx.grad.numpy(), rtol=tol, atol=tol)
+    assert len(launched) == 2 and all(name.endswith(f", {index_type}>") for name in launched), launched

@@ -5,19 +5,27 @@ The functions follow the backend interface in ``gpuconv._backend``: arguments ar
 Every kernel runs on the input's device and CuPy's current stream; outputs come from ``_alloc.empty`` and
 every element of them is written by a kernel.
 
+Index arithmetic is 32-bit (kernels' template argument I = int) when every tensor of the call and every
+window bound fits in 31 bits, 64-bit (long long) otherwise: 64-bit division costs several times more on the
+GPU, and these kernels are otherwise memory-bound.
+
 max_pool2d_bprop has no window geometry (the public API passes only indices), so it cannot gather over
-windows as avg_pool2d_bprop does. It stays a deterministic gather this way, one chunk of planes at a time:
+windows as avg_pool2d_bprop does. It stays deterministic (integer atomics only, sums in output order):
 
-1. each output o of plane b gets the key ((b*H*W + indices[o]) * P*Q + j), j its position in the plane;
-2. the keys are sorted; they are distinct, so the sorted order is unique (it does not rest on the sort
-   being stable) and orders outputs by plane, then by the input element they chose, then by position;
-3. each input element binary-searches its plane's P*Q sorted keys for its run and sums those gy in
-   output order (float32 for float16).
+- planes whose H*W + P*Q (+ one int per thread) ints fit in shared memory: max_pool2d_bprop_plane, one block
+  per plane, a counting sort of the plane's outputs by the element they chose, in shared memory; one read of
+  indices and gy, one write of gx;
+- larger planes, one chunk of planes at a time: each output o of plane b gets the key
+  ((b*H*W + indices[o]) * P*Q + j), j its position in the plane; the keys are sorted (they are distinct,
+  so the order is unique); each input element binary-searches its plane's sorted keys for its run and sums
+  those gy in output order.
 
-No atomics: the same call gives the same bits every time, and the sum order is PyTorch's CPU order.
+Both sum in output order (float32 for float16): the same bits every call, in PyTorch's CPU order.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy
 
@@ -35,6 +43,13 @@ INT32_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
 
 KEY_CTYPES = {numpy.dtype(numpy.int32): "int", numpy.dtype(numpy.int64): "long long"}
+INDEX_CTYPES = ("int", "long long")  # I of the elementwise kernels
+
+# max_pool2d_bprop_plane: threads per block, and the most shared memory a block may ask for (also capped
+# by the device's opt-in limit). 96 KiB keeps two blocks per SM on sm_80/sm_90 and fits sm_86/sm_89's 99 KiB.
+PLANE_THREADS = 512
+MAX_PLANE_SMEM_BYTES = 96 * 1024
+DEFAULT_SMEM_BYTES = 48 * 1024  # what a launch gets without raising the kernel's attribute
 
 
 def kernel_name(kernel: str, *ctypes: str) -> str:
@@ -50,15 +65,29 @@ def _launch(name: str, total: int, args: tuple) -> None:
         kernel((grid_blocks(total),), (THREADS_PER_BLOCK,), args)
 
 
-def _window_args(g) -> tuple:
-    """H, W, P, Q, kH, kW, sH, sW, pH, pW as the kernels' long long parameters."""
-    return tuple(i64(v) for v in (g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
-                                   g.pad_h, g.pad_w))
+def index_ctype(g, planes: int) -> str:
+    """I for a call over ``planes`` (n, c) planes of geometry g: "int" when the input and output element
+    counts, the divisor override and the padded, dilated window extent (H + 2pH + kH*dH) * (W + 2pW + kW*dW)
+    all fit in 31 bits, so that no 32-bit intermediate of the kernels can overflow; "long long" otherwise."""
+    window = (g.H + 2 * g.pad_h + g.kernel_h * g.dil_h) * (g.W + 2 * g.pad_w + g.kernel_w * g.dil_w)
+    largest = max(planes * g.H * g.W, planes * g.P * g.Q, window, abs(g.divisor_override or 0))
+    return "int" if largest <= INT32_MAX else "long long"
 
 
-def _avg_args(g) -> tuple:
-    """count_include_pad (int) and divisor_override (long long, 0 for none) of an avg_pool2d geometry."""
-    return numpy.int32(1 if g.count_include_pad else 0), i64(g.divisor_override or 0)
+def _scalar(ctype: str):
+    return numpy.int32 if ctype == "int" else numpy.int64
+
+
+def _window_args(g, ctype: str) -> tuple:
+    """H, W, P, Q, kH, kW, sH, sW, pH, pW as the kernels' I parameters."""
+    to = _scalar(ctype)
+    return tuple(to(v) for v in (g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
+                                 g.pad_h, g.pad_w))
+
+
+def _avg_args(g, ctype: str) -> tuple:
+    """count_include_pad (int) and divisor_override (I, 0 for none) of an avg_pool2d geometry."""
+    return numpy.int32(1 if g.count_include_pad else 0), _scalar(ctype)(g.divisor_override or 0)
 
 
 # ------------------------------------------------------------------------------------------ forward
@@ -72,8 +101,10 @@ def max_pool2d_fprop(g, x):
         x = cupy.ascontiguousarray(x)
         y = empty(g.output_shape, x.dtype)
         indices = empty(g.output_shape, numpy.int64)
-        name = kernel_name("max_pool2d_fprop", VALUE_CTYPES[x.dtype])
-        _launch(name, y.size, (x, y, indices, i64(y.size)) + _window_args(g) + (i64(g.dil_h), i64(g.dil_w)))
+        ctype = index_ctype(g, g.N * g.C)
+        to = _scalar(ctype)
+        name = kernel_name("max_pool2d_fprop", VALUE_CTYPES[x.dtype], ctype)
+        _launch(name, y.size, (x, y, indices, to(y.size)) + _window_args(g, ctype) + (to(g.dil_h), to(g.dil_w)))
     return y, indices
 
 
@@ -84,8 +115,9 @@ def avg_pool2d_fprop(g, x):
     with x.device:
         x = cupy.ascontiguousarray(x)
         y = empty(g.output_shape, x.dtype)
-        name = kernel_name("avg_pool2d_fprop", VALUE_CTYPES[x.dtype])
-        _launch(name, y.size, (x, y, i64(y.size)) + _window_args(g) + _avg_args(g))
+        ctype = index_ctype(g, g.N * g.C)
+        name = kernel_name("avg_pool2d_fprop", VALUE_CTYPES[x.dtype], ctype)
+        _launch(name, y.size, (x, y, _scalar(ctype)(y.size)) + _window_args(g, ctype) + _avg_args(g, ctype))
     return y
 
 
@@ -99,8 +131,9 @@ def avg_pool2d_bprop(g, gy):
     with gy.device:
         gy = cupy.ascontiguousarray(gy)
         gx = empty(g.input_shape, gy.dtype)
-        name = kernel_name("avg_pool2d_bprop", VALUE_CTYPES[gy.dtype])
-        _launch(name, gx.size, (gy, gx, i64(gx.size)) + _window_args(g) + _avg_args(g))
+        ctype = index_ctype(g, g.N * g.C)
+        name = kernel_name("avg_pool2d_bprop", VALUE_CTYPES[gy.dtype], ctype)
+        _launch(name, gx.size, (gy, gx, _scalar(ctype)(gx.size)) + _window_args(g, ctype) + _avg_args(g, ctype))
     return gx
 
 
@@ -125,6 +158,49 @@ def bprop_chunks(planes: int, HW: int, PQ: int, max_keys: int = MAX_KEYS_PER_CHU
     return chunks
 
 
+def plane_smem_bytes(HW: int, PQ: int, threads: int = PLANE_THREADS) -> int:
+    """Shared memory of max_pool2d_bprop_plane: H*W offsets, P*Q slots and one partial sum per thread."""
+    return 4 * (HW + PQ + threads)
+
+
+def _smem_limit() -> int:
+    """The most dynamic shared memory a max_pool2d_bprop_plane block may use on the current device."""
+    import cupy
+
+    return _smem_limit_of(cupy.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _smem_limit_of(device_id: int) -> int:
+    # Read once per device: Device().attributes queries every attribute of the device.
+    import cupy
+
+    try:
+        optin = int(cupy.cuda.Device(device_id).attributes["MaxSharedMemoryPerBlockOptin"])
+    except Exception:  # pragma: no cover - an old CuPy or driver: the default every device grants
+        optin = DEFAULT_SMEM_BYTES
+    return min(MAX_PLANE_SMEM_BYTES, max(optin, DEFAULT_SMEM_BYTES))
+
+
+def use_plane_kernel(HW: int, PQ: int, smem_limit: int) -> bool:
+    """Whether max_pool2d_bprop runs max_pool2d_bprop_plane (int positions, shared arrays that fit)."""
+    return HW + PQ <= INT32_MAX and plane_smem_bytes(HW, PQ) <= smem_limit
+
+
+_raised_smem: dict = {}  # id(kernel) -> the dynamic shared memory its attribute allows (loader caches kernels)
+
+
+def _bprop_plane(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
+    kernel = get_function(SOURCE, kernel_name("max_pool2d_bprop_plane", VALUE_CTYPES[gy.dtype]))
+    smem = plane_smem_bytes(HW, PQ)
+    if smem > DEFAULT_SMEM_BYTES and _raised_smem.get(id(kernel), 0) < smem:
+        kernel.max_dynamic_shared_size_bytes = smem  # a driver call: made once per kernel and size
+        _raised_smem[id(kernel)] = smem
+    blocks = max(1, min(planes, 1 << 20))  # grid-stride over planes beyond
+    kernel((blocks,), (PLANE_THREADS,), (gy, indices, gx, i64(planes), numpy.int32(HW), numpy.int32(PQ)),
+           shared_mem=smem)
+
+
 def max_pool2d_bprop(gy, indices, input_shape):
     """gx of input_shape: gx[n, c].flat[i] = sum, in output order, of gy[n, c] where indices[n, c] == i."""
     import cupy
@@ -137,6 +213,11 @@ def max_pool2d_bprop(gy, indices, input_shape):
         indices = cupy.ascontiguousarray(indices, dtype=numpy.int64).reshape(-1)
         gx = empty(tuple(input_shape), gy.dtype)
         gx_flat = gx.reshape(-1)
+        if N * C * HW == 0:
+            return gx
+        if use_plane_kernel(HW, PQ, _smem_limit()):
+            _bprop_plane(gy, indices, gx_flat, N * C, HW, PQ)
+            return gx
         value_ctype = VALUE_CTYPES[gy.dtype]
         for first, count, key_dtype in bprop_chunks(N * C, HW, PQ):
             key_ctype = KEY_CTYPES[key_dtype]
@@ -156,9 +237,10 @@ def kernel_names() -> tuple:
     values = tuple(VALUE_CTYPES.values())
     keys = tuple(KEY_CTYPES.values())
     return (
-        tuple(kernel_name("max_pool2d_fprop", v) for v in values)
+        tuple(kernel_name("max_pool2d_fprop", v, i) for v in values for i in INDEX_CTYPES)
+        + tuple(kernel_name("max_pool2d_bprop_plane", v) for v in values)
         + tuple(kernel_name("max_pool2d_bprop_keys", k) for k in keys)
         + tuple(kernel_name("max_pool2d_bprop_gather", v, k) for v in values for k in keys)
-        + tuple(kernel_name("avg_pool2d_fprop", v) for v in values)
-        + tuple(kernel_name("avg_pool2d_bprop", v) for v in values)
+        + tuple(kernel_name("avg_pool2d_fprop", v, i) for v in values for i in INDEX_CTYPES)
+        + tuple(kernel_name("avg_pool2d_bprop", v, i) for v in values for i in INDEX_CTYPES)
     )
