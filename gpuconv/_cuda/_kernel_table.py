@@ -17,13 +17,15 @@ KERNELS = {
     ),
     "pad.cu": tuple(f"{k}<{t}>" for k in ("pad2d", "pad2d_backward") for t in ("__half", "float", "double")),
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
-        "max_pool2d_fprop<__half>", "max_pool2d_fprop<float>", "max_pool2d_fprop<double>",
+        *(f"{k}<{t}, {i}>" for k in ("max_pool2d_fprop",) for t in ("__half", "float", "double")
+          for i in ("int", "long long")),
+        "max_pool2d_bprop_plane<__half>", "max_pool2d_bprop_plane<float>", "max_pool2d_bprop_plane<double>",
         "max_pool2d_bprop_keys<int>", "max_pool2d_bprop_keys<long long>",
         "max_pool2d_bprop_gather<__half, int>", "max_pool2d_bprop_gather<__half, long long>",
         "max_pool2d_bprop_gather<float, int>", "max_pool2d_bprop_gather<float, long long>",
         "max_pool2d_bprop_gather<double, int>", "max_pool2d_bprop_gather<double, long long>",
-        "avg_pool2d_fprop<__half>", "avg_pool2d_fprop<float>", "avg_pool2d_fprop<double>",
-        "avg_pool2d_bprop<__half>", "avg_pool2d_bprop<float>", "avg_pool2d_bprop<double>",
+        *(f"{k}<{t}, {i}>" for k in ("avg_pool2d_fprop", "avg_pool2d_bprop") for t in ("__half", "float", "double")
+          for i in ("int", "long long")),
     ),
     # Implicit-GEMM family (gpuconv._cuda.implicit_gemm; its kernel_names(pass) must equal these):
     # SIMT float <BM, BN, STAGES> (64x64x1 is the unpipelined reference), tensor cores <__half|float(TF32), ...>.
