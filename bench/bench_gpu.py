@@ -1,13 +1,13 @@
 """gpuconv's CUDA path against PyTorch (cuDNN) on the same GPU, in the same run, over the layer suite.
 
     python bench/bench_gpu.py --out DIR [--quick] [--layers NAME ...] [--dtypes float32 float16]
-                              [--algos auto autotune direct im2col implicit_gemm] [--suites batch batch1]
+                              [--algos auto autotune direct im2col implicit_gemm depthwise] [--suites batch batch1]
                               [--time-limit S] [--note TEXT]
     python bench/bench_gpu.py --merge RUN1/results.json RUN2/results.json --out DIR
 
 For every layer (at its GPU batch, then at batch 1), dtype and pass, PyTorch's result and a float64
 reference are computed first; then gpuconv runs once per algorithm (GPUCONV_CONV_ALGO forced to direct,
-im2col or implicit_gemm where it applies, and 'auto', gpuconv's own choice), is checked against the
+im2col, or implicit_gemm and depthwise where they apply; 'autotune', measured once per problem; and 'auto', gpuconv's own choice), is checked against the
 reference, and is timed with CUDA events. PyTorch runs with cudnn.benchmark=True and TF32 off.
 Data moves between the two frameworks through DLPack, without copies.
 
@@ -37,7 +37,7 @@ import report  # noqa: E402
 PEAK_FLOPS = {"float32": 67e12, "float16": 990e12, "float64": 34e12}
 PEAK_BYTES_PER_S = 3.35e12
 
-ALGOS = ("auto", "autotune", "direct", "im2col", "implicit_gemm")
+ALGOS = ("auto", "autotune", "direct", "im2col", "implicit_gemm", "depthwise")
 MAX_SETS = 8  # input sets rotated at most, per layer and dtype
 
 
@@ -208,20 +208,23 @@ def _free_memory(device):
 
 def algos_for(layer, pass_name, dtype_name, wanted) -> list:
     """The algorithms that apply: pooling has one; a convolution has 'auto', direct and im2col, and
-    implicit_gemm where gpuconv._cuda.implicit_gemm.supports says so for the kernel this pass runs."""
+    implicit_gemm and depthwise where their module's supports() says so for the kernel this pass runs."""
     import numpy
 
     if not layer.is_conv:
         return ["auto"]
     out = [a for a in wanted if a in ("auto", "autotune", "direct", "im2col")]
-    if "implicit_gemm" in wanted:
+    for algo, module_name in (("implicit_gemm", "implicit_gemm"), ("depthwise", "_conv_depthwise")):
+        if algo not in wanted:
+            continue
         try:
-            from gpuconv._cuda import implicit_gemm
+            import importlib
 
-            if implicit_gemm.supports(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name)):
-                out.append("implicit_gemm")
+            module = importlib.import_module(f"gpuconv._cuda.{module_name}")
+            if module.supports(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name)):
+                out.append(algo)
         except Exception as e:  # a broken module is reported, not fatal to the run
-            print(f"implicit_gemm.supports failed for {layer.name} {pass_name}: {e}", file=sys.stderr)
+            print(f"{algo}: supports failed for {layer.name} {pass_name}: {e}", file=sys.stderr)
     return out
 
 

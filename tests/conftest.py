@@ -1,7 +1,7 @@
 """The ``backend`` fixture: every table test runs once per array module present.
 
-"numpy" always runs. "cupy-direct", "cupy-im2col" and "cupy-implicit_gemm" run when CuPy imports and sees a
-GPU, with ``GPUCONV_CONV_ALGO`` forcing the convolution algorithm (pooling tests use ``pool_backend``: numpy
+"numpy" always runs. "cupy-direct", "cupy-im2col", "cupy-implicit_gemm" and "cupy-depthwise" run when CuPy
+imports and sees a GPU, with ``GPUCONV_CONV_ALGO`` forcing the convolution algorithm (pooling tests use ``pool_backend``: numpy
 and one "cupy" run, as no convolution algorithm is involved), and ``GPUCONV_POISON=1`` making the CUDA
 backend fill outputs with NaN before each launch (an element a kernel forgets to write then fails the
 comparison). Without CuPy or a GPU those runs skip, never error.
@@ -25,7 +25,7 @@ settings.register_profile(
 settings.register_profile("thorough", parent=settings.get_profile("gpuconv"), max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gpuconv"))
 
-CONV_ALGOS = ("direct", "im2col", "implicit_gemm")
+CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "depthwise")
 BACKENDS = ("numpy",) + tuple(f"cupy-{a}" for a in CONV_ALGOS)
 
 
@@ -50,17 +50,18 @@ class Backend:
         return self.xp.asnumpy(a)
 
     def skip_unsupported_conv(self, geometry, dtype, passes):
-        """Skip when the forced algorithm is implicit_gemm and it does not handle one of the passes
-        ('fprop', 'dgrad', 'wgrad') this test runs on this geometry."""
-        if self.algo != "implicit_gemm" or geometry.N == 0:
+        """Skip when the forced algorithm runs only where its module supports the pass (implicit_gemm,
+        depthwise) and it does not handle one of the passes ('fprop', 'dgrad', 'wgrad') this test runs on
+        this geometry: the call would silently fall back to the auto rule."""
+        modules = {"implicit_gemm": "gpuconv._cuda.implicit_gemm", "depthwise": "gpuconv._cuda._conv_depthwise"}
+        if self.algo not in modules or geometry.N == 0:
             return
-        try:
-            from gpuconv._cuda import implicit_gemm
-        except ImportError:
-            pytest.skip("gpuconv._cuda.implicit_gemm is not built")
+        import importlib
+
+        module = importlib.import_module(modules[self.algo])
         for pass_name in passes:
-            if not implicit_gemm.supports(geometry, numpy.dtype(dtype), pass_name):
-                pytest.skip(f"implicit_gemm does not support {pass_name} here")
+            if not module.supports(geometry, numpy.dtype(dtype), pass_name):
+                pytest.skip(f"{self.algo} does not support {pass_name} here")
 
     def __repr__(self):
         return self.name

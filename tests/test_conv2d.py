@@ -21,7 +21,7 @@ GRAD_NAMES = ("grad_input", "grad_weight", "grad_bias")
 
 
 def _skip_unsupported(backend, case, x, w, dtype, passes):
-    if backend.algo == "implicit_gemm":
+    if backend.algo in ("implicit_gemm", "depthwise"):
         call = _params.conv2d_call("conv2d", x, w, None, case.stride, case.padding, case.dilation, case.groups,
                                    case.padding_mode)
         backend.skip_unsupported_conv(call.geometry, dtype, passes)

@@ -175,6 +175,7 @@ def algo(monkeypatch):
 
     monkeypatch.setattr(module, "_implicit_gemm_supports",
                         lambda g, dtype, pass_name: numpy.dtype(dtype) in (numpy.float16, numpy.float32))
+    monkeypatch.setattr(module, "_depthwise_supports", lambda g, dtype, pass_name: g.groups == g.C)
     return module
 
 
@@ -201,7 +202,8 @@ def test_auto_rule(algo, monkeypatch):
     stem = _geometry(C=3, K=64, R=7, S=7)  # dgrad's GEMM would have 3 columns
     assert [algo.choose(stem, f32, p) for p in ("fprop", "dgrad", "wgrad")] == ["implicit_gemm", "im2col",
                                                                                 "implicit_gemm"]
-    assert algo.choose(_geometry(C=64, K=64, groups=64), f32, "fprop") == "direct"  # depthwise
+    assert algo.choose(_geometry(C=64, K=64, groups=64), f32, "fprop") == "depthwise"
+    assert algo.choose(_geometry(C=64, K=64, groups=32), f32, "fprop") == "direct"  # 2 channels per group
     assert algo.choose(_geometry(N=1, C=8, K=8, H=8, W=8, P=8, Q=8), f32, "dgrad") == "direct"  # small
     huge = _geometry(N=2, C=512, H=1024, W=1024, P=1024, Q=1024)  # one image's cols: 18 GiB
     assert algo.choose(huge, f64, "wgrad") == "direct"
@@ -214,6 +216,7 @@ def test_autotune_candidates(algo, monkeypatch):
     assert algo.choose(_geometry(), numpy.float32, "fprop") == "autotune"
     assert algo.candidates(_geometry(), numpy.float32, "fprop") == ("direct", "im2col", "implicit_gemm")
     assert algo.candidates(_geometry(), numpy.float64, "fprop") == ("direct", "im2col")
+    assert algo.candidates(_geometry(K=128, groups=64), numpy.float64, "dgrad") == ("direct", "im2col", "depthwise")
     big = _geometry(N=64, C=512, K=512, H=56, W=56, P=56, Q=56)  # 237 GFLOP: direct is not timed
     assert algo.candidates(big, numpy.float32, "wgrad") == ("im2col", "implicit_gemm")
 
@@ -228,6 +231,9 @@ def test_forced_algorithm_is_read_at_each_call(algo, monkeypatch):
         if expected == "implicit_gemm":  # not for float64: falls back to the auto rule
             expected = "im2col"
         assert algo.choose(g, numpy.float64, "wgrad") == expected
+    monkeypatch.setenv(algo.ENV_VAR, "depthwise")  # not a depthwise problem: the auto rule decides
+    assert algo.choose(g, numpy.float64, "fprop") == "im2col"
+    assert algo.choose(_geometry(groups=64), numpy.float64, "fprop") == "depthwise"
     monkeypatch.setenv(algo.ENV_VAR, "winograd")
     with pytest.raises(ValueError, match="GPUCONV_CONV_ALGO"):
         algo.choose(g, numpy.float64, "fprop")

@@ -38,7 +38,7 @@ def test_autotune_matches_numpy_and_caches(monkeypatch, case, dtype):
 
     first = [gpuconv.conv2d(xg, wg, **kw), *gpuconv.conv2d_backward(gyg, xg, wg, **kw)]
     assert len(_autotune.cached()) == 3  # fprop, dgrad, wgrad: one measured choice each
-    assert set(_autotune.cached().values()) <= {"direct", "im2col", "implicit_gemm"}
+    assert set(_autotune.cached().values()) <= {"direct", "im2col", "implicit_gemm", "depthwise"}
     second = [gpuconv.conv2d(xg, wg, **kw), *gpuconv.conv2d_backward(gyg, xg, wg, **kw)]
     assert len(_autotune.cached()) == 3
 

@@ -11,7 +11,8 @@ Each check builds small random inputs, runs one public gpuconv call (and its bac
 What runs (per dtype float16 / float32 / float64 unless said):
     conv2d fprop + conv2d_backward (dgrad, wgrad, bias) and conv_transpose2d + backward, on several
         geometries (stride, dilation, groups, asymmetric 'same' padding, depthwise), under each forced
-        GPUCONV_CONV_ALGO: direct, im2col, implicit_gemm (float16/float32 only, where ``supports``);
+        GPUCONV_CONV_ALGO: direct, im2col, implicit_gemm (float16/float32 only, where ``supports``), depthwise
+        (groups == C, where ``supports``);
     implicit_gemm kernel variants: SIMT (float32), TF32 tensor cores (GPUCONV_ALLOW_TF32=1), float16 tensor
         cores, the unpipelined reference (GPUCONV_IGEMM_REFERENCE=1); every (BM, BN) tile, reached by
         narrow / wide channel counts and by pretending the GPU has 1 SM (BM=128) or very many (BM=64);
@@ -54,7 +55,7 @@ if str(ROOT) not in sys.path:
 
 import gpuconv  # noqa: E402
 
-ALGOS = ("direct", "im2col", "implicit_gemm")
+ALGOS = ("direct", "im2col", "implicit_gemm", "depthwise")
 DTYPES = {"float16": numpy.float16, "float32": numpy.float32, "float64": numpy.float64}
 TOL = {"float64": 1e-10, "float32": 1e-4, "tf32": 1e-2, "float16": 4e-3}
 ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE")
@@ -305,7 +306,8 @@ CONV_GEOMS = (
     ("3x3 pad1 bias", 2, 4, 9, 8, 6, 3, 3, dict(padding=1), True),
     ("3x2 s2 d2 g2 pad(2,1)", 2, 4, 11, 10, 6, 3, 2, dict(stride=2, dilation=2, groups=2, padding=(2, 1)), True),
     ("4x4 same (asymmetric)", 1, 3, 7, 9, 5, 4, 4, dict(padding="same"), True),
-    ("depthwise 3x3 s2", 2, 6, 9, 9, 6, 3, 3, dict(stride=(2, 1), padding=1, groups=6), False),
+    ("depthwise 3x3 s2", 2, 6, 9, 9, 6, 3, 3, dict(stride=(2, 1), padding=1, groups=6), True),
+    ("depthwise 5x3 m2 d(2,1)", 2, 4, 12, 11, 8, 5, 3, dict(padding=(4, 1), dilation=(2, 1), groups=4), True),
     ("1x1 s1", 3, 8, 5, 6, 16, 1, 1, dict(), False),
     ("5x5 full pad d(1,2)", 2, 5, 10, 12, 7, 5, 5, dict(padding="full", dilation=(1, 2)), False),
     ("unbatched 3x3 s(1,2)", None, 4, 8, 9, 6, 3, 3, dict(stride=(1, 2), padding=(0, 1)), False),
@@ -315,6 +317,7 @@ CONV_GEOMS = (
 TRANSPOSED_GEOMS = (
     ("transposed 4x4 s2 pad1 outpad1", 2, 6, 5, 4, 3, 4, 4, dict(stride=2, padding=1, output_padding=1), True),
     ("transposed 3x3 s3 g2 d2", 1, 4, 4, 5, 3, 3, 3, dict(stride=3, groups=2, dilation=2, output_padding=(1, 2)), False),
+    ("transposed depthwise 4x4 s2 pad1", 2, 4, 5, 4, 1, 4, 4, dict(stride=2, padding=1, groups=4), True),
 )
 
 
@@ -357,16 +360,20 @@ def transposed_inputs(rng, dtype, N, Cin, H, W, Cout_g, R, S, kwargs):
     return [x, w, b, rand(rng, y.shape, dtype)]
 
 
-def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=False):
-    """Whether implicit_gemm runs every pass here (else the forced algorithm silently falls back)."""
+def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=False, algo="implicit_gemm"):
+    """Whether implicit_gemm (or depthwise) runs every pass here (else the forced algorithm silently falls
+    back)."""
     if not runner.gpu:
-        return numpy.dtype(dtype) != numpy.float64
+        return numpy.dtype(dtype) != numpy.float64 if algo == "implicit_gemm" else kwargs.get("groups", 1) == C
     from gpuconv import _params
-    from gpuconv._cuda import implicit_gemm
+    from gpuconv._cuda import _conv_depthwise
+    from gpuconv._cuda import implicit_gemm as igemm
+
+    implicit_gemm = igemm if algo == "implicit_gemm" else _conv_depthwise
 
     x = numpy.empty((N or 1, C, H, W), dtype)
-    if transposed:
-        return numpy.dtype(dtype) != numpy.float64  # geometry built inside; let the run show the kernels
+    if transposed:  # geometry built inside; let the run show the kernels
+        return numpy.dtype(dtype) != numpy.float64 if algo == "implicit_gemm" else kwargs.get("groups", 1) == C
     groups = kwargs.get("groups", 1)
     w = numpy.empty((K, C // groups, R, S), dtype)
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
@@ -385,8 +392,9 @@ def conv_checks(runner, rng, dtypes, small):
             for algo in ALGOS:
                 name = f"conv2d+backward {label} algo={algo}"
                 env = {"GPUCONV_CONV_ALGO": algo}
-                if algo == "implicit_gemm" and not igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env):
-                    runner.skip(f"{name} [{dname}]", "implicit_gemm does not support it (falls back)")
+                if algo in ("implicit_gemm", "depthwise") and not igemm_supported(
+                        runner, N, C, H, W, K, R, S, kwargs, dtype, env, algo=algo):
+                    runner.skip(f"{name} [{dname}]", f"{algo} does not support it (falls back)")
                     continue
                 runner.check(name, dname, conv_fn(kwargs), inputs, env=env)
     for label, N, Cin, H, W, Cout_g, R, S, kwargs, in_small in TRANSPOSED_GEOMS:
@@ -398,6 +406,8 @@ def conv_checks(runner, rng, dtypes, small):
             for algo in ALGOS:
                 if algo == "implicit_gemm" and dname == "float64":
                     runner.skip(f"conv_transpose2d+backward {label} algo={algo} [{dname}]", "no float64 kernels")
+                    continue
+                if algo == "depthwise" and kwargs.get("groups", 1) != Cin:
                     continue
                 runner.check(f"conv_transpose2d+backward {label} algo={algo}", dname, transposed_fn(kwargs), inputs,
                              env={"GPUCONV_CONV_ALGO": algo})
@@ -413,7 +423,7 @@ def conv_checks(runner, rng, dtypes, small):
             label, N, C, H, W, K, R, S, kwargs, _ = CONV_GEOMS[0]
             inputs = conv_inputs(rng, DTYPES[dname], N, C, H, W, K, R, S, kwargs)
             for algo in ALGOS:
-                if algo == "implicit_gemm" and dname == "float64":
+                if (algo == "implicit_gemm" and dname == "float64") or algo == "depthwise":
                     continue
                 runner.check(f"conv2d+backward {label} non-contiguous x algo={algo}", dname,
                              conv_fn(kwargs, transposed_layout=True), inputs, env={"GPUCONV_CONV_ALGO": algo})
@@ -464,7 +474,7 @@ def pad_mode_checks(runner, rng, dtypes, small):
             inputs = conv_inputs(rng, DTYPES[dname], 2, 3, 6, 7, 4, 3, 3, kwargs)
             algos = ("direct",) if small else ALGOS
             for algo in algos:
-                if algo == "implicit_gemm" and dname == "float64":
+                if (algo == "implicit_gemm" and dname == "float64") or algo == "depthwise":
                     continue
                 runner.check(f"conv2d+backward padding_mode={mode} pad(2,1) algo={algo}", dname,
                              conv_fn(kwargs, padding_mode=mode), inputs, env={"GPUCONV_CONV_ALGO": algo})

@@ -5,10 +5,13 @@ Algorithms:
                     workspace. The simple kernels, also the GPU reference for the others.
     im2col          im2col.cu + cupy.matmul (cuBLAS, batched over groups); dgrad = GEMM then col2im.
     implicit_gemm   gpuconv._cuda.implicit_gemm (a separate kernel family), where it ``supports`` the pass.
+    depthwise       conv_depthwise.cu: groups == C (any channel multiplier), tiles staged in shared
+                    memory, memory-bound; where ``_conv_depthwise.supports`` the pass.
 
-The environment variable ``GPUCONV_CONV_ALGO`` = auto | autotune | direct | im2col | implicit_gemm picks
-the rule; it is read at every call, so tests can cover each. A forced implicit_gemm that does not support a
-pass (its ``supports(g, dtype, pass_name)`` is False) falls back to the auto rule for that pass.
+The environment variable ``GPUCONV_CONV_ALGO`` = auto | autotune | direct | im2col | implicit_gemm |
+depthwise picks the rule; it is read at every call, so tests can cover each. A forced implicit_gemm or
+depthwise that does not support a pass (its ``supports(g, dtype, pass_name)`` is False) falls back to the
+auto rule for that pass.
 ``autotune`` times every candidate once per problem (geometry, dtype, pass, device) on the call's own
 arrays and keeps the fastest for the rest of the process (gpuconv._cuda._autotune), as cuDNN's benchmark
 mode does.
@@ -17,8 +20,9 @@ The auto rule, first match wins. The thresholds come from the H100 run of 2026-1
 (bench/results/gpu-h100-2026-11-22/): over the 12 conv layers of the suite at their GPU batch, this rule
 picks the faster of im2col and implicit GEMM in every pass (geometric means float32 0.47 -> 0.65 fprop,
 0.50 -> 0.61 dgrad, 0.41 -> 0.49 wgrad against the previous im2col-only rule).
-1. direct when the GEMM would be thin: c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3
-   has 9) or k_per_group < 8. Every GEMM formulation wastes most of each tile on such shapes.
+1. depthwise where it supports the pass (groups == C), else direct, when the GEMM would be thin:
+   c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3 has 9) or k_per_group < 8. Every GEMM
+   formulation wastes most of each tile on such shapes.
 2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: launches cost more than the arithmetic.
 3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
    channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
@@ -36,7 +40,8 @@ import os
 
 import numpy
 
-ALGORITHMS = ("direct", "im2col", "implicit_gemm")
+ALGORITHMS = ("direct", "im2col", "implicit_gemm", "depthwise")
+SPECIAL = ("implicit_gemm", "depthwise")  # algorithms that run only where their module supports the pass
 RULES = ("auto", "autotune") + ALGORITHMS
 PASSES = ("fprop", "dgrad", "wgrad")
 ENV_VAR = "GPUCONV_CONV_ALGO"
@@ -75,13 +80,26 @@ def _implicit_gemm_supports(g, dtype, pass_name: str) -> bool:
     return implicit_gemm.supports(g, numpy.dtype(dtype), pass_name)
 
 
+def _depthwise_supports(g, dtype, pass_name: str) -> bool:
+    from . import _conv_depthwise
+
+    return _conv_depthwise.supports(g, numpy.dtype(dtype), pass_name)
+
+
+def _supports(name: str, g, dtype, pass_name: str) -> bool:
+    check = _implicit_gemm_supports if name == "implicit_gemm" else _depthwise_supports
+    return check(g, dtype, pass_name)
+
+
 def _thin(g) -> bool:
     return g.c_per_group * g.R * g.S < MIN_GEMM_REDUCTION or g.k_per_group < MIN_K_PER_GROUP
 
 
 def auto(g, dtype, pass_name: str = "fprop") -> str:
     """The auto rule of the module docstring."""
-    if _thin(g) or g.flops < SMALL_PROBLEM_FLOPS:
+    if _thin(g):
+        return "depthwise" if _depthwise_supports(g, dtype, pass_name) else "direct"
+    if g.flops < SMALL_PROBLEM_FLOPS:
         return "direct"
     if _implicit_gemm_supports(g, dtype, pass_name):
         narrow_dgrad = pass_name == "dgrad" and g.c_per_group < MIN_DGRAD_CHANNELS
@@ -102,8 +120,9 @@ def candidates(g, dtype, pass_name: str) -> tuple:
         found.append("direct")
     if im2col_bytes_per_image(g, dtype) <= WORKSPACE_BYTES:
         found.append("im2col")
-    if _implicit_gemm_supports(g, dtype, pass_name):
-        found.append("implicit_gemm")
+    for name in SPECIAL:
+        if _supports(name, g, dtype, pass_name):
+            found.append(name)
     return tuple(found) or ("direct",)
 
 
@@ -112,6 +131,6 @@ def choose(g, dtype, pass_name: str) -> str:
     if pass_name not in PASSES:
         raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
     wanted = requested()
-    if wanted == "implicit_gemm":
-        wanted = "implicit_gemm" if _implicit_gemm_supports(g, dtype, pass_name) else "auto"
+    if wanted in SPECIAL and not _supports(wanted, g, dtype, pass_name):
+        wanted = "auto"
     return auto(g, dtype, pass_name) if wanted == "auto" else wanted

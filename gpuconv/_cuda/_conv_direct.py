@@ -6,6 +6,8 @@ arrays on the current device; outputs from ``_alloc.empty``, every element writt
 
 from __future__ import annotations
 
+import functools
+
 from ._alloc import empty
 from ._launch import MAX_BLOCKS, i32, launch, pointer_or_null
 
@@ -13,6 +15,7 @@ SOURCE = "conv_direct.cu"
 WGRAD_THREADS = 256  # WGRAD_DIRECT_THREADS in conv_direct.cu: its shared-memory reduction assumes it
 
 
+@functools.lru_cache(maxsize=256)  # per geometry: converting 16 scalars costs more than the launch on tiny problems
 def _geometry_args(g) -> tuple:
     """N, C, H, W, K, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups as int."""
     return tuple(i32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,

@@ -19,6 +19,8 @@ float32), and wgrad rounds each chunk's sum before adding chunks (in float32).
 
 from __future__ import annotations
 
+import functools
+
 import cupy
 import numpy
 
@@ -29,6 +31,7 @@ from ._launch import grid_2d, i32, launch, pointer_or_null
 SOURCE = "im2col.cu"
 
 
+@functools.lru_cache(maxsize=256)
 def _im2col_args(g, n: int) -> tuple:
     """n, C, H, W, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w as int."""
     return tuple(i32(v) for v in (n, g.C, g.H, g.W, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,

@@ -16,6 +16,12 @@ KERNELS = {
         for t in ("__half", "float", "double")
     ),
     "pad.cu": tuple(f"{k}<{t}>" for k in ("pad2d", "pad2d_backward") for t in ("__half", "float", "double")),
+    # Depthwise family (gpuconv._cuda._conv_depthwise; its kernel_names() must equal this): <T, KR, KS>
+    # specialised for 3x3 filters, <T, 0, 0> for any; wgrad's chunk reduction per dtype.
+    "conv_depthwise.cu": tuple(
+        f"conv2d_{p}_depthwise<{t}, {r}, {s}>" for p in ("fprop", "dgrad", "wgrad")
+        for t in ("__half", "float", "double") for r, s in ((3, 3), (0, 0))
+    ) + tuple(f"conv2d_wgrad_depthwise_reduce<{t}>" for t in ("__half", "float", "double")),
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
         *(f"{k}<{t}, {i}>" for k in ("max_pool2d_fprop",) for t in ("__half", "float", "double")
           for i in ("int", "long long")),

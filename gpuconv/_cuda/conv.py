@@ -3,20 +3,23 @@
 Each pass makes its operands contiguous (RawKernel ignores strides; inputs are never modified), picks an
 algorithm with ``_algo.choose`` (``GPUCONV_CONV_ALGO`` forces one, or asks for ``_autotune``) and runs it on
 the input's device and CuPy's current stream. Every algorithm module offers the same three functions:
-``_conv_direct``, ``_conv_im2col`` and the implicit-GEMM family ``implicit_gemm``.
+``_conv_direct``, ``_conv_im2col``, the implicit-GEMM family ``implicit_gemm`` and ``_conv_depthwise``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import cupy
 
 from . import _algo, _autotune
 
-_MODULES = {"direct": "._conv_direct", "im2col": "._conv_im2col", "implicit_gemm": ".implicit_gemm"}
+_MODULES = {"direct": "._conv_direct", "im2col": "._conv_im2col", "implicit_gemm": ".implicit_gemm",
+            "depthwise": "._conv_depthwise"}
 
 
+@functools.lru_cache(maxsize=None)
 def _module(name: str):
     return importlib.import_module(_MODULES[name], __package__)
 

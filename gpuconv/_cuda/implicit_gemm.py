@@ -140,6 +140,7 @@ def supports(g, dtype, pass_name: str) -> bool:
 # ------------------------------------------------------------------------------------------ launches
 
 
+@functools.lru_cache(maxsize=256)
 def _sizes(g) -> tuple:
     """The int32 size arguments every kernel takes, in its parameter order."""
     values = (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w, g.pad_top, g.pad_left,

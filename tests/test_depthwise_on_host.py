@@ -1,0 +1,334 @@
+"""The depthwise kernels of kernels/conv_depthwise.cu, compiled with g++ and run on the CPU through the real
+launchers of gpuconv/_cuda/_conv_depthwise.py, against the float64 reference.
+
+As tests/test_kernels_on_host.py: tests/host_cuda/cuda_fp16.h stands in for the device (one std::thread per
+CUDA thread meeting at a std::barrier for __syncthreads, __shared__ as a function static, __half as
+_Float16), numpy stands in for cupy, and each launch runs at most HOST_GRID blocks so every grid-stride
+loop wraps. Outputs (and the wgrad workspace) come from _alloc.empty filled with NaN. This checks the tile
+plans, the staging windows and their zero padding, the gathers, the chunked fixed-order wgrad sums and
+the launchers' argument types; not real GPU execution (races, memory model, occupancy, speed).
+
+Skips when g++ with C++20 <barrier> and _Float16 is not available.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy
+import pytest
+
+import reference
+from gpuconv import _params
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIM_DIR = ROOT / "tests" / "host_cuda"
+SOURCE = "conv_depthwise.cu"
+HOST_GRID = 3
+
+# kernel -> (pointer parameters, scalar parameter types: 'i' int, 'q' long long)
+SIGNATURES = {
+    "conv2d_fprop_depthwise": (4, "i" * 19),
+    "conv2d_dgrad_depthwise": (4, "i" * 19),
+    "conv2d_wgrad_depthwise": (3, "i" * 20),
+    "conv2d_wgrad_depthwise_reduce": (2, "iiq"),
+}
+# Pointer parameters of the accumulator type (float for __half) instead of T.
+ACC_POINTERS = {"conv2d_wgrad_depthwise": (2,), "conv2d_wgrad_depthwise_reduce": (0,)}
+USES_SYNCTHREADS = {"conv2d_fprop_depthwise", "conv2d_dgrad_depthwise", "conv2d_wgrad_depthwise"}
+CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
+          numpy.dtype(numpy.float64): "double"}
+ACC = {"__half": "float", "float": "float", "double": "double"}
+SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
+
+
+def _load_by_path(name, relpath):
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+loader = _load_by_path("gpuconv_loader_dw_host", "gpuconv/_cuda/_loader.py")
+kernel_table = _load_by_path("gpuconv_kernel_table_dw_host", "gpuconv/_cuda/_kernel_table.py")
+
+
+def _symbol(name: str) -> str:
+    """host_<kernel>_<template args> for a name expression such as 'conv2d_fprop_depthwise<float, 3, 3>'."""
+    kernel, targs = name[:-1].split("<")
+    return "host_" + kernel + "_" + "_".join(a.strip().replace(" ", "") for a in targs.split(","))
+
+
+def _wrapper(name: str) -> str:
+    kernel, targs = name[:-1].split("<")
+    ctype = targs.split(",")[0].strip()
+    n_ptr, scalars = SIGNATURES[kernel]
+    params = []
+    for i in range(n_ptr):
+        t = ACC[ctype] if i in ACC_POINTERS.get(kernel, ()) else ctype
+        params.append(f"({t}*)p[{i}]")
+    params += [f"({'int' if t == 'i' else 'long long'})s[{i}]" for i, t in enumerate(scalars)]
+    sync = "true" if kernel in USES_SYNCTHREADS else "false"
+    return (f'extern "C" void {_symbol(name)}(unsigned grid, unsigned block, void* const* p, '
+            f"const long long* s) {{\n    host_launch(grid, block, {sync}, [&] {{ {name}("
+            f"{', '.join(params)}); }});\n}}\n")
+
+
+def _translation_unit() -> str:
+    # The shim's __launch_bounds__ takes one argument; the kernels give two.
+    prelude = '#include "cuda_fp16.h"\n#undef __launch_bounds__\n#define __launch_bounds__(...)\n'
+    wrappers = "".join(_wrapper(n) for n in kernel_table.KERNELS[SOURCE])
+    return prelude + loader.source(SOURCE) + '\n#include "launch.h"\n' + wrappers
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory):
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found")
+    build = tmp_path_factory.mktemp("host_depthwise")
+    flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-Wall", "-Wno-unknown-pragmas", f"-I{SHIM_DIR}"]
+    probe = build / "probe.cpp"
+    probe.write_text('#include "cuda_fp16.h"\n#include "launch.h"\nint main() { return 0; }\n')
+    if subprocess.run([gxx, *flags, str(probe), "-o", str(build / "probe")], capture_output=True).returncode:
+        pytest.skip("g++ lacks C++20 <barrier> or _Float16")
+    cpp = build / "conv_depthwise.cpp"
+    cpp.write_text(_translation_unit())
+    lib = build / "libhostdepthwise.so"
+    done = subprocess.run([gxx, *flags, "-shared", str(cpp), "-o", str(lib)], capture_output=True, text=True)
+    assert done.returncode == 0, f"{SOURCE} does not compile as host C++:\n{done.stderr}"
+    return ctypes.CDLL(str(lib))
+
+
+class HostKernel:
+    """Stands in for a cupy kernel: checks what a CuPy launch would not (contiguous arrays of the
+    parameter's element type, scalars of the exact numpy type, 1-D grid and block, block a multiple of 32
+    and at most DW_MAX_THREADS), then runs the host build over at most HOST_GRID blocks."""
+
+    launches: list = []
+
+    def __init__(self, lib, name: str):
+        self.name = name
+        self.kernel, targs = name[:-1].split("<")
+        self.ctype = targs.split(",")[0].strip()
+        self.function = getattr(lib, _symbol(name))
+
+    def __call__(self, grid, block, args):
+        n_ptr, scalars = SIGNATURES[self.kernel]
+        assert len(args) == n_ptr + len(scalars), (self.kernel, len(args))
+        pointers = (ctypes.c_void_p * n_ptr)()
+        for i, a in enumerate(args[:n_ptr]):
+            if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
+                continue
+            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (self.kernel, i)
+            want = ACC[self.ctype] if i in ACC_POINTERS.get(self.kernel, ()) else self.ctype
+            assert CTYPES[a.dtype] == want, (self.kernel, i, a.dtype)
+            pointers[i] = a.ctypes.data
+        values = (ctypes.c_longlong * len(scalars))()
+        for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
+            assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
+            values[i] = int(a)
+        assert len(block) == 1 and len(grid) == 1 and grid[0] >= 1
+        if self.kernel in USES_SYNCTHREADS:
+            assert block[0] % 32 == 0 and 32 <= block[0] <= 256, block
+        HostKernel.launches.append(self.name)
+        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(block[0]), pointers, values)
+
+
+@pytest.fixture(scope="module")
+def dw(host_lib):
+    """gpuconv/_cuda's _launch, _alloc and _conv_depthwise under an alias package, numpy standing in for
+    cupy and the host build for compiled kernels."""
+    alias = "gpuconv_cuda_dw_on_host"
+    package = types.ModuleType(alias)
+    package.__path__ = [str(ROOT / "gpuconv" / "_cuda")]
+    saved = {name: sys.modules.get(name) for name in (alias, "cupy")}
+    sys.modules[alias] = package
+    sys.modules["cupy"] = numpy
+    try:
+        modules = {n: importlib.import_module(f"{alias}.{n}") for n in ("_loader", "_launch", "_alloc",
+                                                                          "_conv_depthwise")}
+    finally:
+        if saved["cupy"] is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved["cupy"]
+
+    def get_function(source_file, name):
+        modules["_loader"]._check_listed(source_file, name)
+        return HostKernel(host_lib, name)
+
+    modules["_launch"].get_function = get_function
+    return SimpleNamespace(**modules)
+
+
+@pytest.fixture(autouse=True)
+def poison(monkeypatch):
+    monkeypatch.setenv("GPUCONV_POISON", "1")
+
+
+# ------------------------------------------------------------------------------------------- cases
+
+# (N, C, H, W, m, R, S, stride, padding, dilation): groups = C, K = C * m
+CONV_CASES = {
+    "3x3_s1": (2, 3, 7, 9, 1, 3, 3, 1, 1, 1),
+    "3x3_s2_n1": (1, 2, 9, 8, 1, 3, 3, 2, 1, 1),
+    "3x3_m2_dil2_pad2": (2, 2, 11, 10, 2, 3, 3, 1, 2, 2),
+    "2x3_asym": (3, 2, 6, 7, 1, 2, 3, (2, 1), (0, 1), (1, 2)),
+    "5x5_m3_c1": (2, 1, 5, 6, 3, 5, 5, 1, 2, 1),
+    "2x2_s3_pad0": (1, 2, 13, 11, 1, 2, 2, 3, 0, 1),  # stride > filter: some pixels get no tap
+    "wide_col_tiles": (1, 1, 3, 150, 1, 3, 3, 1, 1, 1),  # Q = 150: two column tiles
+    "tall_row_tiles": (1, 1, 300, 5, 1, 3, 3, 1, 1, 1),  # three row tiles
+    "images_per_tile": (90, 1, 3, 3, 1, 3, 3, 1, 1, 1),  # 85 images per tile, the second group partial
+    "pad3_s2": (2, 2, 5, 4, 1, 3, 3, 2, 3, 1),
+    "same_1x4": (2, 2, 5, 7, 1, 1, 4, 1, "same", (1, 2)),
+}
+# (N, Cin, Hin, Win, Cout, R, S, stride, padding, output_padding, dilation, groups): depthwise transposed
+# convs (groups == Cout); output_padding > padding gives a negative pad_bottom / pad_right.
+TRANSPOSED_CASES = {
+    "transposed_m2_s2": (2, 4, 3, 4, 2, 3, 3, 2, 0, 1, 1, 2),
+    "transposed_s3_dil2": (1, 3, 4, 3, 3, 3, 2, (3, 2), 1, (2, 1), (1, 2), 3),
+}
+
+
+def _conv_geometry(case):
+    N, C, H, W, m, R, S, stride, padding, dilation = case
+    x, w = numpy.empty((N, C, H, W)), numpy.empty((C * m, 1, R, S))
+    return _params.conv2d_call("t", x, w, None, stride, padding, dilation, C, "zeros").geometry
+
+
+def _transposed_geometry(case):
+    N, Cin, Hin, Win, Cout, R, S, stride, padding, output_padding, dilation, groups = case
+    x, w = numpy.empty((N, Cin, Hin, Win)), numpy.empty((Cin, Cout // groups, R, S))
+    return _params.conv_transpose2d_call("t", x, w, None, stride, padding, output_padding, groups,
+                                         dilation).geometry
+
+
+GEOMETRIES = {**{k: _conv_geometry(v) for k, v in CONV_CASES.items()},
+              **{k: _transposed_geometry(v) for k, v in TRANSPOSED_CASES.items()}}
+DTYPES = (numpy.float64, numpy.float32, numpy.float16)
+
+
+def _reference_args(g):
+    return dict(stride=(g.stride_h, g.stride_w), pads=(g.pad_top, g.pad_bottom, g.pad_left, g.pad_right),
+                dilation=(g.dil_h, g.dil_w), groups=g.groups)
+
+
+def _check(actual, expected, magnitude, dtype, terms, what):
+    """|error| <= eps * sqrt(terms) * 4 * sum(|products|) (+ one float16 rounding of the result)."""
+    assert actual.dtype == dtype, (what, actual.dtype)
+    assert not numpy.isnan(actual).any(), f"{what}: unwritten (NaN) elements"
+    eps = {numpy.float64: 1e-15, numpy.float32: 1e-6, numpy.float16: 1e-3}[numpy.dtype(dtype).type]
+    err = numpy.abs(actual.astype(numpy.float64) - expected)
+    rounding = 1e-3 if dtype == numpy.float16 else 0.0
+    bound = eps * max(1, terms) ** 0.5 * 4 * (magnitude + 1e-30) + rounding * numpy.abs(expected)
+    assert (err <= bound).all(), f"{what}: max error {err.max():.3g}, bound there {bound.flat[err.argmax()]:.3g}"
+
+
+def _check_all_passes(dw, g, dtype, seed, bias=True):
+    assert dw._conv_depthwise.supports(g, dtype, "fprop")
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal(g.input_shape).astype(dtype)
+    w = rng.standard_normal(g.weight_shape).astype(dtype)
+    gy = rng.standard_normal(g.output_shape).astype(dtype)
+    bias_k = rng.standard_normal(g.K).astype(dtype) if bias else None
+    bias_c = rng.standard_normal(g.C).astype(dtype) if bias else None
+    f64 = lambda a: None if a is None else a.astype(numpy.float64)
+    args = _reference_args(g)
+    y = reference.conv2d(f64(x), f64(w), f64(bias_k), **args)
+    y_mag = reference.conv2d(numpy.abs(f64(x)), numpy.abs(f64(w)), None if bias_k is None else numpy.abs(f64(bias_k)),
+                             **args)
+    gx, gw, _ = reference.conv2d_backward(f64(gy), f64(x), f64(w), **args)
+    gx_mag, gw_mag, _ = reference.conv2d_backward(numpy.abs(f64(gy)), numpy.abs(f64(x)), numpy.abs(f64(w)), **args)
+    if bias:
+        gx = gx + f64(bias_c)[None, :, None, None]
+        gx_mag = gx_mag + numpy.abs(f64(bias_c))[None, :, None, None]
+    m = g.K // g.C
+    _check(dw._conv_depthwise.conv2d_fprop(g, x, w, bias_k), y, y_mag, dtype, g.R * g.S, "fprop")
+    _check(dw._conv_depthwise.conv2d_dgrad(g, gy, w, bias_c), gx, gx_mag, dtype, m * g.R * g.S, "dgrad")
+    _check(dw._conv_depthwise.conv2d_wgrad(g, x, gy), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_depthwise_passes(dw, name, dtype):
+    g = GEOMETRIES[name]
+    _check_all_passes(dw, g, dtype, seed=1)
+    if dtype == numpy.float32:
+        _check_all_passes(dw, g, dtype, seed=2, bias=False)
+
+
+@pytest.mark.parametrize("name", ["3x3_s1", "3x3_s2_n1", "3x3_m2_dil2_pad2", "images_per_tile"])
+def test_generic_kernels_on_3x3(dw, monkeypatch, name):
+    """The <T, 0, 0> kernels (any filter) on 3x3 layers, which otherwise take the specialised ones."""
+    monkeypatch.setattr(dw._conv_depthwise, "SPECIALISED", ())
+    HostKernel.launches.clear()
+    _check_all_passes(dw, GEOMETRIES[name], numpy.float32, seed=3)
+    assert all("<float, 0, 0>" in n for n in HostKernel.launches if "reduce" not in n), HostKernel.launches
+
+
+def test_wgrad_several_chunks_and_rounds(dw, monkeypatch):
+    """wgrad with one tile per chunk (many partial sums per channel), and with the reduction in several
+    rounds (a shared memory that holds fewer than TAPS x threads sums)."""
+    monkeypatch.setattr(dw._conv_depthwise, "WGRAD_TARGET_BLOCKS", 1 << 30)
+    dw._conv_depthwise._plan.cache_clear()
+    try:
+        g = GEOMETRIES["tall_row_tiles"]
+        assert dw._conv_depthwise.plan(g, numpy.float32, "wgrad").tiles_per_chunk == 1
+        _check_all_passes(dw, g, numpy.float32, seed=4)
+        _check_all_passes(dw, GEOMETRIES["3x3_m2_dil2_pad2"], numpy.float64, seed=4)
+    finally:
+        dw._conv_depthwise._plan.cache_clear()
+    # float64 3x3 at 256 threads (29 rows x 8 threads): 9 taps x 256 > 2048 doubles, two rounds.
+    g = _conv_geometry((2, 1, 29, 32, 1, 3, 3, 1, 1, 1))
+    assert dw._conv_depthwise.plan(g, numpy.float64, "wgrad").threads * 9 > 2048
+    _check_all_passes(dw, g, numpy.float64, seed=5)
+
+
+def test_plans_fit_and_cover(dw):
+    """Plans for the MobileNetV2 layers and others: within the block and shared-memory limits."""
+    cd = dw._conv_depthwise
+    for case in [(64, 144, 56, 56, 1, 3, 3, 1, 1, 1), (64, 144, 56, 56, 1, 3, 3, 2, 1, 1),
+                 (64, 960, 7, 7, 1, 3, 3, 1, 1, 1), (8, 32, 112, 112, 1, 3, 3, 1, 1, 1),
+                 (1, 4, 1000, 1000, 1, 7, 7, 1, 3, 1), (2, 3, 5, 9, 1, 31, 31, 1, 15, 1)]:
+        g = _conv_geometry(case)
+        for dtype in DTYPES:
+            for p in ("fprop", "dgrad", "wgrad"):
+                plan = cd.plan(g, dtype, p)
+                assert plan is not None, (case, dtype, p)
+                assert plan.threads % 32 == 0 and plan.threads <= cd.MAX_THREADS
+                assert plan.images * plan.rows * plan.threads_x <= plan.threads
+                cols = plan.threads_x * cd.OUTPUTS_PER_THREAD
+                assert cd._smem_elements(g, p, plan.images, plan.rows, cols, plan.pitch) * cd._acc_itemsize(dtype) \
+                    <= cd.SMEM_BYTES
+    g = _conv_geometry((64, 144, 56, 56, 1, 3, 3, 1, 1, 1))
+    assert cd.plan(g, numpy.float32, "fprop") == cd.Plan(rows=14, threads_x=14, images=1, pitch=78, threads=224)
+
+
+def test_supports(dw):
+    cd = dw._conv_depthwise
+    assert cd.supports(GEOMETRIES["3x3_s1"], numpy.float16, "wgrad")
+    assert cd.supports(GEOMETRIES["transposed_m2_s2"], numpy.float32, "dgrad")
+    x, w = numpy.empty((2, 4, 8, 8)), numpy.empty((4, 2, 3, 3))
+    grouped = _params.conv2d_call("t", x, w, None, 1, 1, 1, 2, "zeros").geometry  # 2 channels per group
+    assert not cd.supports(grouped, numpy.float32, "fprop")
+    assert not cd.supports(GEOMETRIES["3x3_s1"], numpy.int32, "fprop")
+    huge = _conv_geometry((1, 1, 80, 80, 1, 70, 70, 1, 0, 1))  # a 70x70 window does not fit 16 KB
+    assert not cd.supports(huge, numpy.float32, "fprop")
+    with pytest.raises(ValueError):
+        cd.supports(GEOMETRIES["3x3_s1"], numpy.float32, "bprop")
+
+
+def test_kernel_table_lists_every_instantiation(dw):
+    assert tuple(kernel_table.KERNELS[SOURCE]) == dw._conv_depthwise.kernel_names()
