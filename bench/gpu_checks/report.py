@@ -85,7 +85,7 @@ def _backend_of(name: str) -> str:
     if not m:
         return "(no parameters)"
     params = m.group(1)
-    for b in ("cupy-direct", "cupy-im2col", "cupy-implicit_gemm", "numpy", "cupy"):
+    for b in ("cupy-direct", "cupy-im2col", "cupy-implicit_gemm", "cupy-depthwise", "numpy", "cupy"):
         if re.search(rf"(^|-){re.escape(b)}($|-)", params):
             return b
     return "(other parameters)"

@@ -295,6 +295,17 @@ def _pool_int64_keys_and_chunks():
     return cm
 
 
+def _pool_sort_path():
+    """max_pool2d_backward on the sort path with int32 keys (as for planes too large for shared memory),
+    by pretending the device grants no shared memory to the per-plane kernel."""
+    return _patch("gpuconv._cuda.pool", "_smem_limit", lambda: 0)
+
+
+def _pool_int64_index():
+    """The 64-bit index variants of the elementwise pooling kernels (INT32_MAX pretended -1)."""
+    return _patch("gpuconv._cuda.pool", "INT32_MAX", -1)
+
+
 def _workspace_bytes(n):
     return _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", n)
 
@@ -528,6 +539,8 @@ def pool_checks(runner, rng, dtypes, small):
             if in_small:
                 runner.check(f"max_pool2d+backward {label} int64 keys, 2-plane chunks", dname, max_pool_fn(kwargs),
                              [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(),))
+                runner.check(f"max_pool2d+backward {label} sort path, int32 keys", dname, max_pool_fn(kwargs),
+                             [x, gy], exact=(0, 1), patches=(_pool_sort_path(),))
     for dname in dtypes:  # NaN propagates to the value and its index (PyTorch semantics)
         dtype = DTYPES[dname]
         label, N, C, H, W, kwargs, _ = MAX_POOL[0]
@@ -547,6 +560,9 @@ def pool_checks(runner, rng, dtypes, small):
             y = gpuconv.avg_pool2d(x, **kwargs)
             gy = rand(rng, y.shape, dtype)
             runner.check(f"avg_pool2d+backward {label}", dname, avg_pool_fn(kwargs), [x, gy])
+            if in_small:
+                runner.check(f"avg_pool2d+backward {label} 64-bit indices", dname, avg_pool_fn(kwargs), [x, gy],
+                             patches=(_pool_int64_index(),))
 
 
 # ------------------------------------------------------------------------------------------- main

@@ -23,8 +23,8 @@ KERNELS = {
         for t in ("__half", "float", "double") for r, s in ((3, 3), (0, 0))
     ) + tuple(f"conv2d_wgrad_depthwise_reduce<{t}>" for t in ("__half", "float", "double")),
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
-        *(f"{k}<{t}, {i}>" for k in ("max_pool2d_fprop",) for t in ("__half", "float", "double")
-          for i in ("int", "long long")),
+        "max_pool2d_fprop<__half, long long>", "max_pool2d_fprop<float, long long>",
+        "max_pool2d_fprop<double, long long>",
         "max_pool2d_bprop_plane<__half>", "max_pool2d_bprop_plane<float>", "max_pool2d_bprop_plane<double>",
         "max_pool2d_bprop_keys<int>", "max_pool2d_bprop_keys<long long>",
         "max_pool2d_bprop_gather<__half, int>", "max_pool2d_bprop_gather<__half, long long>",
