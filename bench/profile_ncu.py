@@ -1,7 +1,7 @@
 """Per-kernel profile of one layer's pass under Nsight Compute, summarised as Markdown.
 
     python bench/profile_ncu.py --layer resnet50_l1_3x3 --pass fprop --out DIR
-                                [--dtype float32] [--algo auto|direct|im2col|implicit_gemm] [--batch N]
+                                [--dtype float32] [--algo auto|autotune|direct|im2col|implicit_gemm|depthwise] [--batch N]
                                 [--impl gpuconv|torch] [--launches 1] [--ncu PATH] [--dry-run]
 
 Runs itself as a worker under `ncu --clock-control none --profile-from-start off`: the worker warms the
@@ -81,7 +81,7 @@ def parse_args(argv=None):
     ap.add_argument("--layer", required=True, help="a layer name of bench/layers.py")
     ap.add_argument("--pass", dest="pass_name", required=True, help="fprop, dgrad, wgrad (conv); fwd, bwd (pool)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float16", "float64"))
-    ap.add_argument("--algo", default="auto", choices=("auto", "direct", "im2col", "implicit_gemm"))
+    ap.add_argument("--algo", default="auto", choices=("auto", "autotune", "direct", "im2col", "implicit_gemm", "depthwise"))
     ap.add_argument("--batch", type=int, help="batch size (default: the layer's GPU batch)")
     ap.add_argument("--impl", default="gpuconv", choices=("gpuconv", "torch"))
     ap.add_argument("--launches", type=int, default=1, help="profiled calls of the pass")

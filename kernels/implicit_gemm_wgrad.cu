@@ -138,8 +138,9 @@ template <typename T, int BM, int BN, int STAGES>
 __global__ void __launch_bounds__(256) conv2d_wgrad_implicit_gemm_mma(IGEMM_WGRAD_PARAMS) {
     using namespace igemm;
     constexpr int BK = MmaBK<T>::value;
-    wgrad_body<T, BM, BN, BK, STAGES, MmaAccumulator<T, BM, BN, BK>>(x, gy, workspace, IGEMM_CONV_SIZE, splits,
-                                                                     k_chunk);
+    // float16 fragments gathered element by element: ldmatrix measured slower in wgrad (MmaAccumulator)
+    wgrad_body<T, BM, BN, BK, STAGES, MmaAccumulator<T, BM, BN, BK, false>>(x, gy, workspace, IGEMM_CONV_SIZE,
+                                                                            splits, k_chunk);
 }
 
 // gw[i] = sum_{sp = 0 .. splits-1} workspace[sp, i], in that order, rounded once to T.
