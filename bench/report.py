@@ -22,6 +22,8 @@ summed time of all its passes).
 
 from __future__ import annotations
 
+import textwrap
+
 import json
 import math
 from collections import defaultdict
@@ -205,7 +207,8 @@ def plot(path, rows: list, panels: list, title: str) -> None:
                           markeredgecolor="black", markeredgewidth=0.4, label=k) for k in _COLORS]
     handles.append(plt.Line2D([], [], color="0.6", marker="o", linestyle="", alpha=0.35, markersize=7,
                               label="check failed"))
-    fig.suptitle(title, fontsize=11)
+    # wrapped: a long title (device, driver, versions) would run past the figure's left edge
+    fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=11)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8.5, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
