@@ -14,20 +14,16 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 from __future__ import annotations
 
 import ctypes
-import importlib
-import importlib.util
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy
 import pytest
 
 import reference
 from gpuconv import _params
+from host_modules import cuda_modules_on_host, load_by_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIM_DIR = ROOT / "tests" / "host_cuda"
@@ -50,15 +46,8 @@ ACC = {"__half": "float", "float": "float", "double": "double"}
 SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
 
 
-def _load_by_path(name, relpath):
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-loader = _load_by_path("gpuconv_loader_dw_host", "gpuconv/_cuda/_loader.py")
-kernel_table = _load_by_path("gpuconv_kernel_table_dw_host", "gpuconv/_cuda/_kernel_table.py")
+loader = load_by_path("gpuconv_loader_dw_host", "gpuconv/_cuda/_loader.py")
+kernel_table = load_by_path("gpuconv_kernel_table_dw_host", "gpuconv/_cuda/_kernel_table.py")
 
 
 def _symbol(name: str) -> str:
@@ -147,27 +136,8 @@ class HostKernel:
 def dw(host_lib):
     """gpuconv/_cuda's _launch, _alloc and _conv_depthwise under an alias package, numpy standing in for
     cupy and the host build for compiled kernels."""
-    alias = "gpuconv_cuda_dw_on_host"
-    package = types.ModuleType(alias)
-    package.__path__ = [str(ROOT / "gpuconv" / "_cuda")]
-    saved = {name: sys.modules.get(name) for name in (alias, "cupy")}
-    sys.modules[alias] = package
-    sys.modules["cupy"] = numpy
-    try:
-        modules = {n: importlib.import_module(f"{alias}.{n}") for n in ("_loader", "_launch", "_alloc",
-                                                                          "_conv_depthwise")}
-    finally:
-        if saved["cupy"] is None:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = saved["cupy"]
-
-    def get_function(source_file, name):
-        modules["_loader"]._check_listed(source_file, name)
-        return HostKernel(host_lib, name)
-
-    modules["_launch"].get_function = get_function
-    return SimpleNamespace(**modules)
+    return cuda_modules_on_host("gpuconv_cuda_dw_on_host", ("_loader", "_launch", "_alloc", "_conv_depthwise"),
+                                lambda name: HostKernel(host_lib, name))
 
 
 @pytest.fixture(autouse=True)

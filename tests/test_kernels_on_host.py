@@ -13,19 +13,16 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy
 import pytest
 
 import reference
 from gpuconv import _params
+from host_modules import cuda_modules_on_host, load_by_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIM_DIR = ROOT / "tests" / "host_cuda"
@@ -48,14 +45,7 @@ CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "flo
 SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
 
 
-def _load_by_path(name, relpath):
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-loader = _load_by_path("gpuconv_loader_host", "gpuconv/_cuda/_loader.py")
+loader = load_by_path("gpuconv_loader_host", "gpuconv/_cuda/_loader.py")
 
 
 def _wrapper(kernel: str, ctype: str) -> str:
@@ -75,7 +65,7 @@ def _translation_unit(source_file: str) -> str:
 
 
 def _kernel_names(source_file):
-    table = _load_by_path("gpuconv_kernel_table_host", "gpuconv/_cuda/_kernel_table.py")
+    table = load_by_path("gpuconv_kernel_table_host", "gpuconv/_cuda/_kernel_table.py")
     return table.KERNELS[source_file]
 
 
@@ -138,27 +128,8 @@ def backend(host_lib):
     implicit_gemm, is not run) with numpy standing in for cupy and the host build for compiled kernels.
     Everything above the kernels is the real code: _launch, _alloc, _algo, conv, _conv_direct,
     _conv_im2col, pad."""
-    alias = "gpuconv_cuda_on_host"
-    package = types.ModuleType(alias)
-    package.__path__ = [str(ROOT / "gpuconv" / "_cuda")]
-    saved = {name: sys.modules.get(name) for name in (alias, "cupy")}
-    sys.modules[alias] = package
-    sys.modules["cupy"] = numpy
-    try:
-        names = ("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "conv", "pad")
-        modules = {n: importlib.import_module(f"{alias}.{n}") for n in names}
-    finally:
-        if saved["cupy"] is None:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = saved["cupy"]
-
-    def get_function(source_file, name):
-        modules["_loader"]._check_listed(source_file, name)
-        return HostKernel(host_lib, name)
-
-    modules["_launch"].get_function = get_function
-    return SimpleNamespace(**modules)
+    names = ("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "conv", "pad")
+    return cuda_modules_on_host("gpuconv_cuda_on_host", names, lambda name: HostKernel(host_lib, name))
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
-import importlib.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from host_modules import load_by_path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHES = ("compute_80", "compute_90")
@@ -25,16 +25,8 @@ ARCHES = ("compute_80", "compute_90")
 CUPY_ADDED_OPTIONS = ("-ftz=true",)
 
 
-def _load_by_path(name: str, relpath: str):
-    """Imports one module from its file, without running gpuconv._cuda's __init__ (which imports CuPy)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kernel_table = _load_by_path("gpuconv_kernel_table", "gpuconv/_cuda/_kernel_table.py")
-loader = _load_by_path("gpuconv_loader", "gpuconv/_cuda/_loader.py")
+kernel_table = load_by_path("gpuconv_kernel_table", "gpuconv/_cuda/_kernel_table.py")
+loader = load_by_path("gpuconv_loader", "gpuconv/_cuda/_loader.py")
 
 
 # ------------------------------------------------------------------------------------ finding NVRTC

@@ -1,0 +1,53 @@
+"""Loading gpuconv's CUDA-path modules without CuPy or a GPU, for the host tests of the kernels.
+
+``load_by_path`` imports one module from its file, without running ``gpuconv._cuda``'s ``__init__`` (which
+imports CuPy). ``cuda_modules_on_host`` imports some of ``gpuconv/_cuda``'s modules under an alias
+package with NumPy standing in for CuPy, and routes their kernel lookups (``_launch.get_function``) to a
+host build: everything above the kernels is the real code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_by_path(name: str, relpath: str):
+    """The module at ROOT/relpath, imported under ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cuda_modules_on_host(alias: str, names: tuple, make_kernel) -> SimpleNamespace:
+    """gpuconv/_cuda's modules ``names`` (which must include _loader and _launch) under package ``alias``,
+    imported while ``cupy`` is NumPy; ``make_kernel(name)`` builds what ``get_function`` returns for a
+    listed kernel name (unlisted names are refused as the real loader refuses them)."""
+    package = types.ModuleType(alias)
+    package.__path__ = [str(ROOT / "gpuconv" / "_cuda")]
+    saved_cupy = sys.modules.get("cupy")
+    sys.modules[alias] = package
+    sys.modules["cupy"] = numpy
+    try:
+        modules = {n: importlib.import_module(f"{alias}.{n}") for n in names}
+    finally:
+        if saved_cupy is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved_cupy
+
+    def get_function(source_file, name):
+        modules["_loader"]._check_listed(source_file, name)
+        return make_kernel(name)
+
+    modules["_launch"].get_function = get_function
+    return SimpleNamespace(**modules)
