@@ -51,3 +51,25 @@ def cuda_modules_on_host(alias: str, names: tuple, make_kernel) -> SimpleNamespa
 
     modules["_launch"].get_function = get_function
     return SimpleNamespace(**modules)
+
+
+SHIM_DIR = ROOT / "tests" / "host_cuda"
+GXX_FLAGS = ("-std=c++20", "-O1", "-fPIC", "-pthread", "-Wall", "-Wno-unknown-pragmas", f"-I{SHIM_DIR}")
+
+
+def host_compiler(build: Path) -> tuple:
+    """(g++, flags) that build the .cu files against the shim in tests/host_cuda; skips the calling test
+    when g++, C++20 <barrier> or _Float16 is missing."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found")
+    probe = build / "probe.cpp"
+    probe.write_text('#include "cuda_fp16.h"\n#include "launch.h"\nint main() { return 0; }\n')
+    if subprocess.run([gxx, *GXX_FLAGS, str(probe), "-o", str(build / "probe")], capture_output=True).returncode:
+        pytest.skip("g++ lacks C++20 <barrier> or _Float16")
+    return gxx, list(GXX_FLAGS)

@@ -14,7 +14,6 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 from __future__ import annotations
 
 import ctypes
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import pytest
 
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, load_by_path
+from host_modules import cuda_modules_on_host, host_compiler, load_by_path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIM_DIR = ROOT / "tests" / "host_cuda"
 SOURCE = "conv_depthwise.cu"
 HOST_GRID = 3
 
@@ -80,15 +78,8 @@ def _translation_unit() -> str:
 
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory):
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found")
     build = tmp_path_factory.mktemp("host_depthwise")
-    flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-Wall", "-Wno-unknown-pragmas", f"-I{SHIM_DIR}"]
-    probe = build / "probe.cpp"
-    probe.write_text('#include "cuda_fp16.h"\n#include "launch.h"\nint main() { return 0; }\n')
-    if subprocess.run([gxx, *flags, str(probe), "-o", str(build / "probe")], capture_output=True).returncode:
-        pytest.skip("g++ lacks C++20 <barrier> or _Float16")
+    gxx, flags = host_compiler(build)
     cpp = build / "conv_depthwise.cpp"
     cpp.write_text(_translation_unit())
     lib = build / "libhostdepthwise.so"
