@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
-from pathlib import Path
 
 import numpy
 import pytest
@@ -24,7 +23,6 @@ import reference
 from gpuconv import _params
 from host_modules import cuda_modules_on_host, host_compiler, load_by_path
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "conv_depthwise.cu"
 HOST_GRID = 3
 

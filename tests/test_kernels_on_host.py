@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
-from pathlib import Path
 
 import numpy
 import pytest
@@ -23,7 +22,6 @@ import reference
 from gpuconv import _params
 from host_modules import cuda_modules_on_host, host_compiler, load_by_path
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("im2col.cu", "conv_direct.cu", "pad.cu")
 HOST_GRID = 3  # blocks per launch on the host: small, so grid-stride loops wrap
 
