@@ -5,6 +5,11 @@ std::thread per CUDA thread, __shared__ arrays as statics, __syncthreads as a st
 emulated per warp from the PTX fragment tables. Each case checks every pass of every kernel kind on
 NaN-poisoned outputs. This checks the index arithmetic, tiling and fragment layouts; only a GPU checks the
 real asynchrony of cp.async, timing and races.
+
+The "nhwc" case runs the opt-in channels-last float16 fprop (kernels/implicit_gemm_nhwc.cu): the layout
+kernel, then every tile instantiation on 3x3 / 1x1 / strided, dilated, asymmetrically padded geometries with
+C = 8 and 72 (partial k-tiles) and K = 8 and 136 (partial n-tiles), its 16-byte cp.async landing at the
+wait (a missing wait shows) and, for two cases, at once (a slot overwritten while read shows).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def emulator(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("kind", ["simt", "mma"])
+@pytest.mark.parametrize("kind", ["simt", "mma", "nhwc"])
 def test_implicit_gemm_kernels_match_the_float64_reference(emulator, kind):
     run = subprocess.run([str(emulator), kind], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("all ok"), run.stdout[-3000:] + run.stderr[-2000:]

@@ -17,6 +17,8 @@ What runs (per dtype float16 / float32 / float64 unless said):
         cores, the unpipelined reference (GPUCONV_IGEMM_REFERENCE=1); every (BM, BN) tile, reached by
         narrow / wide channel counts and by pretending the GPU has 1 SM (BM=128) or very many (BM=64);
         split-K wgrad with several splits (both conv2d_wgrad_reduce_splits instantiations);
+    the opt-in channels-last float16 fprop (GPUCONV_IGEMM_NHWC=1, implicit_gemm_nhwc.cu): every tile and the
+        layout kernel, on geometries with C and K multiples of 8 (its backward runs the existing kernels);
     padding_mode reflect / replicate / circular, forward + backward;
     max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
         backward forced onto int64 sort keys and several plane chunks; avg_pool2d + backward with
@@ -58,7 +60,7 @@ import gpuconv  # noqa: E402
 ALGOS = ("direct", "im2col", "implicit_gemm", "depthwise")
 DTYPES = {"float16": numpy.float16, "float32": numpy.float32, "float64": numpy.float64}
 TOL = {"float64": 1e-10, "float32": 1e-4, "tf32": 1e-2, "float16": 4e-3}
-ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE")
+ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_IGEMM_NHWC")
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -92,7 +94,8 @@ class Runner:
 
     # --- kernel recording
     def install_recorder(self):
-        from gpuconv._cuda import _launch, _loader, implicit_gemm, pool  # noqa: F401  (imports every launcher)
+        # imports every launcher (the opt-in _igemm_nhwc too: implicit_gemm imports it only when asked)
+        from gpuconv._cuda import _igemm_nhwc, _launch, _loader, implicit_gemm, pool  # noqa: F401
         import gpuconv._cuda.conv  # noqa: F401
         import gpuconv._cuda.pad  # noqa: F401
 
@@ -478,6 +481,46 @@ def igemm_checks(runner, rng, dtypes, small):
                          env={"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_IGEMM_REFERENCE": "1"})
 
 
+# The opt-in channels-last float16 fprop: (label, N, C, H, W, K, R, S, kwargs, small). K <= 64 gives BN=64,
+# K > 64 BN=128; each runs with BM=64 and BM=128 (pretended SM counts, as above).
+NHWC_ENV = {"GPUCONV_IGEMM_NHWC": "1", "GPUCONV_CONV_ALGO": "implicit_gemm"}
+NHWC_GEOMS = (
+    ("narrow C8 K16", 2, 8, 9, 8, 16, 3, 3, dict(padding=1), True),
+    ("wide C72 K136", 1, 72, 6, 6, 136, 3, 3, dict(padding=1), True),
+    ("5x3 s(2,1) d(1,2) C16 K24", 2, 16, 11, 10, 24, 5, 3, dict(stride=(2, 1), dilation=(1, 2), padding=(2, 1)),
+     False),
+)
+
+
+def nhwc_supported(runner, N, C, H, W, K, R, S, kwargs):
+    """Whether the NHWC kernel runs this fprop here (else implicit_gemm's existing kernel would, silently)."""
+    if not runner.gpu:
+        return True
+    from gpuconv import _params
+    from gpuconv._cuda import _igemm_nhwc
+
+    x = numpy.empty((N or 1, C, H, W), numpy.float16)
+    w = numpy.empty((K, C, R, S), numpy.float16)
+    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                            kwargs.get("dilation", 1), 1, "zeros").geometry
+    return _igemm_nhwc.supports(g, numpy.float16, "fprop")
+
+
+def nhwc_checks(runner, rng, dtypes, small):
+    if "float16" not in dtypes:
+        return
+    for glabel, N, C, H, W, K, R, S, kwargs, in_small in NHWC_GEOMS:
+        if small and not in_small:
+            continue
+        inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
+        for sms, tile in ((1 << 20, "BM=64"), (1, "BM=128")):
+            name = f"implicit_gemm nhwc {glabel} {tile} conv2d+backward"
+            if not nhwc_supported(runner, N, C, H, W, K, R, S, kwargs):
+                runner.skip(f"{name} [float16]", "the NHWC kernel does not run here")
+                continue
+            runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_ENV, patches=(_sm_count(sms),))
+
+
 def pad_mode_checks(runner, rng, dtypes, small):
     for mode in ("reflect", "replicate", "circular"):
         for dname in dtypes:
@@ -615,6 +658,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     conv_checks(runner, rng, dtypes, args.small)
     igemm_checks(runner, rng, dtypes, args.small)
+    nhwc_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

@@ -45,4 +45,10 @@ KERNELS = {
         + (("conv2d_wgrad_reduce_splits<float>", "conv2d_wgrad_reduce_splits<__half>") if p == "wgrad" else ())
         for p in ("fprop", "dgrad", "wgrad")
     },
+    # Opt-in channels-last float16 fprop (gpuconv._cuda._igemm_nhwc; its kernel_names() must equal this):
+    # the layout transpose, then <__half, BM, BN, STAGES>.
+    "implicit_gemm_nhwc.cu": ("nchw_to_nhwc<__half>",) + tuple(
+        f"conv2d_fprop_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
+        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+    ),
 }

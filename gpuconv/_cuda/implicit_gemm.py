@@ -163,6 +163,12 @@ def _launch_gemm(pass_name: str, dtype, rows: int, cols: int, batches: int, args
 
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
+    # Opt-in (GPUCONV_IGEMM_NHWC=1): the channels-last float16 kernel where it supports the problem.
+    if os.environ.get("GPUCONV_IGEMM_NHWC", "") == "1":
+        from . import _igemm_nhwc
+
+        if _igemm_nhwc.supports(g, x.dtype, "fprop"):
+            return _igemm_nhwc.conv2d_fprop(g, x, w, bias)
     y = _alloc.empty(g.output_shape, x.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "fprop")
     _launch_gemm("fprop", x.dtype, rows, cols, batches, (x, w, _pointer_or_null(bias), y) + _sizes(g))

@@ -6,6 +6,7 @@
 #include "implicit_gemm_dgrad.cu"
 #undef IGEMM_CONV_SIZE
 #include "implicit_gemm_wgrad.cu"
+#include "implicit_gemm_nhwc.cu"
 #include <random>
 #include <string>
 
@@ -114,6 +115,82 @@ static void run(const Geo& g, const std::string& label, double tol) {
     }
 }
 
+// The NHWC fprop path (kernels/implicit_gemm_nhwc.cu): the layout kernel on x and w (checked bitwise against
+// the transposes), then conv2d_fprop_implicit_gemm_nhwc<half, BM, BN, STAGES> against the float64 reference;
+// everything NaN-poisoned. groups must be 1, C and K multiples of 8.
+template <int BM, int BN, int STAGES>
+static void run_nhwc(const Geo& g, const std::string& label, double tol, bool with_bias = true) {
+    if (g.groups != 1 || g.C % 8 || g.K % 8) std::abort();
+    auto xd = rnd((size_t)g.N * g.C * g.H * g.W), wd = rnd((size_t)g.K * g.C * g.R * g.S), bd = rnd(g.K);
+    auto x = cast<__half>(xd), w = cast<__half>(wd), bk = cast<__half>(bd);
+    xd = back(x); wd = back(w); bd = back(bk);
+    std::vector<double> y_ref((size_t)g.N * g.K * g.P * g.Q);
+    for (size_t i = 0; i < y_ref.size(); ++i) y_ref[i] = with_bias ? bd[(i / ((size_t)g.P * g.Q)) % g.K] : 0.0;
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { y_ref[yi] += xd[xi] * wd[wi]; });
+    std::string name = label + " nhwc<half," + std::to_string(BM) + "," + std::to_string(BN) + "," +
+                       std::to_string(STAGES) + ">" + (g_cp_async_eager ? " eager" : "") +
+                       (with_bias ? "" : " no-bias");
+    const __half nanT = igemm::from_float<__half>(NAN);
+
+    // Layout: x (N, C, H*W) -> xh (N, H*W, C), w (K, C, R*S) -> wh (K, R*S, C); grid.z of at most 2 slices
+    // so that the kernel's stride over slices runs too.
+    auto transpose = [&](const std::vector<__half>& a, int B, int C, int L) {
+        std::vector<__half> out(a.size(), nanT);
+        dim3 grid{(unsigned)cdiv(L, 32), (unsigned)cdiv(C, 32), (unsigned)std::min(B, 2)};
+        launch(grid, [&] { nchw_to_nhwc<__half>(a.data(), out.data(), B, C, L); });
+        size_t bad = 0;
+        for (int b = 0; b < B; ++b)
+            for (int c = 0; c < C; ++c)
+                for (int l = 0; l < L; ++l)
+                    bad += __half_as_ushort(out[((size_t)b * L + l) * C + c]) !=
+                           __half_as_ushort(a[((size_t)b * C + c) * L + l]);
+        return std::make_pair(out, bad);
+    };
+    auto [xh, xbad] = transpose(x, g.N, g.C, g.H * g.W);
+    auto [wh, wbad] = transpose(w, g.K, g.C, g.R * g.S);
+    bool layout_ok = xbad == 0 && wbad == 0;
+    if (!layout_ok) ++failures;
+    printf("%-5s %-48s %zu + %zu elements misplaced %s\n", "nhwc", (label + " layout x, w").c_str(), xbad, wbad,
+           layout_ok ? "ok" : "FAIL");
+
+    std::vector<__half> y(y_ref.size(), nanT);
+    dim3 grid{(unsigned)cdiv((long)g.N * g.P * g.Q, BM), (unsigned)cdiv(g.K, BN), 1};
+    launch(grid, [&] {
+        conv2d_fprop_implicit_gemm_nhwc<__half, BM, BN, STAGES>(xh.data(), wh.data(), with_bias ? bk.data() : nullptr,
+                                                                 y.data(), g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P,
+                                                                 g.Q, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw);
+    });
+    compare("fprop", name, back(y), y_ref, tol);
+}
+
+// float16 inputs, float32 accumulation, one float16 rounding of y: about 2^-11 of max|y| at worst.
+constexpr double NHWC_TOL = 2e-3;
+
+static int nhwc_main() {
+    std::vector<std::pair<std::string, Geo>> cases = {
+        // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
+        {"3x3 pad1 C16 K24 M126",            make({2, 16, 7, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"1x1 C32 K16 M90",                  make({3, 32, 5, 6, 16, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1})},
+        {"5x3 s(2,1) d(1,2) asym pad C8 K8", make({2, 8, 11, 10, 8, 5, 3, 2, 1, 3, 1, 0, 2, 1, 2, 1})},
+        {"3x3 pad1 C72 K136 M42",            make({1, 72, 6, 7, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"3x3 pad1 C8 K16 M300",             make({3, 8, 10, 10, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+    };
+    for (auto& [label, g] : cases) {
+        run_nhwc<128, 128, 3>(g, label, NHWC_TOL);
+        run_nhwc<128, 64, 4>(g, label, NHWC_TOL);
+        run_nhwc<64, 128, 4>(g, label, NHWC_TOL);
+        run_nhwc<64, 64, 4>(g, label, NHWC_TOL);
+    }
+    // The other landing mode of the emulated cp.async, and the kernel without a bias.
+    g_cp_async_eager = true;
+    run_nhwc<128, 128, 3>(cases[3].second, cases[3].first, NHWC_TOL);
+    run_nhwc<64, 64, 4>(cases[2].second, cases[2].first, NHWC_TOL);
+    g_cp_async_eager = false;
+    run_nhwc<128, 64, 4>(cases[0].second, cases[0].first, NHWC_TOL, false);
+    printf("%s\n", failures ? "FAILURES" : "all ok");
+    return failures != 0;
+}
+
 int main(int argc, char** argv) {
     std::vector<std::pair<std::string, Geo>> cases = {
         // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
@@ -124,6 +201,7 @@ int main(int argc, char** argv) {
         {"3x3/3 dil2 (phase taps)", make({1, 3, 13, 12, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 1})},
     };
     std::string only = argc > 1 ? argv[1] : "";
+    if (only == "nhwc") return nhwc_main();
     if (only == "big") {
         Geo g = make({2, 9, 12, 12, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1});
         run<float, 128, 128, 3, false>(g, "K130 M288", 1e-5);

@@ -1,6 +1,8 @@
 // Runs CUDA kernels on the CPU: one std::thread per CUDA thread, one block at a time, __shared__ as
 // function statics, __syncthreads as a std::barrier, mma.sync and ldmatrix emulated per warp from the PTX
-// fragment tables. Checks index math, bounds, pipelines and fragment layouts; not timing nor async-copy semantics.
+// fragment tables. Checks index math, bounds, pipelines and fragment layouts; not timing. The 4-byte cp.async
+// of the existing kernels runs as a plain synchronous copy (their #else branch); the 16-byte cp.async of the
+// NHWC kernel is emulated with deferred or eager landing (below).
 #pragma once
 #include <algorithm>
 #include <barrier>
@@ -21,7 +23,7 @@ inline void __syncthreads() { g_barrier->arrive_and_wait(); }
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define __restrict__
@@ -85,6 +87,66 @@ inline void igemm_emulated_ldmatrix_x4_trans(unsigned (&r)[4], const __half* row
     __syncthreads();
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (not transposed) for one warp: lane L gives the row address of
+// row L % 8 of matrix L / 8; register i of lane (g = L / 4, t = L % 4) holds (row g, column 2t) low and
+// (row g, column 2t + 1) high of matrix i.
+inline void igemm_emulated_ldmatrix_x4(unsigned (&r)[4], const __half* row) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) std::abort();  // the hardware needs 16-byte rows
+    g_ldm_rows[warp][lane] = row;
+    __syncthreads();
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; ++i) {
+        const __half* rp = g_ldm_rows[warp][8 * i + g];
+        r[i] = (unsigned)__half_as_ushort(rp[2 * t]) | ((unsigned)__half_as_ushort(rp[2 * t + 1]) << 16);
+    }
+    __syncthreads();
+}
+
+// cp.async of 16 bytes (cp.async.cg ... 16, src_size): src_size bytes copied, the rest of the 16 zero-filled;
+// both addresses must be 16-byte aligned (abort otherwise, as the hardware would fault). Two modes, picked by
+// g_cp_async_eager for the whole run:
+//   deferred (default): a copy lands only when a cp.async.wait_group retires its group, the latest moment
+//     the hardware may deliver it: a read of a tile before its wait sees stale data (an earlier tile's, or
+//     zeros), so a missing or too-weak wait fails the comparison;
+//   eager: a copy lands at once, the earliest moment: a copy into a slot another warp is still reading
+//     (a missing barrier, a wrong ring slot) corrupts that warp's fragments.
+// commit_group closes this thread's open group; wait_group(N) lands all but the N newest committed groups.
+// The source is read when the copy lands (for the kernels here global memory is read-only, so it does
+// not matter). Neither mode models the hardware's freedom to land a copy at any moment between the two.
+struct CpAsyncCopy { void* dst; const void* src; int bytes; };
+inline bool g_cp_async_eager = false;
+inline thread_local std::vector<CpAsyncCopy> t_cp_open;
+inline thread_local std::vector<std::vector<CpAsyncCopy>> t_cp_groups;
+inline void igemm_cp_async_land(const CpAsyncCopy& c) {
+    std::memset(c.dst, 0, 16);
+    if (c.bytes) std::memcpy(c.dst, c.src, c.bytes);
+}
+inline void igemm_emulated_cp_async_16(void* dst, const void* src, int src_bytes) {
+    if (reinterpret_cast<std::uintptr_t>(dst) % 16 || (src_bytes && reinterpret_cast<std::uintptr_t>(src) % 16))
+        std::abort();
+    CpAsyncCopy c{dst, src, src_bytes};
+    if (g_cp_async_eager) igemm_cp_async_land(c);
+    else t_cp_open.push_back(c);
+}
+inline void igemm_emulated_cp_async_commit() {
+    t_cp_groups.push_back(std::move(t_cp_open));
+    t_cp_open.clear();
+}
+inline void igemm_emulated_cp_async_wait(int n) {
+    while ((int)t_cp_groups.size() > n) {
+        for (auto& c : t_cp_groups.front()) igemm_cp_async_land(c);
+        t_cp_groups.erase(t_cp_groups.begin());
+    }
+}
+// A thread that ends with copies never waited for is a kernel bug (its data would land after exit).
+inline void igemm_cp_async_check_drained() {
+    if (!t_cp_open.empty() || !t_cp_groups.empty()) {
+        std::fprintf(stderr, "cp.async copies still pending at thread exit\n");
+        std::abort();
+    }
+}
+
 // Runs body() as a grid of 256-thread blocks, one block after another.
 template <class F> void launch(dim3 grid, F body) {
     gridDim = grid;
@@ -96,7 +158,7 @@ template <class F> void launch(dim3 grid, F body) {
                 g_barrier = &bar;
                 std::vector<std::thread> ts;
                 for (unsigned t = 0; t < 256; ++t)
-                    ts.emplace_back([&, t] { threadIdx = dim3{t, 0, 0}; body(); });
+                    ts.emplace_back([&, t] { threadIdx = dim3{t, 0, 0}; body(); igemm_cp_async_check_drained(); });
                 for (auto& th : ts) th.join();
             }
 }
