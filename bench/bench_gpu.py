@@ -55,6 +55,10 @@ def parse_args(argv=None):
     ap.add_argument("--time-limit", type=float, default=0,
                     help="stop starting new layers after this many seconds and write what was measured")
     ap.add_argument("--note", default="", help="conditions of the run, recorded in the results")
+    ap.add_argument("--device-time", type=float, default=0, metavar="MS",
+                    help="queue a GPU spin of MS milliseconds before each timed call, so that host dispatch is "
+                         "hidden and the events measure device time only (default 0: the GPU timeline as a "
+                         "training loop sees it, host stalls included; see timing.CudaTimer)")
     ap.add_argument("--merge", nargs="*", metavar="RESULTS_JSON",
                     help="no measuring: join the rows of these results.json files (runs split to fit a time "
                          "slot) and write the tables and plots into --out")
@@ -104,7 +108,8 @@ def main(argv=None):
 
     import timing
 
-    timer = timing.CudaTimer(meta["l2_bytes"])
+    timer = timing.CudaTimer(meta["l2_bytes"], delay_ms=args.device_time)
+    meta["timer"] += f", device time only (a {args.device_time} ms GPU spin before each call)" if args.device_time else ""
     budget = args.budget or (0.05 if args.quick else 0.2)
     reps = (3, 10) if args.quick else (10, 100)
     suite = [(name, layer) for name, layer in layers.gpu_suite(args.layers, args.quick, batch1=not args.quick)

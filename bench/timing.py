@@ -54,30 +54,58 @@ def time_cpu_pair(fn_a, sets_a, fn_b, sets_b, *, warmup=1, budget_s=0.3, min_rep
     return times_a, times_b
 
 
+# A one-thread kernel that spins for a number of clock cycles: queued before a timed call, it keeps the GPU
+# busy while the host enqueues the call, so the events around the call see only device time.
+_DELAY_SOURCE = r"""
+extern "C" __global__ void gpuconv_bench_delay(long long cycles) {
+    const long long start = clock64();
+    while (clock64() - start < cycles) { }
+}
+"""
+
+
 class CudaTimer:
     """Times calls on the current stream with a pair of CUDA events around each call.
 
     When the rotation over input sets does not cover twice the L2 cache, an L2 flush (a memset of a buffer
     of twice the L2 size) runs before each call, outside the events, so every call starts with a cold L2
-    as it would inside a network. What is measured is GPU time: a flush keeps the GPU busy while the host
-    enqueues the call, so host-side dispatch is hidden unless it is longer than the call itself."""
+    as it would inside a network.
 
-    def __init__(self, l2_bytes: int):
+    What the events measure is the GPU timeline from the call's first queued work to its last, which
+    includes any time the GPU waits for the host to enqueue the rest of the call. For calls shorter than
+    their host dispatch (gpuconv spends 40-200 us of Python per call; tiny problems, batch 1, ~50 us
+    kernels) that wait is in the number, and it varies run to run. ``delay_ms`` > 0 queues a spin kernel of
+    that length before each timed call (after the flush), so the host has enqueued the whole call before
+    the GPU reaches it: the numbers are then device time only (bench_gpu.py --device-time)."""
+
+    def __init__(self, l2_bytes: int, delay_ms: float = 0.0):
         import cupy
 
         self._cupy = cupy
         self.flush_buffer = cupy.empty(2 * l2_bytes, dtype=cupy.uint8)
+        self.delay_cycles = 0
+        if delay_ms > 0:
+            clock_khz = cupy.cuda.Device().attributes["ClockRate"]
+            self.delay_cycles = int(delay_ms * clock_khz)
+            self._delay = cupy.RawKernel(_DELAY_SOURCE, "gpuconv_bench_delay")
 
     def flush(self):
         self.flush_buffer.fill(0)
+
+    def _before_call(self, flush: bool):
+        if flush:
+            self.flush()
+        if self.delay_cycles:
+            import numpy
+
+            self._delay((1,), (1,), (numpy.int64(self.delay_cycles),))
 
     def time(self, fn, sets, *, flush: bool, warmup=3, budget_s=0.3, min_reps=5, max_reps=100) -> list:
         cupy = self._cupy
         for i in range(warmup):
             fn(sets[i % len(sets)])
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        if flush:
-            self.flush()
+        self._before_call(flush)
         start.record()
         fn(sets[warmup % len(sets)])
         end.record()
@@ -85,8 +113,7 @@ class CudaTimer:
         reps = repeats_for(cupy.cuda.get_elapsed_time(start, end) / 1e3, budget_s, min_reps, max_reps)
         events = [(cupy.cuda.Event(), cupy.cuda.Event()) for _ in range(reps)]
         for i, (s, e) in enumerate(events):
-            if flush:
-                self.flush()
+            self._before_call(flush)
             s.record()
             fn(sets[i % len(sets)])
             e.record()
