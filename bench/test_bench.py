@@ -105,3 +105,15 @@ def test_cuda_timer_flushes_before_each_call_and_rotates_sets(monkeypatch):
     assert len(times) == 4 and all(t >= 0 for t in times)
     assert seen == ["a", "b", "c", "a", "b", "c", "a"]  # 2 warm-up, 1 estimate, then 4 timed from set 0
     assert _FakeCupy._Buffer.fills == 1 + 4  # the estimate and every timed call start with a cold L2
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),
+                    reason="needs nvcc")
+def test_resource_report_lists_every_instantiation_of_a_file():
+    import resource_report
+    from gpuconv._cuda import _kernel_table
+
+    rows = resource_report.report("im2col.cu", "sm_90", __import__("shutil").which("nvcc") or "/usr/local/cuda/bin/nvcc")
+    assert sorted(r[0].replace(" ", "") for r in rows) == sorted(n.replace(" ", "") for n in
+                                                                 _kernel_table.KERNELS["im2col.cu"])
+    assert all(r[1] > 0 for r in rows)  # a register count was parsed for each
