@@ -85,6 +85,20 @@ class ConvGeometry:
         """The same problem for a slice of n images (backends chunk the batch to cap their workspace)."""
         return _replace(self, N=n)
 
+    def dgrad_as_fprop(self) -> "ConvGeometry":
+        """For stride 1 and groups 1: the forward convolution that computes this one's input gradient.
+        gx[n, c, h, w] = sum over k, r, s of gy[n, k, h + pad_top - r*dil_h, w + pad_left - s*dil_w] w[k, c, r, s]
+        is conv2d(gy, w') with w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] (the filter flipped, in and out
+        channels swapped), the same dilation, and pads dil*(R-1) - pad on each side (negative where this
+        convolution pads more than its filter spans). Input (N, K, P, Q), output (N, C, H, W)."""
+        if (self.stride_h, self.stride_w, self.groups) != (1, 1, 1):
+            raise ValueError(f"dgrad_as_fprop needs stride 1 and groups 1, not {self}")
+        span_h, span_w = self.dil_h * (self.R - 1), self.dil_w * (self.S - 1)
+        return ConvGeometry(N=self.N, C=self.K, H=self.P, W=self.Q, K=self.C, R=self.R, S=self.S, P=self.H,
+                            Q=self.W, pad_top=span_h - self.pad_top, pad_bottom=span_h - self.pad_bottom,
+                            pad_left=span_w - self.pad_left, pad_right=span_w - self.pad_right,
+                            dil_h=self.dil_h, dil_w=self.dil_w)
+
 
 @dataclass(frozen=True)
 class PoolGeometry:

@@ -1,7 +1,8 @@
-"""The opt-in channels-last float16 fprop (GPUCONV_IGEMM_NHWC=1, kernels/implicit_gemm_nhwc.cu) on the GPU:
-gpuconv.conv2d on CuPy float16 arrays against the float64 NumPy path, outputs and workspaces NaN-poisoned,
-every tile instantiation reached, bitwise repeatable; the variable unset (or an unsupported problem) leaves
-the existing kernels in charge. Skips without CuPy and a GPU of compute capability 8.0 or newer."""
+"""The opt-in channels-last float16 fprop and stride-1 dgrad (GPUCONV_IGEMM_NHWC=1,
+kernels/implicit_gemm_nhwc.cu) on the GPU: gpuconv.conv2d (and conv2d_backward's grad_input) on CuPy
+float16 arrays against the float64 NumPy path, outputs and workspaces NaN-poisoned, every tile
+instantiation reached, bitwise repeatable; the variable unset (or an unsupported problem) leaves the
+existing kernels in charge. Skips without CuPy and a GPU of compute capability 8.0 or newer."""
 
 from __future__ import annotations
 
@@ -118,3 +119,25 @@ def test_unset_or_unsupported_keeps_the_existing_kernels(nhwc_env):
     ref = gpuconv.conv2d(x12.astype(numpy.float64), w12.astype(numpy.float64), padding=1)
     bound = gpuconv.conv2d(numpy.abs(x12.astype(numpy.float64)), numpy.abs(w12.astype(numpy.float64)), padding=1)
     assert_close(y, ref, bound, numpy.float16, 12 * 9, "fallback fprop")
+
+
+@pytest.mark.parametrize("case", ["3x3_pad1_C16_K24_bm128", "1x1_C64_K136_bm128", "4x4_same_asym_C8_K16"])
+def test_nhwc_dgrad_at_stride_1_matches_float64(nhwc_env, case):
+    """conv2d_backward's grad_input through the same kernel (gy with the flipped filter) at stride 1."""
+    monkeypatch, launched, implicit_gemm = nhwc_env
+    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: CASES[case][3])
+    x, w, _, kw, *_ = _problem(case)
+    rng = numpy.random.default_rng(9)
+    gy = random_array(rng, gpuconv.conv2d(x.astype(numpy.float64), w.astype(numpy.float64), **kw).shape,
+                      numpy.float16)
+    ref, _, _ = gpuconv.conv2d_backward(gy.astype(numpy.float64), x.astype(numpy.float64), w.astype(numpy.float64),
+                                        output_mask=(True, False, False), **kw)
+    bound, _, _ = gpuconv.conv2d_backward(numpy.abs(gy.astype(numpy.float64)), numpy.abs(x.astype(numpy.float64)),
+                                          numpy.abs(w.astype(numpy.float64)), output_mask=(True, False, False), **kw)
+    args = (cupy.asarray(gy), cupy.asarray(x), cupy.asarray(w))
+    first, _, _ = gpuconv.conv2d_backward(*args, output_mask=(True, False, False), **kw)
+    assert any(n.startswith(NHWC_PREFIX) for n in launched), launched
+    second, _, _ = gpuconv.conv2d_backward(*args, output_mask=(True, False, False), **kw)
+    first, second = cupy.asnumpy(first), cupy.asnumpy(second)
+    assert_close(first, ref, bound, numpy.float16, w.shape[0] * w.shape[2] * w.shape[3], f"nhwc dgrad {case}")
+    assert numpy.array_equal(first, second), "NHWC dgrad is not bitwise repeatable"

@@ -1,7 +1,9 @@
 """Opt-in channels-last implicit-GEMM fprop for float16: kernels/implicit_gemm_nhwc.cu.
 
 With ``GPUCONV_IGEMM_NHWC=1``, ``implicit_gemm.conv2d_fprop`` hands float16 forward convolutions that this
-module ``supports`` (groups == 1, C and K multiples of 8, sm_80 or newer) to ``conv2d_fprop`` below:
+module ``supports`` (groups == 1, C and K multiples of 8, sm_80 or newer) to ``conv2d_fprop`` below, and
+``implicit_gemm.conv2d_dgrad`` the input gradients of such convolutions at stride 1 (``conv2d_dgrad``: the
+same kernel on gy and the flipped filter):
 
     1. x (N, C, H, W) -> xh (N, H, W, C) and w (K, C, R, S) -> wh (K, R, S, C), one transpose kernel each
        (``nchw_to_nhwc``), into workspace arrays;
@@ -43,7 +45,13 @@ def kernel_names() -> tuple:
 
 def supports(g, dtype, pass_name: str) -> bool:
     """True for a float16 fprop with groups == 1, C % 8 == 0 and K % 8 == 0 (16-byte chunks of channels),
-    GEMM and pixel indices within int32, on compute capability 8.0 or newer."""
+    GEMM and pixel indices within int32, on compute capability 8.0 or newer; and for the dgrad of a stride-1
+    convolution whose ``dgrad_as_fprop`` is such an fprop with non-negative padding."""
+    if pass_name == "dgrad":
+        if (g.stride_h, g.stride_w, g.groups) != (1, 1, 1):
+            return False
+        f = g.dgrad_as_fprop()
+        return f.pad_top >= 0 and f.pad_left >= 0 and supports(f, dtype, "fprop")
     if pass_name != "fprop" or numpy.dtype(dtype) != numpy.dtype(numpy.float16) or g.groups != 1:
         return False
     if g.C % 8 or g.K % 8 or g.C == 0 or g.K == 0:
@@ -90,3 +98,12 @@ def conv2d_fprop(g, x, w, bias=None):
     grid = (_igemm._cdiv(rows, bm), _igemm._cdiv(cols, bn), 1)
     get_function(SOURCE, kernel_name(bm, bn))(grid, (THREADS,), (xh, wh, _igemm._pointer_or_null(bias), y) + _sizes(g))
     return y
+
+
+def conv2d_dgrad(g, gy, w, bias=None):
+    """gx (N, C, H, W) of a stride-1, groups-1 convolution, + bias[c]: the forward convolution of gy with
+    the flipped, channel-swapped filter (``ConvGeometry.dgrad_as_fprop``) through the kernel above."""
+    import cupy
+
+    flipped = cupy.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, R, S)
+    return conv2d_fprop(g.dgrad_as_fprop(), gy, flipped, bias)

@@ -161,14 +161,20 @@ def _launch_gemm(pass_name: str, dtype, rows: int, cols: int, batches: int, args
     get_function(SOURCES[pass_name], name)(grid, (THREADS,), args)
 
 
+def _nhwc_for(g, dtype, pass_name: str):
+    """The channels-last module when GPUCONV_IGEMM_NHWC=1 (opt-in) and it supports this pass, else None."""
+    if os.environ.get("GPUCONV_IGEMM_NHWC", "") != "1":
+        return None
+    from . import _igemm_nhwc
+
+    return _igemm_nhwc if _igemm_nhwc.supports(g, dtype, pass_name) else None
+
+
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
-    # Opt-in (GPUCONV_IGEMM_NHWC=1): the channels-last float16 kernel where it supports the problem.
-    if os.environ.get("GPUCONV_IGEMM_NHWC", "") == "1":
-        from . import _igemm_nhwc
-
-        if _igemm_nhwc.supports(g, x.dtype, "fprop"):
-            return _igemm_nhwc.conv2d_fprop(g, x, w, bias)
+    nhwc = _nhwc_for(g, x.dtype, "fprop")
+    if nhwc is not None:
+        return nhwc.conv2d_fprop(g, x, w, bias)
     y = _alloc.empty(g.output_shape, x.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "fprop")
     _launch_gemm("fprop", x.dtype, rows, cols, batches, (x, w, _pointer_or_null(bias), y) + _sizes(g))
@@ -178,6 +184,9 @@ def conv2d_fprop(g, x, w, bias=None):
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W) = the gradient of conv2d in its input, + bias[c]; one grid.z slice per group and
     stride phase (blocks past a smaller phase's pixels exit at once)."""
+    nhwc = _nhwc_for(g, gy.dtype, "dgrad")
+    if nhwc is not None:
+        return nhwc.conv2d_dgrad(g, gy, w, bias)
     gx = _alloc.empty(g.input_shape, gy.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "dgrad")
     _launch_gemm("dgrad", gy.dtype, rows, cols, batches, (gy, w, _pointer_or_null(bias), gx) + _sizes(g))
