@@ -18,8 +18,9 @@ mode does.
 
 The auto rule, first match wins. The thresholds come from the H100 run of 2026-11-22
 (bench/results/gpu-h100-2026-11-22/): over the 12 conv layers of the suite at their GPU batch, this rule
-picks the faster of im2col and implicit GEMM in every pass (geometric means float32 0.47 -> 0.65 fprop,
-0.50 -> 0.61 dgrad, 0.41 -> 0.49 wgrad against the previous im2col-only rule).
+picks the faster of im2col and implicit GEMM in every pass (from that run's rows: geometric means float32
+0.47 -> 0.65 fprop, 0.50 -> 0.61 dgrad, 0.41 -> 0.49 wgrad against the previous im2col-only rule; measured
+in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.61, gpu-h100-2026-11-22-r2).
 1. depthwise where it supports the pass (groups == C), else direct, when the GEMM would be thin:
    c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3 has 9) or k_per_group < 8. Every GEMM
    formulation wastes most of each tile on such shapes.
