@@ -335,6 +335,12 @@ TRANSPOSED_GEOMS = (
 )
 
 
+def general_algos(dname):
+    """The forced algorithms that run a non-depthwise geometry in this dtype without falling back (no
+    float64 implicit GEMM; depthwise only for groups == C)."""
+    return tuple(a for a in ALGOS if a != "depthwise" and not (a == "implicit_gemm" and dname == "float64"))
+
+
 def conv_fn(kwargs, padding_mode="zeros", transposed_layout=False):
     """conv2d forward and its full backward as one call returning (y, gx, gw, gb)."""
     def fn(x, w, b, gy):
@@ -436,9 +442,7 @@ def conv_checks(runner, rng, dtypes, small):
         for dname in dtypes:
             label, N, C, H, W, K, R, S, kwargs, _ = CONV_GEOMS[0]
             inputs = conv_inputs(rng, DTYPES[dname], N, C, H, W, K, R, S, kwargs)
-            for algo in ALGOS:
-                if (algo == "implicit_gemm" and dname == "float64") or algo == "depthwise":
-                    continue
+            for algo in general_algos(dname):
                 runner.check(f"conv2d+backward {label} non-contiguous x algo={algo}", dname,
                              conv_fn(kwargs, transposed_layout=True), inputs, env={"GPUCONV_CONV_ALGO": algo})
 
@@ -526,10 +530,7 @@ def pad_mode_checks(runner, rng, dtypes, small):
         for dname in dtypes:
             kwargs = dict(padding=(2, 1), stride=(1, 2))
             inputs = conv_inputs(rng, DTYPES[dname], 2, 3, 6, 7, 4, 3, 3, kwargs)
-            algos = ("direct",) if small else ALGOS
-            for algo in algos:
-                if (algo == "implicit_gemm" and dname == "float64") or algo == "depthwise":
-                    continue
+            for algo in ("direct",) if small else general_algos(dname):
                 runner.check(f"conv2d+backward padding_mode={mode} pad(2,1) algo={algo}", dname,
                              conv_fn(kwargs, padding_mode=mode), inputs, env={"GPUCONV_CONV_ALGO": algo})
 
