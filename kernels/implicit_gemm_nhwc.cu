@@ -1,5 +1,5 @@
 // conv2d forward (fprop), float16, groups == 1, as an implicit GEMM over channels-last (NHWC) copies of the
-// operands, on tensor cores. Opt-in (GPUCONV_IGEMM_NHWC=1, see gpuconv/_cuda/_igemm_nhwc.py).
+// operands, on tensor cores. Opt-in (GPUCONV_UNVERIFIED=igemm_nhwc, see gpuconv/_cuda/_igemm_nhwc.py).
 //
 //   y[n, k, p, q] = bias[k] + sum_{r < R, s < S, c < C} xh[n, h, w, c] * wh[k, r, s, c],
 //       h = p*stride_h - pad_h + r*dil_h,  w = q*stride_w - pad_w + s*dil_w  (terms outside the image are 0)

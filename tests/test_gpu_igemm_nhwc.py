@@ -1,4 +1,4 @@
-"""The opt-in channels-last float16 fprop and stride-1 dgrad (GPUCONV_IGEMM_NHWC=1,
+"""The opt-in channels-last float16 fprop and stride-1 dgrad (GPUCONV_UNVERIFIED=igemm_nhwc,
 kernels/implicit_gemm_nhwc.cu) on the GPU: gpuconv.conv2d (and conv2d_backward's grad_input) on CuPy
 float16 arrays against the float64 NumPy path, outputs and workspaces NaN-poisoned, every tile
 instantiation reached, bitwise repeatable; the variable unset (or an unsupported problem) leaves the
@@ -32,13 +32,13 @@ CASES = {
 
 @pytest.fixture
 def nhwc_env(monkeypatch):
-    """GPUCONV_IGEMM_NHWC=1, implicit GEMM forced, outputs poisoned; records the kernels the NHWC module
+    """GPUCONV_UNVERIFIED=igemm_nhwc, implicit GEMM forced, outputs poisoned; records the kernels the NHWC module
     launches."""
     from gpuconv._cuda import _igemm_nhwc, implicit_gemm
 
     if implicit_gemm._compute_capability() < 80:
         pytest.skip("the NHWC kernel needs sm_80 or newer")
-    monkeypatch.setenv("GPUCONV_IGEMM_NHWC", "1")
+    monkeypatch.setenv("GPUCONV_UNVERIFIED", "igemm_nhwc")
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
     monkeypatch.setenv("GPUCONV_POISON", "1")
     launched = []
@@ -106,11 +106,11 @@ def test_no_bias_and_non_contiguous_input(nhwc_env):
 def test_unset_or_unsupported_keeps_the_existing_kernels(nhwc_env):
     monkeypatch, launched, _ = nhwc_env
     x, w, b, kw, ref, bound, n_terms = _problem("3x3_pad1_C16_K24_bm64")
-    monkeypatch.delenv("GPUCONV_IGEMM_NHWC")
+    monkeypatch.delenv("GPUCONV_UNVERIFIED")
     y = cupy.asnumpy(gpuconv.conv2d(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), **kw))
     assert launched == []
     assert_close(y, ref, bound, numpy.float16, n_terms, "existing fprop")
-    monkeypatch.setenv("GPUCONV_IGEMM_NHWC", "1")
+    monkeypatch.setenv("GPUCONV_UNVERIFIED", "igemm_nhwc")
     rng = numpy.random.default_rng(1)
     x12 = random_array(rng, (1, 12, 6, 6), numpy.float16)  # C % 8 != 0: not supported, falls back
     w12 = random_array(rng, (16, 12, 3, 3), numpy.float16)

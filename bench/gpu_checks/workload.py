@@ -17,7 +17,7 @@ What runs (per dtype float16 / float32 / float64 unless said):
         cores, the unpipelined reference (GPUCONV_IGEMM_REFERENCE=1); every (BM, BN) tile, reached by
         narrow / wide channel counts and by pretending the GPU has 1 SM (BM=128) or very many (BM=64);
         split-K wgrad with several splits (both conv2d_wgrad_reduce_splits instantiations);
-    the opt-in channels-last float16 fprop (GPUCONV_IGEMM_NHWC=1, implicit_gemm_nhwc.cu): every tile and the
+    the opt-in channels-last float16 fprop (GPUCONV_UNVERIFIED=igemm_nhwc, implicit_gemm_nhwc.cu): every tile and the
         layout kernel, on geometries with C and K multiples of 8 (its backward runs the existing kernels);
     padding_mode reflect / replicate / circular, forward + backward;
     max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
@@ -60,7 +60,7 @@ import gpuconv  # noqa: E402
 ALGOS = ("direct", "im2col", "implicit_gemm", "depthwise")
 DTYPES = {"float16": numpy.float16, "float32": numpy.float32, "float64": numpy.float64}
 TOL = {"float64": 1e-10, "float32": 1e-4, "tf32": 1e-2, "float16": 4e-3}
-ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_IGEMM_NHWC")
+ENV_KEYS = ("GPUCONV_CONV_ALGO", "GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_UNVERIFIED")
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -487,7 +487,7 @@ def igemm_checks(runner, rng, dtypes, small):
 
 # The opt-in channels-last float16 fprop: (label, N, C, H, W, K, R, S, kwargs, small). K <= 64 gives BN=64,
 # K > 64 BN=128; each runs with BM=64 and BM=128 (pretended SM counts, as above).
-NHWC_ENV = {"GPUCONV_IGEMM_NHWC": "1", "GPUCONV_CONV_ALGO": "implicit_gemm"}
+NHWC_ENV = {"GPUCONV_UNVERIFIED": "igemm_nhwc", "GPUCONV_CONV_ALGO": "implicit_gemm"}
 NHWC_GEOMS = (
     ("narrow C8 K16", 2, 8, 9, 8, 16, 3, 3, dict(padding=1), True),
     ("wide C72 K136", 1, 72, 6, 6, 136, 3, 3, dict(padding=1), True),

@@ -23,7 +23,7 @@ _chosen: dict = {}
 
 
 def _key(g, dtype, pass_name: str) -> tuple:
-    switches = tuple(os.environ.get(v, "") for v in ("GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE"))
+    switches = tuple(os.environ.get(v, "") for v in ("GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_UNVERIFIED"))
     return (cupy.cuda.Device().id, g, str(dtype), pass_name, switches)
 
 

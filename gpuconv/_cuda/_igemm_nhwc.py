@@ -1,6 +1,6 @@
 """Opt-in channels-last implicit-GEMM fprop for float16: kernels/implicit_gemm_nhwc.cu.
 
-With ``GPUCONV_IGEMM_NHWC=1``, ``implicit_gemm.conv2d_fprop`` hands float16 forward convolutions that this
+With ``GPUCONV_UNVERIFIED=igemm_nhwc`` (gpuconv/_cuda/_unverified.py), ``implicit_gemm.conv2d_fprop`` hands float16 forward convolutions that this
 module ``supports`` (groups == 1, C and K multiples of 8, sm_80 or newer) to ``conv2d_fprop`` below, and
 ``implicit_gemm.conv2d_dgrad`` the input gradients of such convolutions at stride 1 (``conv2d_dgrad``: the
 same kernel on gy and the flipped filter):

@@ -24,7 +24,7 @@ import os
 import cupy
 import numpy
 
-from . import _alloc
+from . import _alloc, _unverified
 from ._loader import get_function
 
 SOURCES = {"fprop": "implicit_gemm_fprop.cu", "dgrad": "implicit_gemm_dgrad.cu", "wgrad": "implicit_gemm_wgrad.cu"}
@@ -162,8 +162,9 @@ def _launch_gemm(pass_name: str, dtype, rows: int, cols: int, batches: int, args
 
 
 def _nhwc_for(g, dtype, pass_name: str):
-    """The channels-last module when GPUCONV_IGEMM_NHWC=1 (opt-in) and it supports this pass, else None."""
-    if os.environ.get("GPUCONV_IGEMM_NHWC", "") != "1":
+    """The channels-last module when GPUCONV_UNVERIFIED turns on igemm_nhwc and it supports this pass, else
+    None."""
+    if not _unverified.enabled("igemm_nhwc"):
         return None
     from . import _igemm_nhwc
 
