@@ -108,6 +108,9 @@ def main(argv=None):
 
     import timing
 
+    import hbm
+
+    meta["hbm_copy_bytes_per_s"] = hbm.copy_bytes_per_s(cupy)
     timer = timing.CudaTimer(meta["l2_bytes"], delay_ms=args.device_time)
     meta["timer"] += f", device time only (a {args.device_time} ms GPU spin before each call)" if args.device_time else ""
     budget = args.budget or (0.05 if args.quick else 0.2)
@@ -182,6 +185,8 @@ def run(suite, dtypes, algos, meta, timer, budget, reps, time_limit, out, device
                         row = runner.measure(case, suite_name, dtype, dtype_name, algo, base, sets_gc,
                                              time_fn=time_fn, rate_scale=scale, unit=unit, peak=peak)
                         row["l2_flush"] = flush
+                        if unit == "GB/s" and row.get("gpuconv_rate") and meta.get("hbm_copy_bytes_per_s"):
+                            row["gpuconv_pct_hbm_copy"] = 100 * row["gpuconv_rate"] * 1e9 / meta["hbm_copy_bytes_per_s"]
                         if algo == "auto" and layer.is_conv:
                             row["algo_chosen"] = auto_choice(layer, p, dtype_name)
                         elif algo == "autotune":
@@ -294,15 +299,29 @@ def write(out, meta, rows):
         md += ["## Forced algorithms (GPUCONV_CONV_ALGO)", ""]
         md += [f"![{d}](ratio_algos_{d}.png)" for d in dtypes] + [""]
         md += [report.rows_markdown(forced_rows, with_peak=True), ""]
+    md += pooling_against_copy(meta, auto)
     md += ["## Device and versions", "",
            report.meta_markdown(meta, ("date", "date_end", "command", "git_commit", "git_dirty", "device",
                                        "compute_capability", "multiprocessors", "l2_bytes", "memory_bytes",
                                        "driver", "driver_api_version", "sm_clock_max_mhz", "cuda_runtime",
                                        "nvrtc", "cupy", "torch", "torch_cuda", "cudnn", "cudnn_benchmark",
                                        "tf32_matmul", "tf32_cudnn", "python", "numpy", "platform", "env",
-                                       "benchmark_seconds", "stopped_early")), ""]
+                                       "hbm_copy_bytes_per_s", "benchmark_seconds", "stopped_early")), ""]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md))
+
+
+def pooling_against_copy(meta, rows) -> list:
+    """Markdown lines: each pooling row's bandwidth as a percent of the measured device copy (bench/hbm.py)."""
+    pool = [r for r in rows if r.get("gpuconv_pct_hbm_copy") is not None]
+    copy = meta.get("hbm_copy_bytes_per_s")
+    if not pool or not copy:
+        return []
+    lines = [f"## Pooling against the measured copy bandwidth ({copy / 1e9:.0f} GB/s, bench/hbm.py)", "",
+             "| suite | layer | dtype | pass | gpuconv ms | GB/s | % of copy |", "|---|---|---|---|---:|---:|---:|"]
+    lines += [f"| {r['suite']} | {r['title']} | {r['dtype']} | {r['pass']} | {r['gpuconv_ms']:.4g} | "
+              f"{r['gpuconv_rate']:.0f} | {r['gpuconv_pct_hbm_copy']:.0f}% |" for r in pool]
+    return lines + [""]
 
 
 if __name__ == "__main__":

@@ -117,3 +117,49 @@ def test_resource_report_lists_every_instantiation_of_a_file():
     assert sorted(r[0].replace(" ", "") for r in rows) == sorted(n.replace(" ", "") for n in
                                                                  _kernel_table.KERNELS["im2col.cu"])
     assert all(r[1] > 0 for r in rows)  # a register count was parsed for each
+
+
+class _CopyCupy:
+    """NumPy dressed as the part of CuPy bench/hbm.py uses; every event pair reads as 0.5 ms."""
+    import numpy as _np
+
+    float32 = _np.float32
+    arange, empty_like, copyto = staticmethod(_np.arange), staticmethod(_np.empty_like), staticmethod(_np.copyto)
+
+    class cuda:
+        class Event:
+            def record(self, stream=None):
+                pass
+
+            def synchronize(self):
+                pass
+
+        @staticmethod
+        def get_current_stream():
+            return None
+
+        @staticmethod
+        def get_elapsed_time(start, end):
+            return 0.5
+
+    class _Pool:
+        def free_all_blocks(self):
+            pass
+
+    @classmethod
+    def get_default_memory_pool(cls):
+        return cls._Pool()
+
+
+def test_hbm_copy_bandwidth_counts_read_and_write():
+    import bench_gpu
+    import hbm
+
+    rate = hbm.copy_bytes_per_s(_CopyCupy, nbytes=4096, reps=3)
+    assert rate == pytest.approx(2 * 4096 / 0.5e-3)
+    row = {"suite": "batch", "title": "max pool", "dtype": "float32", "pass": "fwd", "gpuconv_ms": 0.1,
+           "gpuconv_rate": 2100.0, "gpuconv_pct_hbm_copy": 70.0}
+    lines = bench_gpu.pooling_against_copy({"hbm_copy_bytes_per_s": 3.0e12}, [row, {"gpuconv_rate": 1.0}])
+    assert lines[0].startswith("## Pooling against the measured copy bandwidth (3000 GB/s")
+    assert lines[-2].endswith("| 2100 | 70% |") and len(lines) == 6  # title, blank, header, rule, row, blank
+    assert bench_gpu.pooling_against_copy({}, [row]) == []
