@@ -163,3 +163,34 @@ def test_hbm_copy_bandwidth_counts_read_and_write():
     assert lines[0].startswith("## Pooling against the measured copy bandwidth (3000 GB/s")
     assert lines[-2].endswith("| 2100 | 70% |") and len(lines) == 6  # title, blank, header, rule, row, blank
     assert bench_gpu.pooling_against_copy({}, [row]) == []
+
+
+# The H100 run the auto rule's float32 thresholds come from (gpuconv/_cuda/_algo.py).
+RULE_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gpu-h100-2026-11-22-r2", "bench",
+                        "float32", "results.json")
+
+
+def test_auto_rule_picks_a_measured_fastest_float32_algorithm():
+    """On every conv pass of the batch suite, the algorithm the auto rule picks was within 5% of the fastest
+    forced algorithm in the committed H100 run (float32; the float16 rule waits for the NHWC kernels)."""
+    import json
+
+    import numpy
+
+    pytest.importorskip("cupy")
+    from gpuconv._cuda import _algo
+
+    rows = [r for r in json.load(open(RULE_RUN))["rows"] if r["suite"] == "batch" and r.get("ok")]
+    forced = {}
+    for r in rows:
+        if r["algo"] in _algo.ALGORITHMS:
+            forced.setdefault((r["layer"], r["pass"]), {})[r["algo"]] = r["gpuconv_ms"]
+    by_name = {layer.name: layer for _, layer in layers.gpu_suite(None, False, batch1=False)}
+    slower = []
+    for (name, pass_name), times in sorted(forced.items()):
+        layer = by_name[name]
+        chosen = _algo.auto(layer.geometry(), numpy.float32, layer.kernel_pass(pass_name))
+        if times[chosen] > 1.05 * min(times.values()):
+            slower.append(f"{name} {pass_name}: {chosen} {times[chosen]:.3f} ms, best {min(times, key=times.get)} "
+                          f"{min(times.values()):.3f} ms")
+    assert len(forced) == 36 and not slower, slower

@@ -28,8 +28,11 @@ in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.6
 3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
    channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
    float32 layers whose weight (per group, K/g*C/g*R*S) exceeds IGEMM_MAX_WEIGHT: there cuBLAS's large
-   GEMMs beat the SIMT kernel (ResNet conv4_x 3x3, VGG conv4_2, DeepLabv3, U-Net's up-conv). float16 takes
-   the tensor-core kernels whatever the size (cuBLAS through im2col was slower on every layer).
+   GEMMs beat the SIMT kernel (ResNet conv4_x 3x3, VGG conv4_2, DeepLabv3, U-Net's up-conv), and float32
+   wgrads whose weight exceeds IGEMM_MAX_WGRAD_WEIGHT (the SIMT wgrad reads x at the conv's stride: in the
+   r2 run, ResNet conv3_1 3x3/2 0.535 ms against im2col's 0.452, DCGAN's 4x4/2 0.626 against 0.500, while
+   VGG conv1_2's 37k-element wgrad kept implicit GEMM ahead, 4.70 against 6.03). float16 takes the
+   tensor-core kernels whatever the size (cuBLAS through im2col was slower on every layer but two).
 4. direct when the im2col matrix of a single image exceeds WORKSPACE_BYTES: the batch cannot be chunked
    any finer, and the direct kernels need no workspace.
 5. im2col otherwise.
@@ -54,6 +57,7 @@ MIN_GEMM_REDUCTION = 16
 MIN_K_PER_GROUP = 8
 MIN_DGRAD_CHANNELS = 32
 IGEMM_MAX_WEIGHT = 160_000  # elements; between ResNet conv3_1 (147k, implicit GEMM won) and conv4_x (590k)
+IGEMM_MAX_WGRAD_WEIGHT = 100_000  # float32 wgrad: between VGG conv1_2 (37k, implicit won) and DCGAN (131k)
 
 
 def requested() -> str:
@@ -105,7 +109,8 @@ def auto(g, dtype, pass_name: str = "fprop") -> str:
     if _implicit_gemm_supports(g, dtype, pass_name):
         narrow_dgrad = pass_name == "dgrad" and g.c_per_group < MIN_DGRAD_CHANNELS
         weight = g.k_per_group * g.c_per_group * g.R * g.S
-        large_float32 = numpy.dtype(dtype) != numpy.float16 and weight > IGEMM_MAX_WEIGHT
+        limit = IGEMM_MAX_WGRAD_WEIGHT if pass_name == "wgrad" else IGEMM_MAX_WEIGHT
+        large_float32 = numpy.dtype(dtype) != numpy.float16 and weight > limit
         if not narrow_dgrad and not large_float32:
             return "implicit_gemm"
     if im2col_bytes_per_image(g, dtype) > WORKSPACE_BYTES:
