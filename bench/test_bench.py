@@ -194,3 +194,13 @@ def test_auto_rule_picks_a_measured_fastest_float32_algorithm():
             slower.append(f"{name} {pass_name}: {chosen} {times[chosen]:.3f} ms, best {min(times, key=times.get)} "
                           f"{min(times.values()):.3f} ms")
     assert len(forced) == 36 and not slower, slower
+
+
+def test_side_by_side_compares_new_with_the_mean_of_the_old_runs():
+    import side_by_side
+
+    key = ("batch", "resnet50_maxpool", "float32", "fwd", "auto")
+    other = ("batch", "resnet50_maxpool", "float32", "bwd", "auto")
+    lines = side_by_side.table({"old": {key: 1.0, other: 2.0}, "new": {key: 0.5}, "old2": {key: 1.5, other: 2.0}})
+    assert len(lines) == 3  # header, rule, and only the row every run measured
+    assert lines[2].endswith("| 1 | 0.5 | 1.5 | 0.400 | 40.0% |")
