@@ -40,87 +40,7 @@
 //   nchw_to_nhwc<T>                                  a (B, C, L) -> (B, L, C) transpose per batch slice b:
 //                                                    x -> xh with (N, C, H*W), w -> wh with (K, C, R*S)
 //   conv2d_fprop_implicit_gemm_nhwc<__half, BM, BN, STAGES>   (128,128,3), (128,64,4), (64,128,4), (64,64,4)
-#include "implicit_gemm.cuh"
-
-namespace igemm {
-namespace nhwc {
-
-constexpr int BK = 32;             // halves per tile row
-constexpr int CHUNKS = BK / 8;     // 16-byte chunks per tile row
-constexpr int THREADS = 256;
-constexpr int ROWS_PER_PASS = THREADS / CHUNKS;  // 64 tile rows copied per pass of the block
-
-// ------------------------------------------------------------------------------------ primitives
-
-// 16 bytes global -> shared; with !valid, 16 zero bytes (src-size 0: nothing is read from gmem).
-// Both addresses 16-byte aligned.
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
-#if __CUDA_ARCH__ >= 800
-    unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
-    int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes)
-                 : "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_16(smem, gmem, valid ? 16 : 0);
-#else
-    __trap();  // the host never launches this kernel below sm_80
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit_group() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_commit();
-#endif
-}
-
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait_group() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_wait(N);
-#endif
-}
-
-// Four 8x8 matrices of 16-bit elements from shared memory, not transposed: lane L gives the address of row
-// L % 8 of matrix L / 8 (16 contiguous bytes, 16-byte aligned); register i of lane (g = L / 4, t = L % 4)
-// receives elements (row g, column 2t) low and (row g, column 2t + 1) high of matrix i.
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
-#if __CUDA_ARCH__ >= 800
-    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_ldmatrix_x4(r, row);  // the CPU test harness's warp emulation
-#else
-    __trap();
-#endif
-}
-
-// Offset (in halves) of 16-byte chunk `chunk` of tile row `row`: rows of BK halves, XOR-swizzled chunks.
-__device__ __forceinline__ int tile_offset(int row, int chunk) {
-    return row * BK + ((chunk ^ ((row >> 1) & (CHUNKS - 1))) << 3);
-}
-
-template <int BM, int BN> struct WarpGrid {
-    static constexpr int M = BM >= 2 * BN ? 4 : 2, N = 8 / M;
-    static constexpr int WM = BM / M, WN = BN / N;  // warp tile
-    static constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
-    static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile must hold whole ldmatrix.x4 loads");
-};
-
-// Blocks per SM asked of ptxas (__launch_bounds__): registers <= 65536 / (256 * value), i.e. 128 / 80 / 64.
-// Shared memory allows them: 2 x 48 KB, 3 x 48 KB, 4 x 32 KB of the H100's 228 KB (A100: 164 KB).
-template <int BM, int BN> struct MinBlocks {
-    static constexpr int value = BM * BN >= 128 * 128 ? 2 : (BM * BN >= 128 * 64 ? 3 : 4);
-};
-
-}  // namespace nhwc
-}  // namespace igemm
+#include "implicit_gemm_nhwc.cuh"  // copies, ldmatrix, tile layout, warp grid and mma step (shared)
 
 // ----------------------------------------------------------------------------------- layout kernel
 
@@ -256,34 +176,13 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    // ldmatrix row of this lane. A (16 x 16 at m, k16): matrices (m, k), (m + 8, k), (m, k + 8), (m + 8, k + 8)
-    // -> a0..a3. B (two 8-column n-tiles at n, k16): matrices (n, k), (n, k + 8), (n + 8, k), (n + 8, k + 8)
-    // -> b[j][0], b[j][1], b[j+1][0], b[j+1][1].
+    // ldmatrix row and chunk of this lane (see mma_k_tile in implicit_gemm_nhwc.cuh).
     const int a_row = wm0 + lane % 8 + 8 * ((lane / 8) % 2), a_chunk = lane / 16;
     const int b_row = wn0 + lane % 8 + 8 * (lane / 16), b_chunk = (lane / 8) % 2;
 
     auto compute = [&](int slot) {
         const T* As = smem + slot * STAGE;
-        const T* Bs = As + A_TILE;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
-            unsigned a[MT][4], b[NT][2];
-#pragma unroll
-            for (int i = 0; i < MT; ++i) ldmatrix_x4(a[i], As + tile_offset(a_row + i * 16, 2 * kk + a_chunk));
-#pragma unroll
-            for (int j = 0; j < NT; j += 2) {
-                unsigned v[4];
-                ldmatrix_x4(v, Bs + tile_offset(b_row + j * 8, 2 * kk + b_chunk));
-                b[j][0] = v[0];
-                b[j][1] = v[1];
-                b[j + 1][0] = v[2];
-                b[j + 1][1] = v[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) mma_16x8x16(acc[i][j], a[i], b[j]);
-        }
+        mma_k_tile(acc, As, As + A_TILE, a_row, a_chunk, b_row, b_chunk);
     };
 
     // The ring: tiles 0 .. STAGES-2 in flight before the loop; in step kt, wait for tile kt, barrier (publishes

@@ -5,6 +5,9 @@
    function, so nvcc (when installed) builds a small host library that calls those functions for every
    element, and the results are compared with PyTorch. What this cannot check is the GPU side: the
    grid-stride loops, the launch, CuPy's sort and memory; the GPU tests do.
+
+The host library is built from kernels/pool_wide.cu, which includes pool.cu: it holds the kernels of both
+files (the wide ones are checked in test_cuda_pool_wide_host.py, against these).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import zlib
 import numpy
 import pytest
 
+from gpuconv._cuda import _loader
 from gpuconv._cuda._kernel_table import KERNELS
 
 try:  # gpuconv._cuda imports every CUDA module; CuPy must import, no GPU is needed
@@ -37,7 +41,7 @@ except ImportError:  # pragma: no cover - the suite runs without PyTorch too
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle of these checks")
 needs_pool = pytest.mark.skipif(pool is None, reason="gpuconv._cuda.pool does not import (CuPy missing?)")
-KERNEL_SOURCE = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "pool.cu"
+SOURCES = ("pool.cu", "pool_wide.cu")  # the host library: pool_wide.cu's text (pool.cu inlined), both tables
 
 
 # ------------------------------------------------------------------------------------- launcher logic
@@ -46,6 +50,7 @@ KERNEL_SOURCE = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "pool.
 @needs_pool
 def test_kernel_table_lists_exactly_the_launched_instantiations():
     assert sorted(pool.kernel_names()) == sorted(KERNELS["pool.cu"])
+    assert sorted(pool.wide_kernel_names()) == sorted(KERNELS["pool_wide.cu"])
 
 
 @needs_pool
@@ -90,6 +95,7 @@ HARNESS_PRELUDE = r"""
 #define __global__
 #define __device__
 #define __host__
+#define __launch_bounds__(...)
 static thread_local uint3 host_blockIdx, host_threadIdx;
 static dim3 host_blockDim, host_gridDim;
 #define blockIdx host_blockIdx
@@ -104,6 +110,26 @@ static inline void __syncthreads() { host_barrier->arrive_and_wait(); }
 static inline int atomicAdd(int* address, int value) {
     return std::atomic_ref<int>(*address).fetch_add(value);
 }
+static inline unsigned atomicAdd(unsigned* address, unsigned value) {
+    return std::atomic_ref<unsigned>(*address).fetch_add(value);
+}
+// Warp shuffles: a warp is 32 consecutive threads of the block (the last one may be partial); every thread of
+// the block must make the same calls (each is two block barriers around an exchange buffer).
+static long long* host_xchg = nullptr;
+static inline int __shfl_up_sync(unsigned, int value, unsigned delta) {
+    host_xchg[threadIdx.x] = value;
+    __syncthreads();
+    const int got = threadIdx.x % 32 >= delta ? (int)host_xchg[threadIdx.x - delta] : value;
+    __syncthreads();
+    return got;
+}
+static inline int __shfl_sync(unsigned, int value, int lane) {
+    host_xchg[threadIdx.x] = value;
+    __syncthreads();
+    const int got = (int)host_xchg[threadIdx.x / 32 * 32 + lane];
+    __syncthreads();
+    return got;
+}
 #define GPUCONV_POOL_DYNAMIC_SMEM(name) unsigned char* name = host_smem
 """
 
@@ -113,6 +139,8 @@ extern "C" void run_{symbol}(unsigned grid, unsigned block, unsigned long long s
     host_gridDim.x = grid;
     host_blockDim.x = block;
     std::vector<unsigned char> smem(smem_bytes + 1);
+    std::vector<long long> xchg(block);
+    host_xchg = xchg.data();
     for (unsigned b = 0; b < grid; ++b) {{
         for (size_t k = 0; k < smem.size(); ++k) smem[k] = (unsigned char)(0xA5 ^ (k * 7) ^ b);
         host_smem = smem.data();
@@ -138,18 +166,19 @@ extern "C" void run_{symbol}(unsigned grid, unsigned block, unsigned long long s
     }}
 }}
 """
-# Kernels that synchronise their blocks (and the emulated block size they run with: more threads than
-# a plane's short rows, fewer than its elements, so that segments, strides and the scan all get exercised).
-THREADED_KERNELS = {"max_pool2d_bprop_plane"}
-THREADED_BLOCK = 7
+# Kernels that synchronise their blocks, and the emulated block size they run with: more threads than a
+# plane's short rows, fewer than its elements, so that segments, strides and the scan all get exercised; the
+# wide one's warp-shuffle scan gets a full warp and a partial one.
+THREADED_KERNELS = {"max_pool2d_bprop_plane": 7, "max_pool2d_bprop_plane_wide": 40}
 
 C_DTYPES = {"__half": numpy.float16, "float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
             "long long": numpy.int64}
-_KERNEL_DEF = re.compile(r"template\s*<([^>]*)>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+_KERNEL_DEF = re.compile(
+    r"template\s*<([^>]*)>\s*__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(([^)]*)\)")
 
 
 def kernel_signatures(text):
-    """{name: (template parameter names, [(C type, parameter name), ...])} of pool.cu's __global__ templates."""
+    """{name: (template parameter names, [(C type, parameter name), ...])} of the __global__ templates."""
     found = {}
     for tparams, name, params in _KERNEL_DEF.findall(text):
         tnames = [t.split()[-1] for t in tparams.split(",")]
@@ -190,12 +219,12 @@ def _cuda_include_dir():
 class HostKernel:
     """Stands in for a CuPy RawKernel: checks every argument against the kernel's C signature (a
     C-contiguous array of the pointee's dtype for a pointer, numpy.int64 for long long, numpy.int32 for
-    int), then runs the kernel on the CPU over a grid of 2 blocks of 5 threads (THREADED_BLOCK threads for
+    int), then runs the kernel on the CPU over a grid of 2 blocks of 5 threads (THREADED_KERNELS' count for
     the kernels that synchronise, with the shared memory the launch asked for, which must not exceed what
     max_dynamic_shared_size_bytes allows)."""
 
-    def __init__(self, function, params, threaded=False):
-        self.function, self.params, self.threaded = function, params, threaded
+    def __init__(self, function, params, threads=None):
+        self.function, self.params, self.threads = function, params, threads
         self.max_dynamic_shared_size_bytes = 48 * 1024
         self.launches = []  # (grid, block, shared_mem) of every call
 
@@ -215,23 +244,24 @@ class HostKernel:
                 converted.append((ctypes.c_longlong if ctype == "long long" else ctypes.c_int)(int(arg)))
         assert grid[0] >= 1 and block[0] >= 1
         # Two blocks of a few threads, whatever the launch asked for: grid-stride loops cover any count.
-        threads = THREADED_BLOCK if self.threaded else 5
+        threads = self.threads or 5
         assert threads <= block[0]  # the launch's shared memory covers the emulated block's partial sums
         self.function(ctypes.c_uint(2), ctypes.c_uint(threads), ctypes.c_ulonglong(shared_mem), *converted)
 
 
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory):
-    """{name expression: HostKernel} for every pool.cu instantiation of the kernel table, built by g++."""
+    """{name expression: HostKernel} for every pool.cu and pool_wide.cu instantiation of the kernel table,
+    built by g++."""
     compiler = shutil.which("g++") or shutil.which("c++")
     include = _cuda_include_dir()
     if compiler is None or include is None:
         pytest.skip("the host build of pool.cu needs g++ and a CUDA toolkit's headers (cuda_fp16.h)")
-    text = KERNEL_SOURCE.read_text()
+    text = _loader.source("pool_wide.cu")
     signatures = kernel_signatures(text)
     runners = []
     instances = {}
-    for expression in KERNELS["pool.cu"]:
+    for expression in (e for source in SOURCES for e in KERNELS[source]):
         name, targs, params = _instantiation(expression, signatures)
         instances[expression] = params
         runners.append(HARNESS_RUNNER.format(
@@ -242,12 +272,13 @@ def host_kernels(tmp_path_factory):
     source = work / "pool_host.cpp"
     source.write_text(HARNESS_PRELUDE + text + "".join(runners))
     lib_path = work / "libpool_host.so"
-    cmd = [compiler, "-std=c++20", "-pthread", "-O1", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{include}", "-o",
+    cmd = [compiler, "-std=c++20", "-pthread", "-O1", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-shared", "-fPIC",
+           f"-I{include}", "-o",
            str(lib_path), str(source)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     lib = ctypes.CDLL(str(lib_path))
-    return {e: HostKernel(getattr(lib, f"run_{_symbol(e)}"), p, e.split("<")[0] in THREADED_KERNELS)
+    return {e: HostKernel(getattr(lib, f"run_{_symbol(e)}"), p, THREADED_KERNELS.get(e.split("<")[0]))
             for e, p in instances.items()}
 
 
@@ -277,7 +308,9 @@ class HostCupy:
 
 @pytest.fixture
 def host_pool(host_kernels, monkeypatch):
-    """gpuconv._cuda.pool running pool.cu's kernels on the CPU; outputs are NaN-poisoned."""
+    """gpuconv._cuda.pool running pool.cu's kernels on the CPU (GPUCONV_UNVERIFIED unset: the default kernels);
+    outputs are NaN-poisoned."""
+    monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
     monkeypatch.setitem(sys.modules, "cupy", HostCupy)
     monkeypatch.setattr(pool, "get_function", lambda source, name: host_kernels[name])
     poisoned = {numpy.dtype(numpy.int64): numpy.iinfo(numpy.int64).min}

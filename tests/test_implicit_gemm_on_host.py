@@ -10,6 +10,13 @@ The "nhwc" case runs the opt-in channels-last float16 fprop (kernels/implicit_ge
 kernel, then every tile instantiation on 3x3 / 1x1 / strided, dilated, asymmetrically padded geometries with
 C = 8 and 72 (partial k-tiles) and K = 8 and 136 (partial n-tiles), its 16-byte cp.async landing at the
 wait (a missing wait shows) and, for two cases, at once (a slot overwritten while read shows).
+
+"nhwc_wgrad" runs the opt-in channels-last wgrad (kernels/implicit_gemm_nhwc_wgrad.cu): every tile on 3x3 /
+1x1 / strided, dilated, asymmetrically padded geometries, P*Q below and Q above the 32-pixel k-tile, C and K
+from 8 to 136 (partial tiles on both edges), 1 to 4 splits (the last one partial), then the ordered split
+reduction. "nhwc_dgrad" runs the opt-in channels-last dgrad (kernels/implicit_gemm_nhwc_dgrad.cu): every
+tile on strided geometries (3x3/2, 4x4/2 with a negative right pad as in a transposed conv, 2x2/2, 3x3/3
+dilation 2 whose phases have 0..2 taps, 5x3/(2,3) dilated with K = 40) and on one stride-1 geometry.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ def emulator(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("kind", ["simt", "mma", "nhwc"])
+@pytest.mark.parametrize("kind", ["simt", "mma", "nhwc", "nhwc_wgrad", "nhwc_dgrad"])
 def test_implicit_gemm_kernels_match_the_float64_reference(emulator, kind):
     run = subprocess.run([str(emulator), kind], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("all ok"), run.stdout[-3000:] + run.stderr[-2000:]

@@ -19,10 +19,18 @@ What runs (per dtype float16 / float32 / float64 unless said):
         split-K wgrad with several splits (both conv2d_wgrad_reduce_splits instantiations);
     the opt-in channels-last float16 fprop (GPUCONV_UNVERIFIED=igemm_nhwc, implicit_gemm_nhwc.cu): every tile and the
         layout kernel, on geometries with C and K multiples of 8 (its backward runs the existing kernels);
+    the opt-in channels-last float16 wgrad (GPUCONV_UNVERIFIED=nhwc_wgrad, implicit_gemm_nhwc_wgrad.cu): every
+        tile and the split reduction, with one and several splits;
+    the opt-in channels-last float16 strided dgrad (GPUCONV_UNVERIFIED=nhwc_dgrad, implicit_gemm_nhwc_dgrad.cu):
+        every tile, through conv2d_backward and conv_transpose2d;
+    the opt-in depthwise version 2 (GPUCONV_UNVERIFIED=depthwise_v2, conv_depthwise_v2*.cu): every (dtype, filter,
+        stride, body) instantiation, forward + backward (also a channel multiplier and a transposed conv);
     padding_mode reflect / replicate / circular, forward + backward;
     max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
         backward forced onto int64 sort keys and several plane chunks; avg_pool2d + backward with
         ceil_mode, padding, count_include_pad on/off, divisor_override.
+    the opt-in wide pooling kernels (GPUCONV_UNVERIFIED=pool_wide, pool_wide.cu): max_pool2d + backward and
+        avg_pool2d + backward for every (kernel_w, stride_w) they are built for, 16-byte and element paths.
 
 At the end, a coverage line: the kernel instantiations of gpuconv._cuda._kernel_table.KERNELS that no
 check launched (recorded by wrapping the loader's get_function). A missing one fails the run unless
@@ -95,7 +103,8 @@ class Runner:
     # --- kernel recording
     def install_recorder(self):
         # imports every launcher (the opt-in _igemm_nhwc too: implicit_gemm imports it only when asked)
-        from gpuconv._cuda import _igemm_nhwc, _launch, _loader, implicit_gemm, pool  # noqa: F401
+        from gpuconv._cuda import (_igemm_nhwc, _igemm_nhwc_dgrad, _igemm_nhwc_wgrad, _launch, _loader,  # noqa: F401
+                                   implicit_gemm, pool)
         import gpuconv._cuda.conv  # noqa: F401
         import gpuconv._cuda.pad  # noqa: F401
 
@@ -525,6 +534,129 @@ def nhwc_checks(runner, rng, dtypes, small):
             runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_ENV, patches=(_sm_count(sms),))
 
 
+# The opt-in channels-last float16 wgrad: (label, N, C, H, W, K, R, S, kwargs, small, SM count). K <= 64
+# gives BM=64, else 128; R*S*C <= 64 gives BN=64, else 128; SM count 1 gives one split, 132 several.
+NHWC_WGRAD_ENV = {"GPUCONV_UNVERIFIED": "nhwc_wgrad", "GPUCONV_CONV_ALGO": "implicit_gemm"}
+NHWC_WGRAD_GEOMS = (
+    ("3x3 C16 K24 (64x128)", 2, 16, 9, 11, 24, 3, 3, dict(padding=1), True, 132),
+    ("1x1 C64 K136 (128x64)", 3, 64, 10, 9, 136, 1, 1, dict(), True, 132),
+    ("1x1 C32 K16 (64x64)", 2, 32, 7, 5, 16, 1, 1, dict(), True, 1),
+    ("3x3 C72 K136 (128x128)", 1, 72, 7, 6, 136, 3, 3, dict(padding=1), True, 1),
+    ("3x3 C32 K64 split-K", 4, 32, 24, 24, 64, 3, 3, dict(padding=1), False, 132),
+    ("5x3 s(2,1) d(1,2) C8 K8", 2, 8, 13, 12, 8, 5, 3, dict(stride=(2, 1), dilation=(1, 2)), False, 132),
+)
+
+
+def nhwc_wgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+    """Whether the NHWC wgrad kernel runs this problem here (else the existing kernel would, silently)."""
+    if not runner.gpu:
+        return True
+    from gpuconv import _params
+    from gpuconv._cuda import _igemm_nhwc_wgrad
+
+    x = numpy.empty((N or 1, C, H, W), numpy.float16)
+    w = numpy.empty((K, C, R, S), numpy.float16)
+    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                            kwargs.get("dilation", 1), 1, "zeros").geometry
+    return _igemm_nhwc_wgrad.supports(g, numpy.float16)
+
+
+def nhwc_wgrad_checks(runner, rng, dtypes, small):
+    if "float16" not in dtypes:
+        return
+    for glabel, N, C, H, W, K, R, S, kwargs, in_small, sms in NHWC_WGRAD_GEOMS:
+        if small and not in_small:
+            continue
+        name = f"implicit_gemm nhwc_wgrad {glabel} conv2d+backward"
+        if not nhwc_wgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+            runner.skip(f"{name} [float16]", "the NHWC wgrad kernel does not run here")
+            continue
+        inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
+        runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_WGRAD_ENV, patches=(_sm_count(sms),))
+
+
+# The opt-in depthwise version 2 (GPUCONV_UNVERIFIED=depthwise_v2, conv_depthwise_v2*.cu): each (dtype, filter,
+# stride) with its three bodies, picked by the launcher from the row length and padding: rows of 16 with padding
+# (R-1)/2 and rows of 12 with padding 0 (aligned vectors at two column offsets), rows of 13 (element by element).
+# fprop and wgrad run v2 everywhere; dgrad too (multiplier 1) except the stride-2 one at padding 0 (other
+# parity: version 1); the stride-2 dgrad reads vectors at rows of 16 (gy rows of 8), elements at rows of 13.
+DW2_ENV = {"GPUCONV_UNVERIFIED": "depthwise_v2", "GPUCONV_CONV_ALGO": "depthwise"}
+
+
+def depthwise_v2_checks(runner, rng, dtypes, small):
+    for dname in dtypes:
+        if dname not in ("float16", "float32"):
+            continue
+        for R in (3, 5):
+            for stride in (1, 2):
+                for W, pad in ((16, R // 2), (12, 0), (13, R // 2)):
+                    C, kwargs = 3, dict(stride=stride, padding=pad, groups=3)
+                    inputs = conv_inputs(rng, DTYPES[dname], 2, C, 10, W, C, R, R, kwargs)
+                    runner.check(f"conv2d+backward depthwise_v2 {R}x{R} s{stride} pad{pad} W{W}", dname,
+                                 conv_fn(kwargs), inputs, env=DW2_ENV)
+    if not small:  # a channel multiplier (dgrad falls back to version 1) and a depthwise transposed conv
+        for dname in ("float16", "float32"):
+            if dname in dtypes:
+                kwargs = dict(padding=1, groups=2)
+                inputs = conv_inputs(rng, DTYPES[dname], 2, 2, 9, 16, 6, 3, 3, kwargs)
+                runner.check("conv2d+backward depthwise_v2 3x3 m3", dname, conv_fn(kwargs), inputs, env=DW2_ENV)
+                kwargs = dict(padding=1, groups=4)
+                inputs = transposed_inputs(rng, DTYPES[dname], 2, 4, 9, 8, 1, 3, 3, kwargs)
+                runner.check("conv_transpose2d+backward depthwise_v2 3x3 s1", dname, transposed_fn(kwargs), inputs,
+                             env=DW2_ENV)
+
+
+# The opt-in channels-last float16 dgrad of strided convolutions: conv2d geometries (label, N, C, H, W, K, R, S,
+# kwargs, small, SM count) and conv_transpose2d ones (label, N, Cin, H, W, Cout, R, S, kwargs, small, SM
+# count). C (Cout) <= 64 gives BN=64, else 128; SM count 1 gives BM=128, a huge one 64.
+NHWC_DGRAD_ENV = {"GPUCONV_UNVERIFIED": "nhwc_dgrad", "GPUCONV_CONV_ALGO": "implicit_gemm"}
+NHWC_DGRAD_GEOMS = (
+    ("3x3 s2 C16 K24 (128x64)", 2, 16, 9, 11, 24, 3, 3, dict(stride=2, padding=1), True, 1),
+    ("1x1 s2 C64 K32 (64x64)", 2, 64, 10, 9, 32, 1, 1, dict(stride=2), True, 1 << 20),
+    ("3x3 s2 C72 K16 (64x128)", 1, 72, 12, 11, 16, 3, 3, dict(stride=2, padding=(1, 0)), True, 1 << 20),
+    ("3x3 s3 d2 C8 K8 (phase taps)", 1, 8, 13, 12, 8, 3, 3, dict(stride=3, padding=2, dilation=2), False, 1),
+)
+NHWC_DGRAD_TRANSPOSED = (
+    ("transposed 4x4 s2 p1 Cin16 Cout72 (128x128)", 2, 16, 5, 4, 72, 4, 4, dict(stride=2, padding=1), True, 1),
+    ("transposed 2x2 s2 Cin16 Cout136 outpad1", 1, 16, 6, 5, 136, 2, 2, dict(stride=2, output_padding=1), False,
+     1 << 20),
+)
+
+
+def nhwc_dgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+    """Whether the NHWC dgrad kernel runs this conv2d's grad_input here."""
+    if not runner.gpu:
+        return True
+    from gpuconv import _params
+    from gpuconv._cuda import _igemm_nhwc_dgrad
+
+    x = numpy.empty((N or 1, C, H, W), numpy.float16)
+    w = numpy.empty((K, C, R, S), numpy.float16)
+    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                            kwargs.get("dilation", 1), 1, "zeros").geometry
+    return _igemm_nhwc_dgrad.supports(g, numpy.float16)
+
+
+def nhwc_dgrad_checks(runner, rng, dtypes, small):
+    if "float16" not in dtypes:
+        return
+    for glabel, N, C, H, W, K, R, S, kwargs, in_small, sms in NHWC_DGRAD_GEOMS:
+        if small and not in_small:
+            continue
+        name = f"implicit_gemm nhwc_dgrad {glabel} conv2d+backward"
+        if not nhwc_dgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+            runner.skip(f"{name} [float16]", "the NHWC dgrad kernel does not run here")
+            continue
+        inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
+        runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_DGRAD_ENV, patches=(_sm_count(sms),))
+    for glabel, N, Cin, H, W, Cout, R, S, kwargs, in_small, sms in NHWC_DGRAD_TRANSPOSED:
+        if small and not in_small:
+            continue
+        inputs = transposed_inputs(rng, numpy.float16, N, Cin, H, W, Cout, R, S, kwargs)
+        runner.check(f"implicit_gemm nhwc_dgrad {glabel} conv_transpose2d+backward", "float16", transposed_fn(kwargs),
+                     inputs, env=NHWC_DGRAD_ENV, patches=(_sm_count(sms),))
+
+
 def pad_mode_checks(runner, rng, dtypes, small):
     for mode in ("reflect", "replicate", "circular"):
         for dname in dtypes:
@@ -551,6 +683,27 @@ AVG_POOL = (
     ("k(2,3) s(1,2) p(1,1) divisor_override=5", 2, 3, 9, 8,
      dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), divisor_override=5), True),
     ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
+)
+
+
+# The opt-in wide pooling kernels: each (kernel_w, stride_w) of pool.WIDE_COLUMNS in the small set; W = 16 takes
+# the 16-byte paths in every dtype, odd W the element ones. (label, N, C, H, W, kwargs, small)
+POOL_WIDE_ENV = {"GPUCONV_UNVERIFIED": "pool_wide"}
+WIDE_MAX_POOL = (
+    ("wide k3 s2 p1 (ResNet-50)", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1), True),
+    ("wide k2 s2 (VGG)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
+    ("wide k3 s1 p1 ceil odd W", 2, 3, 9, 11, dict(kernel_size=3, stride=1, padding=1, ceil_mode=True), True),
+    ("wide k(5,3) s(3,2) p(2,1) d(2,1) ceil", 1, 2, 11, 13,
+     dict(kernel_size=(5, 3), stride=(3, 2), padding=(2, 1), dilation=(2, 1), ceil_mode=True), False),
+)
+WIDE_AVG_POOL = (
+    ("wide k3 s2 p1 exclude_pad", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+     True),
+    ("wide k2 s2 (DenseNet-121)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
+    ("wide k3 s1 p1 ceil divisor_override=5 odd W", 2, 3, 9, 11,
+     dict(kernel_size=3, stride=1, padding=1, ceil_mode=True, divisor_override=5), True),
+    ("wide k(3,2) s2 p1 ceil odd W", 1, 2, 11, 13, dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True),
+     False),
 )
 
 
@@ -607,6 +760,29 @@ def pool_checks(runner, rng, dtypes, small):
             if in_small:
                 runner.check(f"avg_pool2d+backward {label} 64-bit indices", dname, avg_pool_fn(kwargs), [x, gy],
                              patches=(_pool_int64_index(),))
+    pool_wide_checks(runner, rng, dtypes, small)
+
+
+def pool_wide_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, kwargs, in_small in WIDE_MAX_POOL:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            x = tie_free(rng, (N, C, H, W), dtype)
+            x[0, 1, 3, 0] = numpy.nan  # a NaN in the first column (the padding side of the first run)
+            y, _ = gpuconv.max_pool2d(x, return_indices=True, **kwargs)
+            gy = rand(rng, y.shape, dtype)
+            runner.check(f"max_pool2d+backward {label}", dname, max_pool_fn(kwargs), [x, gy], exact=(0, 1),
+                         nan_ok=True, env=POOL_WIDE_ENV)
+    for label, N, C, H, W, kwargs, in_small in WIDE_AVG_POOL:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            x = rand(rng, (N, C, H, W), dtype)
+            gy = rand(rng, gpuconv.avg_pool2d(x, **kwargs).shape, dtype)
+            runner.check(f"avg_pool2d+backward {label}", dname, avg_pool_fn(kwargs), [x, gy], env=POOL_WIDE_ENV)
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -660,6 +836,9 @@ def main(argv=None) -> int:
     conv_checks(runner, rng, dtypes, args.small)
     igemm_checks(runner, rng, dtypes, args.small)
     nhwc_checks(runner, rng, dtypes, args.small)
+    nhwc_wgrad_checks(runner, rng, dtypes, args.small)
+    nhwc_dgrad_checks(runner, rng, dtypes, args.small)
+    depthwise_v2_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

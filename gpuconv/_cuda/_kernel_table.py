@@ -22,6 +22,15 @@ KERNELS = {
         f"conv2d_{p}_depthwise<{t}, {r}, {s}>" for p in ("fprop", "dgrad", "wgrad")
         for t in ("__half", "float", "double") for r, s in ((3, 3), (0, 0))
     ) + tuple(f"conv2d_wgrad_depthwise_reduce<{t}>" for t in ("__half", "float", "double")),
+    # Depthwise version 2, opt-in (GPUCONV_UNVERIFIED=depthwise_v2; gpuconv._cuda._conv_depthwise.kernel_names_v2(file)
+    # must equal these), float16 and float32, one file per filter size. fprop / wgrad <T, KR, KS, SH, SW, VEC, O>
+    # for strides 1 / 2, one body each: aligned 4-vectors at column offset O = (-(K-1)/2) mod 4 or 0, or
+    # elements (1, 0). Stride-2 dgrad <T, KR, KS, VEC, O>: vectors at the offset of padding (K-1)/2, or elements.
+    **{file: tuple(f"conv2d_{p}_depthwise_v2<{t}, {k}, {k}, {s}, {s}, {vec}, {o}>" for p in ("fprop", "wgrad")
+                   for t in ("__half", "float") for s in (1, 2) for vec, o in ((4, (-(k // 2)) % 4), (4, 0), (1, 0)))
+       + tuple(f"conv2d_dgrad_depthwise_v2<{t}, {k}, {k}, {vec}, {o}>" for t in ("__half", "float")
+               for vec, o in ((4, o2), (1, 0)))
+       for file, k, o2 in (("conv_depthwise_v2.cu", 3, 0), ("conv_depthwise_v2_5x5.cu", 5, 3))},
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
         "max_pool2d_fprop<__half, long long>", "max_pool2d_fprop<float, long long>",
         "max_pool2d_fprop<double, long long>",
@@ -33,6 +42,12 @@ KERNELS = {
         *(f"{k}<{t}, {i}>" for k in ("avg_pool2d_fprop", "avg_pool2d_bprop") for t in ("__half", "float", "double")
           for i in ("int", "long long")),
     ),
+    # Opt-in wide pooling kernels (GPUCONV_UNVERIFIED=pool_wide; the file includes pool.cu;
+    # gpuconv._cuda.pool.wide_kernel_names() must equal this): <T, kernel_w, stride_w>, and the max backward.
+    "pool_wide.cu": tuple(
+        f"{k}<{t}, {kw}, {sw}>" for k in ("max_pool2d_fprop_wide", "avg_pool2d_fprop_wide", "avg_pool2d_bprop_wide")
+        for t in ("__half", "float", "double") for kw, sw in ((2, 2), (3, 2), (3, 1))
+    ) + tuple(f"max_pool2d_bprop_plane_wide<{t}>" for t in ("__half", "float", "double")),
     # Implicit-GEMM family (gpuconv._cuda.implicit_gemm; its kernel_names(pass) must equal these):
     # SIMT float <BM, BN, STAGES> (64x64x1 is the unpipelined reference), tensor cores <__half|float(TF32), ...>.
     **{
@@ -49,6 +64,18 @@ KERNELS = {
     # the layout transpose, then <__half, BM, BN, STAGES>.
     "implicit_gemm_nhwc.cu": ("nchw_to_nhwc<__half>",) + tuple(
         f"conv2d_fprop_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
+        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+    ),
+    # Opt-in channels-last float16 wgrad (gpuconv._cuda._igemm_nhwc_wgrad; its kernel_names() must equal this):
+    # the split-K GEMM <__half, BM, BN, STAGES>, then the ordered split reduction that writes gw (K, C, R, S).
+    "implicit_gemm_nhwc_wgrad.cu": tuple(
+        f"conv2d_wgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
+        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+    ) + ("conv2d_wgrad_nhwc_reduce<__half>",),
+    # Opt-in channels-last float16 dgrad of strided convolutions (gpuconv._cuda._igemm_nhwc_dgrad; its
+    # kernel_names() must equal this): one GEMM per stride phase, <__half, BM, BN, STAGES>.
+    "implicit_gemm_nhwc_dgrad.cu": tuple(
+        f"conv2d_dgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
         for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
     ),
 }

@@ -14,6 +14,11 @@ The environment variables are read at each call. Tiles: BN = 64 when the GEMM ha
 else 128; BM = 128 unless that leaves fewer blocks than the GPU has SMs, then 64. wgrad splits its
 reduction (N*P*Q) into fixed chunks so that there are about two blocks per SM, and adds the float32
 partial sums in split order (deterministic).
+
+Opt-in channels-last float16 kernels, not yet run on a GPU (``GPUCONV_UNVERIFIED``, see _unverified.py), take
+the problems their module ``supports`` before the kernels above: ``igemm_nhwc`` fprop and stride-1 dgrad
+(_igemm_nhwc.py), ``nhwc_dgrad`` strided dgrad (_igemm_nhwc_dgrad.py), ``nhwc_wgrad`` wgrad
+(_igemm_nhwc_wgrad.py).
 """
 
 from __future__ import annotations
@@ -171,6 +176,16 @@ def _nhwc_for(g, dtype, pass_name: str):
     return _igemm_nhwc if _igemm_nhwc.supports(g, dtype, pass_name) else None
 
 
+def _nhwc_dgrad_for(g, dtype):
+    """The channels-last strided-dgrad module when GPUCONV_UNVERIFIED turns on nhwc_dgrad and it supports this
+    problem (stride > 1), else None."""
+    if not _unverified.enabled("nhwc_dgrad"):
+        return None
+    from . import _igemm_nhwc_dgrad
+
+    return _igemm_nhwc_dgrad if _igemm_nhwc_dgrad.supports(g, dtype) else None
+
+
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
     nhwc = _nhwc_for(g, x.dtype, "fprop")
@@ -186,6 +201,8 @@ def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W) = the gradient of conv2d in its input, + bias[c]; one grid.z slice per group and
     stride phase (blocks past a smaller phase's pixels exit at once)."""
     nhwc = _nhwc_for(g, gy.dtype, "dgrad")
+    if nhwc is None:
+        nhwc = _nhwc_dgrad_for(g, gy.dtype)
     if nhwc is not None:
         return nhwc.conv2d_dgrad(g, gy, w, bias)
     gx = _alloc.empty(g.input_shape, gy.dtype)
@@ -205,8 +222,21 @@ def _wgrad_splits(rows: int, cols: int, reduction: int, groups: int, bm: int, bn
     return _cdiv(reduction, k_chunk), k_chunk
 
 
+def _nhwc_wgrad_for(g, dtype):
+    """The channels-last wgrad module when GPUCONV_UNVERIFIED turns on nhwc_wgrad and it supports this
+    problem, else None."""
+    if not _unverified.enabled("nhwc_wgrad"):
+        return None
+    from . import _igemm_nhwc_wgrad
+
+    return _igemm_nhwc_wgrad if _igemm_nhwc_wgrad.supports(g, dtype) else None
+
+
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): split-K partial sums in float32, then added in split order."""
+    nhwc = _nhwc_wgrad_for(g, x.dtype)
+    if nhwc is not None:
+        return nhwc.conv2d_wgrad(g, x, gy)
     kind, ctype, bk, _ = _variant(x.dtype)
     rows, cols, reduction, groups = _gemm_sizes(g, "wgrad")
     bm, bn = _tile(kind, rows, cols, groups)

@@ -21,6 +21,12 @@ windows as avg_pool2d_bprop does. It stays deterministic (integer atomics only, 
   those gy in output order.
 
 Both sum in output order (float32 for float16): the same bits every call, in PyTorch's CPU order.
+
+With ``GPUCONV_UNVERIFIED=pool_wide`` (``_unverified``), the kernels of ``kernels/pool_wide.cu`` run where they
+apply, with results bitwise equal to the ones above: forward and avg backward with one thread per V = 16 bytes
+of adjacent outputs / inputs (vector loads and stores), for kernel_w x stride_w in WIDE_COLUMNS, dilation_w 1
+and 32-bit indices (any rows); max backward with max_pool2d_bprop_plane_wide (16-bit packed counters, P*Q <=
+65535) where its shared arrays fit.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import functools
 
 import numpy
 
+from . import _unverified
 from ._alloc import empty
 from ._launch import CTYPES as VALUE_CTYPES
 from ._launch import THREADS_PER_BLOCK, grid_blocks, i64
 from ._loader import get_function
 
 SOURCE = "pool.cu"
+WIDE_SOURCE = "pool_wide.cu"  # the opt-in kernels ("pool_wide"): pool.cu plus the wide variants
+WIDE_FEATURE = "pool_wide"
 
 # Keys of one backward chunk take 8 bytes per output (4 when they fit in int32), plus the sort's own
 # buffers of about the same size: chunks hold at most this many outputs, unless one plane is larger.
@@ -52,17 +61,26 @@ PLANE_THREADS = 512
 MAX_PLANE_SMEM_BYTES = 96 * 1024
 DEFAULT_SMEM_BYTES = 48 * 1024  # what a launch gets without raising the kernel's attribute
 
+# The wide kernels: (kernel_w, stride_w) pairs they are compiled for (with dilation_w 1; pad_w <= kernel_w/2 is
+# then 0 or 1, a run-time choice); elements per 16 bytes (V, each thread's run); max_pool2d_bprop_plane_wide's
+# most threads per block (its __launch_bounds__) and largest plane output (16-bit counters).
+WIDE_COLUMNS = ((2, 2), (3, 2), (3, 1))
+WIDE_KERNELS = ("max_pool2d_fprop_wide", "avg_pool2d_fprop_wide", "avg_pool2d_bprop_wide")
+LANES = {numpy.dtype(numpy.float16): 8, numpy.dtype(numpy.float32): 4, numpy.dtype(numpy.float64): 2}
+WIDE_PLANE_THREADS = 512
+WIDE_PLANE_MAX_PQ = 0xFFFF
+
 
 def kernel_name(kernel: str, *ctypes: str) -> str:
     """The name expression of a template instantiation, spelled as in ``_kernel_table.KERNELS``."""
     return f"{kernel}<{', '.join(ctypes)}>"
 
 
-def _launch(name: str, total: int, args: tuple) -> None:
-    """Runs the grid-stride kernel ``name`` of pool.cu over ``total`` elements on the current device and
-    stream. Every kernel parameter is a pointer, a long long (``i64``) or, for count_include_pad, an int."""
+def _launch(name: str, total: int, args: tuple, source: str = SOURCE) -> None:
+    """Runs the grid-stride kernel ``name`` of ``source`` over ``total`` elements (or groups) on the current
+    device and stream. Every kernel parameter is a pointer, a long long (``i64``) or an int."""
     if total > 0:
-        kernel = get_function(SOURCE, name)
+        kernel = get_function(source, name)
         kernel((grid_blocks(total),), (THREADS_PER_BLOCK,), args)
 
 
@@ -91,6 +109,34 @@ def _avg_args(g, ctype: str) -> tuple:
     return numpy.int32(1 if g.count_include_pad else 0), _scalar(ctype)(g.divisor_override or 0)
 
 
+def use_wide(g, planes: int, dtype) -> bool:
+    """Whether the wide forward / avg-backward kernels run g: the feature is on, (kernel_w, stride_w) is one of
+    WIDE_COLUMNS with dilation_w 1, and every index, the last partial run of V elements of a row included,
+    fits in 31 bits (their only index type is int)."""
+    lanes = LANES[numpy.dtype(dtype)]
+    return (_unverified.enabled(WIDE_FEATURE) and (g.kernel_w, g.stride_w) in WIDE_COLUMNS and g.dil_w == 1
+            and g.pad_w <= 1 and index_ctype(g, planes) == "int"
+            and planes * max(g.H * (g.W + lanes), g.P * (g.Q + lanes)) <= INT32_MAX)
+
+
+def _wide_name(kernel: str, g, dtype) -> str:
+    return kernel_name(kernel, VALUE_CTYPES[numpy.dtype(dtype)], str(g.kernel_w), str(g.stride_w))
+
+
+def fast_divisor(d: int) -> numpy.int64:
+    """The wide kernels' magic number of a divisor d >= 1 (pool_wide.cu, divide()): mul | shift << 32 with
+    shift = ceil(log2 d) and mul = floor(2^32 (2^shift - d) / d) + 1 < 2^32; then n / d == (umulhi(n, mul) + n)
+    >> shift for every 0 <= n < 2^31."""
+    shift = (d - 1).bit_length()
+    mul = ((1 << 32) * ((1 << shift) - d)) // d + 1
+    return numpy.int64(mul | (shift << 32))
+
+
+def _wide_rows(g, runs: int) -> tuple:
+    """The scalar arguments the wide kernels share after ``groups``: H, W, P, Q, runs per row, kH, sH, pH."""
+    return tuple(numpy.int32(v) for v in (g.H, g.W, g.P, g.Q, runs, g.kernel_h, g.stride_h, g.pad_h))
+
+
 # ------------------------------------------------------------------------------------------ forward
 
 
@@ -102,6 +148,15 @@ def max_pool2d_fprop(g, x):
         x = cupy.ascontiguousarray(x)
         y = empty(g.output_shape, x.dtype)
         indices = empty(g.output_shape, numpy.int64)
+        planes = g.N * g.C
+        if use_wide(g, planes, x.dtype):
+            runs = -(-g.Q // LANES[x.dtype])  # V-output runs per output row
+            groups = planes * g.P * runs
+            _launch(_wide_name("max_pool2d_fprop_wide", g, x.dtype), groups,
+                    (x, y, indices, numpy.int32(groups)) + _wide_rows(g, runs)
+                    + (numpy.int32(g.dil_h), numpy.int32(g.pad_w), fast_divisor(runs), fast_divisor(g.P)),
+                    WIDE_SOURCE)
+            return y, indices
         # 64-bit always: on the H100 the int variant ran slower, 0.168 against 0.125 ms (ResNet-50's 3x3/2
         # max pool, bench/results/gpu-h100-2026-11-22-r2/compare), so only long long is instantiated.
         ctype = MAX_FPROP_CTYPE
@@ -118,7 +173,15 @@ def avg_pool2d_fprop(g, x):
     with x.device:
         x = cupy.ascontiguousarray(x)
         y = empty(g.output_shape, x.dtype)
-        ctype = index_ctype(g, g.N * g.C)
+        planes = g.N * g.C
+        if use_wide(g, planes, x.dtype):
+            runs = -(-g.Q // LANES[x.dtype])
+            groups = planes * g.P * runs
+            _launch(_wide_name("avg_pool2d_fprop_wide", g, x.dtype), groups,
+                    (x, y, numpy.int32(groups)) + _wide_rows(g, runs) + (numpy.int32(g.pad_w),)
+                    + _avg_args(g, "int") + (fast_divisor(runs), fast_divisor(g.P)), WIDE_SOURCE)
+            return y
+        ctype = index_ctype(g, planes)
         name = kernel_name("avg_pool2d_fprop", VALUE_CTYPES[x.dtype], ctype)
         _launch(name, y.size, (x, y, _scalar(ctype)(y.size)) + _window_args(g, ctype) + _avg_args(g, ctype))
     return y
@@ -134,7 +197,16 @@ def avg_pool2d_bprop(g, gy):
     with gy.device:
         gy = cupy.ascontiguousarray(gy)
         gx = empty(g.input_shape, gy.dtype)
-        ctype = index_ctype(g, g.N * g.C)
+        planes = g.N * g.C
+        if use_wide(g, planes, gy.dtype):
+            runs = -(-g.W // LANES[gy.dtype])  # V-input runs per input row
+            groups = planes * g.H * runs
+            _launch(_wide_name("avg_pool2d_bprop_wide", g, gy.dtype), groups,
+                    (gy, gx, numpy.int32(groups)) + _wide_rows(g, runs) + (numpy.int32(g.pad_w),)
+                    + _avg_args(g, "int") + (fast_divisor(runs), fast_divisor(g.H), fast_divisor(g.stride_h)),
+                    WIDE_SOURCE)
+            return gx
+        ctype = index_ctype(g, planes)
         name = kernel_name("avg_pool2d_bprop", VALUE_CTYPES[gy.dtype], ctype)
         _launch(name, gx.size, (gy, gx, _scalar(ctype)(gx.size)) + _window_args(g, ctype) + _avg_args(g, ctype))
     return gx
@@ -190,18 +262,48 @@ def use_plane_kernel(HW: int, PQ: int, smem_limit: int) -> bool:
     return HW + PQ <= INT32_MAX and plane_smem_bytes(HW, PQ) <= smem_limit
 
 
+def wide_plane_smem_bytes(HW: int, PQ: int, itemsize: int) -> int:
+    """Shared memory of max_pool2d_bprop_plane_wide: gy (rounded to 16 bytes), ceil(H*W / 2) packed counter
+    words (rounded to 4), P*Q slots and 32 warp sums."""
+    return -(-PQ * itemsize // 16) * 16 + 4 * (-(-((HW + 1) // 2) // 4) * 4) + 4 * PQ + 4 * 32
+
+
+def wide_plane_threads(HW: int, lanes: int) -> int:
+    """Threads per block of max_pool2d_bprop_plane_wide: about one per 2V elements of the plane, whole warps,
+    64 to WIDE_PLANE_THREADS (small planes get small blocks, so that many fit an SM)."""
+    return min(WIDE_PLANE_THREADS, max(64, 32 * -(-HW // (2 * lanes * 32))))
+
+
+def use_wide_plane_kernel(HW: int, PQ: int, itemsize: int, smem_limit: int) -> bool:
+    """Whether max_pool2d_bprop runs max_pool2d_bprop_plane_wide (16-bit counters, shared arrays that fit)."""
+    return PQ <= WIDE_PLANE_MAX_PQ and wide_plane_smem_bytes(HW, PQ, itemsize) <= smem_limit
+
+
 _raised_smem: dict = {}  # id(kernel) -> the dynamic shared memory its attribute allows (loader caches kernels)
 
 
-def _bprop_plane(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
-    kernel = get_function(SOURCE, kernel_name("max_pool2d_bprop_plane", VALUE_CTYPES[gy.dtype]))
-    smem = plane_smem_bytes(HW, PQ)
+def _plane_kernel(source: str, name: str, smem: int):
+    kernel = get_function(source, name)
     if smem > DEFAULT_SMEM_BYTES and _raised_smem.get(id(kernel), 0) < smem:
         kernel.max_dynamic_shared_size_bytes = smem  # a driver call: made once per kernel and size
         _raised_smem[id(kernel)] = smem
+    return kernel
+
+
+def _bprop_plane(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
+    smem = plane_smem_bytes(HW, PQ)
+    kernel = _plane_kernel(SOURCE, kernel_name("max_pool2d_bprop_plane", VALUE_CTYPES[gy.dtype]), smem)
     blocks = max(1, min(planes, 1 << 20))  # grid-stride over planes beyond
     kernel((blocks,), (PLANE_THREADS,), (gy, indices, gx, i64(planes), numpy.int32(HW), numpy.int32(PQ)),
            shared_mem=smem)
+
+
+def _bprop_plane_wide(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
+    smem = wide_plane_smem_bytes(HW, PQ, gy.dtype.itemsize)
+    kernel = _plane_kernel(WIDE_SOURCE, kernel_name("max_pool2d_bprop_plane_wide", VALUE_CTYPES[gy.dtype]), smem)
+    blocks = max(1, min(planes, 1 << 20))
+    kernel((blocks,), (wide_plane_threads(HW, LANES[gy.dtype]),),
+           (gy, indices, gx, i64(planes), numpy.int32(HW), numpy.int32(PQ)), shared_mem=smem)
 
 
 def max_pool2d_bprop(gy, indices, input_shape):
@@ -217,6 +319,9 @@ def max_pool2d_bprop(gy, indices, input_shape):
         gx = empty(tuple(input_shape), gy.dtype)
         gx_flat = gx.reshape(-1)
         if N * C * HW == 0:
+            return gx
+        if _unverified.enabled(WIDE_FEATURE) and use_wide_plane_kernel(HW, PQ, gy.dtype.itemsize, _smem_limit()):
+            _bprop_plane_wide(gy, indices, gx_flat, N * C, HW, PQ)
             return gx
         if use_plane_kernel(HW, PQ, _smem_limit()):
             _bprop_plane(gy, indices, gx_flat, N * C, HW, PQ)
@@ -246,4 +351,13 @@ def kernel_names() -> tuple:
         + tuple(kernel_name("max_pool2d_bprop_gather", v, k) for v in values for k in keys)
         + tuple(kernel_name("avg_pool2d_fprop", v, i) for v in values for i in INDEX_CTYPES)
         + tuple(kernel_name("avg_pool2d_bprop", v, i) for v in values for i in INDEX_CTYPES)
+    )
+
+
+def wide_kernel_names() -> tuple:
+    """Every instantiation of pool_wide.cu this module launches (the kernel table lists the same)."""
+    values = tuple(VALUE_CTYPES.values())
+    return (
+        tuple(f"{k}<{v}, {kw}, {sw}>" for k in WIDE_KERNELS for v in values for kw, sw in WIDE_COLUMNS)
+        + tuple(kernel_name("max_pool2d_bprop_plane_wide", v) for v in values)
     )

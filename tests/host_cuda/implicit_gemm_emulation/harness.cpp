@@ -7,6 +7,8 @@
 #undef IGEMM_CONV_SIZE
 #include "implicit_gemm_wgrad.cu"
 #include "implicit_gemm_nhwc.cu"
+#include "implicit_gemm_nhwc_wgrad.cu"
+#include "implicit_gemm_nhwc_dgrad.cu"
 #include <random>
 #include <string>
 
@@ -191,6 +193,136 @@ static int nhwc_main() {
     return failures != 0;
 }
 
+// a (B, C, L) -> (B, L, C) on the host (the layout kernel is checked bitwise in run_nhwc).
+static std::vector<__half> host_to_nhwc(const std::vector<__half>& a, int B, int C, int L) {
+    std::vector<__half> out(a.size());
+    for (int b = 0; b < B; ++b)
+        for (int c = 0; c < C; ++c)
+            for (int l = 0; l < L; ++l) out[((size_t)b * L + l) * C + c] = a[((size_t)b * C + c) * L + l];
+    return out;
+}
+
+// The NHWC wgrad path (kernels/implicit_gemm_nhwc_wgrad.cu): conv2d_wgrad_implicit_gemm_nhwc<half, BM, BN,
+// STAGES> on xh and gyh with about `want_splits` splits (NaN-poisoned workspace), then conv2d_wgrad_nhwc_reduce
+// (NaN-poisoned gw, grid.z 2 so that its stride over k runs), against the float64 reference.
+template <int BM, int BN, int STAGES>
+static void run_nhwc_wgrad(const Geo& g, const std::string& label, int want_splits, double tol) {
+    if (g.groups != 1 || g.C % 8 || g.K % 8) std::abort();
+    constexpr int BK = igemm::nhwc_wgrad::BK;
+    auto xd = rnd((size_t)g.N * g.C * g.H * g.W), gyd = rnd((size_t)g.N * g.K * g.P * g.Q);
+    auto x = cast<__half>(xd), gy = cast<__half>(gyd);
+    xd = back(x); gyd = back(gy);
+    std::vector<double> gw_ref((size_t)g.K * g.C * g.R * g.S, 0.0);
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { gw_ref[wi] += gyd[yi] * xd[xi]; });
+    auto xh = host_to_nhwc(x, g.N, g.C, g.H * g.W), gyh = host_to_nhwc(gy, g.N, g.K, g.P * g.Q);
+    int Kred = g.N * g.P * g.Q, RSC = g.R * g.S * g.C;
+    int chunk = cdiv(cdiv(Kred, want_splits), BK) * BK;
+    int splits = cdiv(Kred, chunk);
+    std::vector<float> ws((size_t)splits * g.K * RSC, NAN);
+    dim3 grid{(unsigned)cdiv(g.K, BM), (unsigned)cdiv(RSC, BN), (unsigned)splits};
+    launch(grid, [&] {
+        conv2d_wgrad_implicit_gemm_nhwc<__half, BM, BN, STAGES>(xh.data(), gyh.data(), ws.data(), g.N, g.C, g.H, g.W,
+                                                                 g.K, g.R, g.S, g.P, g.Q, g.sh, g.sw, g.pt, g.pl,
+                                                                 g.dh, g.dw, splits, chunk);
+    });
+    std::vector<__half> gw(gw_ref.size(), igemm::from_float<__half>(NAN));
+    int RS = g.R * g.S;
+    launch(dim3{(unsigned)cdiv(g.C, 32), (unsigned)cdiv(RS, 32), 2u},
+           [&] { conv2d_wgrad_nhwc_reduce<__half>(ws.data(), gw.data(), splits, g.K, g.C, RS); });
+    std::string name = label + " nhwc_wgrad<half," + std::to_string(BM) + "," + std::to_string(BN) + "," +
+                       std::to_string(STAGES) + "> splits=" + std::to_string(splits) +
+                       (g_cp_async_eager ? " eager" : "");
+    compare("wgrad", name, back(gw), gw_ref, tol);
+}
+
+static int nhwc_wgrad_main() {
+    std::vector<std::pair<std::string, Geo>> cases = {
+        // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
+        {"3x3 pad1 C16 K24 NPQ126",           make({2, 16, 7, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"5x3 s(2,1) d(1,2) asym C8 K8",       make({2, 8, 11, 10, 8, 5, 3, 2, 1, 3, 1, 0, 2, 1, 2, 1})},
+        {"3x3 s2 d2 pad2 C72 K136 PQ<BK",     make({3, 72, 6, 7, 136, 3, 3, 2, 2, 2, 1, 2, 2, 2, 2, 1})},
+        {"1x1 s2 C8 K16 Q1",                  make({5, 8, 9, 1, 16, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1})},
+        {"3x3 pad1 C40 K8 RSC360",            make({1, 40, 4, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"3x3 pad1 C8 K16 NPQ300",            make({3, 8, 10, 10, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"3x3 pad1 C8 K8 Q45>BK",             make({1, 8, 3, 45, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+    };
+    // two tiles per case, alternating (every tile sees three or four cases), with 1 and several splits (the
+    // last split partial)
+    for (size_t i = 0; i < cases.size(); ++i) {
+        auto& [label, g] = cases[i];
+        if (i % 2 == 0) {
+            run_nhwc_wgrad<128, 128, 3>(g, label, 1, NHWC_TOL);
+            run_nhwc_wgrad<64, 64, 4>(g, label, 4, NHWC_TOL);
+        } else {
+            run_nhwc_wgrad<128, 64, 4>(g, label, 3, NHWC_TOL);
+            run_nhwc_wgrad<64, 128, 4>(g, label, 2, NHWC_TOL);
+        }
+    }
+    g_cp_async_eager = true;  // copies land at once: a slot refilled while another warp reads it shows
+    run_nhwc_wgrad<128, 128, 3>(cases[2].second, cases[2].first, 2, NHWC_TOL);
+    run_nhwc_wgrad<64, 64, 4>(cases[0].second, cases[0].first, 1, NHWC_TOL);
+    g_cp_async_eager = false;
+    printf("%s\n", failures ? "FAILURES" : "all ok");
+    return failures != 0;
+}
+
+// The NHWC dgrad path (kernels/implicit_gemm_nhwc_dgrad.cu): conv2d_dgrad_implicit_gemm_nhwc<half, BM, BN,
+// STAGES> on gyh (N, P, Q, K) and wt (C, R, S, K), one grid.z slice per stride phase, NaN-poisoned gx, against
+// the float64 reference (with or without the bias).
+template <int BM, int BN, int STAGES>
+static void run_nhwc_dgrad(const Geo& g, const std::string& label, double tol, bool with_bias = true) {
+    if (g.groups != 1 || g.C % 8 || g.K % 8) std::abort();
+    auto wd = rnd((size_t)g.K * g.C * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q), bd = rnd(g.C);
+    auto w = cast<__half>(wd), gy = cast<__half>(gyd), bc = cast<__half>(bd);
+    wd = back(w); gyd = back(gy); bd = back(bc);
+    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
+    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = with_bias ? bd[(i / ((size_t)g.H * g.W)) % g.C] : 0.0;
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    auto gyh = host_to_nhwc(gy, g.N, g.K, g.P * g.Q), wt = host_to_nhwc(w, 1, g.K, g.C * g.R * g.S);
+    std::vector<__half> gx(gx_ref.size(), igemm::from_float<__half>(NAN));
+    long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
+    dim3 grid{(unsigned)cdiv(maxM, BM), (unsigned)cdiv(g.C, BN), (unsigned)(g.sh * g.sw)};
+    launch(grid, [&] {
+        conv2d_dgrad_implicit_gemm_nhwc<__half, BM, BN, STAGES>(gyh.data(), wt.data(), with_bias ? bc.data() : nullptr,
+                                                                 gx.data(), g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P,
+                                                                 g.Q, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw);
+    });
+    std::string name = label + " nhwc_dgrad<half," + std::to_string(BM) + "," + std::to_string(BN) + "," +
+                       std::to_string(STAGES) + ">" + (g_cp_async_eager ? " eager" : "") +
+                       (with_bias ? "" : " no-bias");
+    compare("dgrad", name, back(gx), gx_ref, tol);
+}
+
+static int nhwc_dgrad_main() {
+    std::vector<std::pair<std::string, Geo>> cases = {
+        // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
+        {"3x3 s2 pad1 C16 K24",                make({2, 16, 9, 11, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1})},
+        {"4x4 s2 pad1 tconv-ish C8 K16",       make({1, 8, 9, 8, 16, 4, 4, 2, 2, 1, 0, 1, -1, 1, 1, 1})},
+        {"2x2 s2 C136 K8",                      make({2, 136, 8, 6, 8, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1})},
+        {"3x3 s3 d2 (phase taps) C8 K8",       make({1, 8, 13, 12, 8, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 1})},
+        {"5x3 s(2,3) d(2,1) asym C8 K40",      make({2, 8, 11, 10, 40, 5, 3, 2, 3, 3, 1, 0, 2, 2, 1, 1})},
+        {"3x3 s2 pad1 C72 K8 M300",            make({3, 72, 20, 20, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1})},
+        {"3x3 s1 pad1 C16 K24 (one phase)",    make({2, 16, 7, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+    };
+    for (size_t i = 0; i < cases.size(); ++i) {  // two tiles per case, alternating
+        auto& [label, g] = cases[i];
+        if (i % 2 == 0) {
+            run_nhwc_dgrad<128, 128, 3>(g, label, NHWC_TOL);
+            run_nhwc_dgrad<64, 64, 4>(g, label, NHWC_TOL);
+        } else {
+            run_nhwc_dgrad<128, 64, 4>(g, label, NHWC_TOL);
+            run_nhwc_dgrad<64, 128, 4>(g, label, NHWC_TOL);
+        }
+    }
+    g_cp_async_eager = true;  // copies land at once: a slot refilled while another warp reads it shows
+    run_nhwc_dgrad<128, 128, 3>(cases[4].second, cases[4].first, NHWC_TOL);
+    run_nhwc_dgrad<64, 64, 4>(cases[5].second, cases[5].first, NHWC_TOL);
+    g_cp_async_eager = false;
+    run_nhwc_dgrad<128, 64, 4>(cases[0].second, cases[0].first, NHWC_TOL, false);
+    printf("%s\n", failures ? "FAILURES" : "all ok");
+    return failures != 0;
+}
+
 int main(int argc, char** argv) {
     std::vector<std::pair<std::string, Geo>> cases = {
         // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
@@ -202,6 +334,8 @@ int main(int argc, char** argv) {
     };
     std::string only = argc > 1 ? argv[1] : "";
     if (only == "nhwc") return nhwc_main();
+    if (only == "nhwc_wgrad") return nhwc_wgrad_main();
+    if (only == "nhwc_dgrad") return nhwc_dgrad_main();
     if (only == "big") {
         Geo g = make({2, 9, 12, 12, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1});
         run<float, 128, 128, 3, false>(g, "K130 M288", 1e-5);

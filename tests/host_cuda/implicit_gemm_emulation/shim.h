@@ -15,6 +15,7 @@
 #include <vector>
 #include "cuda_fp16.h"
 struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 inline thread_local dim3 threadIdx;
 inline dim3 blockIdx, blockDim{256, 1, 1}, gridDim;
