@@ -253,12 +253,15 @@ def test_direct_algorithm(backend, g, dtype):
 @pytest.mark.parametrize("dtype", (numpy.float64, numpy.float32), ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("workspace", ("one_chunk", "chunked"))
-def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace):
-    """The whole im2col path (im2col / col2im kernels, group-batched GEMMs, layout permutes, bias, batch
-    chunks), numpy's matmul standing in for cuBLAS (float16 is left to the GPU: numpy's float16 matmul
-    does not sum in float32)."""
+@pytest.mark.parametrize("gemm", ("per_group", "batched"))
+def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace, gemm):
+    """The whole im2col path (im2col / col2im kernels, per-group or group-batched GEMMs, layout permutes,
+    bias, batch chunks), numpy's matmul standing in for cuBLAS (float16 is left to the GPU: numpy's float16
+    matmul does not sum in float32)."""
     if workspace == "chunked":  # room for one image's cols: every image is its own chunk
         monkeypatch.setattr(backend._algo, "WORKSPACE_BYTES", backend._algo.im2col_bytes_per_image(g, dtype))
+    if gemm == "batched":  # every group count takes the one batched matmul
+        monkeypatch.setattr(backend._conv_im2col, "MAX_LOOPED_GROUPS", 0)
     _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
     _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
 

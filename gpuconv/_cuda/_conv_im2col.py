@@ -1,7 +1,11 @@
 """Convolution as im2col + GEMM: ``kernels/im2col.cu`` moves the data, ``cupy.matmul`` (cuBLAS) multiplies.
 
 For a chunk of n images, im2col builds cols = (C*R*S, n*P*Q), which the GEMMs read as (groups, Cg*R*S,
-n*P*Q): one strided-batched cuBLAS call per pass covers every group.
+n*P*Q). ``_gemm`` multiplies the group batches: one 2-D cupy.matmul per group when there are few groups
+(CuPy runs a 2-D product as one cublasGemmEx in the operands' dtype: float16 in, float32 compute, tensor
+cores), one batched cupy.matmul for many (CuPy's batched matmul converts float16 operands to float32
+copies and runs a float32 GEMM: in the H100 run r2, before this split, every float16 im2col pass was
+slower than the float32 one, e.g. VGG-16 conv4_2 fprop 2.06 against 1.73 ms).
 
     fprop  y  = w (G, Kg, CgRS) @ cols                  -> (G, Kg, n*PQ), i.e. (K, n, PQ), permuted to y
     dgrad  cols = w^T (G, CgRS, Kg) @ gy (G, Kg, n*PQ)  -> col2im gathers cols into gx (+ bias)
@@ -10,11 +14,10 @@ n*P*Q): one strided-batched cuBLAS call per pass covers every group.
 Every operand is a contiguous C-order batch, so cupy.matmul copies nothing; gy is permuted once per
 chunk. The batch is chunked so that cols stays under ``_algo.WORKSPACE_BYTES``.
 
-Precision: batched cupy.matmul asks cuBLAS for CUBLAS_COMPUTE_32F on float16 (GPUs of compute capability
-7.0 and newer; older ones compute in float32 throughout), so each GEMM sums in float32 and rounds its
-result to float16 once. float32 passes CUDA_R_32F as the compute type: no TF32. Two steps round float16
-once more than the direct kernels do: dgrad's cols are float16 before col2im sums up to R*S of them (in
-float32), and wgrad rounds each chunk's sum before adding chunks (in float32).
+Precision: both matmul forms sum float16 products in float32 (CUBLAS_COMPUTE_32F) and round the result to
+float16 once; float32 computes in float32 (CuPy asks for TF32 only under its own CUPY_TF32=1). Two steps
+round float16 once more than the direct kernels do: dgrad's cols are float16 before col2im sums up to R*S
+of them (in float32), and wgrad rounds each chunk's sum before adding chunks (in float32).
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def _im2col_args(g, n: int) -> tuple:
     """n, C, H, W, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w as int."""
     return tuple(i32(v) for v in (n, g.C, g.H, g.W, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
                                   g.pad_top, g.pad_left, g.dil_h, g.dil_w))
+
+
+# Groups up to this many run as separate 2-D GEMMs (see the module docstring); more as one batched call,
+# whose per-group GEMMs are small anyway.
+MAX_LOOPED_GROUPS = 16
+
+
+def _gemm(a, b, out=None):
+    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype."""
+    groups = a.shape[0]
+    if groups > MAX_LOOPED_GROUPS:
+        return cupy.matmul(a, b, out=out)
+    if out is None:
+        out = empty((groups, a.shape[1], b.shape[2]), a.dtype)
+    for i in range(groups):
+        cupy.matmul(a[i], b[i], out=out[i])
+    return out
 
 
 def _taps_per_group(g) -> int:
@@ -90,11 +110,11 @@ def conv2d_fprop(g, x, w, bias=None):
         cols = _im2col(g, x[n0:n0 + n])
         y_chunk = y[n0:n0 + n].reshape(n, g.K, pq)
         if n == 1:  # (K, 1, PQ) is already y's layout: the GEMM writes y in place
-            cupy.matmul(w_mat, cols, out=y_chunk.reshape(g.groups, g.k_per_group, pq))
+            _gemm(w_mat, cols, out=y_chunk.reshape(g.groups, g.k_per_group, pq))
             if bias is not None:
                 y_chunk += bias.reshape(1, g.K, 1)
         else:
-            product = cupy.matmul(w_mat, cols).reshape(g.K, n, pq).transpose(1, 0, 2)
+            product = _gemm(w_mat, cols).reshape(g.K, n, pq).transpose(1, 0, 2)
             if bias is None:
                 cupy.copyto(y_chunk, product)
             else:
@@ -108,7 +128,7 @@ def conv2d_dgrad(g, gy, w, bias=None):
     w_t = cupy.ascontiguousarray(w.reshape(g.groups, g.k_per_group, _taps_per_group(g)).transpose(0, 2, 1))
     gx = empty(g.input_shape, dtype)
     for n0, n in _chunks(g, dtype):
-        cols = cupy.matmul(w_t, _channels_major(gy[n0:n0 + n], g.groups))  # (G, CgRS, n*PQ)
+        cols = _gemm(w_t, _channels_major(gy[n0:n0 + n], g.groups))  # (G, CgRS, n*PQ)
         _col2im(g, cols, bias, gx[n0:n0 + n])
         del cols
     return gx
@@ -120,7 +140,7 @@ def conv2d_wgrad(g, x, gy):
     total = None  # gw^T as (G, CgRS, Kg)
     for n0, n in _chunks(g, dtype):
         cols = _im2col(g, x[n0:n0 + n])
-        part = cupy.matmul(cols, _pixels_major(gy[n0:n0 + n], g.groups))
+        part = _gemm(cols, _pixels_major(gy[n0:n0 + n], g.groups))
         del cols
         if total is None:
             total = part if n0 + n == g.N else part.astype(sum_dtype)
