@@ -505,18 +505,20 @@ NHWC_GEOMS = (
 )
 
 
-def nhwc_supported(runner, N, C, H, W, K, R, S, kwargs):
-    """Whether the NHWC kernel runs this fprop here (else implicit_gemm's existing kernel would, silently)."""
+def nhwc_supported(runner, module_name, N, C, H, W, K, R, S, kwargs, *pass_name):
+    """Whether the NHWC module gpuconv._cuda.<module_name> runs this float16 conv2d here (else
+    implicit_gemm's existing kernel would, silently); pass_name goes to its supports() when it takes one."""
     if not runner.gpu:
         return True
+    import importlib
+
     from gpuconv import _params
-    from gpuconv._cuda import _igemm_nhwc
 
     x = numpy.empty((N or 1, C, H, W), numpy.float16)
     w = numpy.empty((K, C, R, S), numpy.float16)
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                             kwargs.get("dilation", 1), 1, "zeros").geometry
-    return _igemm_nhwc.supports(g, numpy.float16, "fprop")
+    return importlib.import_module(f"gpuconv._cuda.{module_name}").supports(g, numpy.float16, *pass_name)
 
 
 def nhwc_checks(runner, rng, dtypes, small):
@@ -528,7 +530,7 @@ def nhwc_checks(runner, rng, dtypes, small):
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
         for sms, tile in ((1 << 20, "BM=64"), (1, "BM=128")):
             name = f"implicit_gemm nhwc {glabel} {tile} conv2d+backward"
-            if not nhwc_supported(runner, N, C, H, W, K, R, S, kwargs):
+            if not nhwc_supported(runner, "_igemm_nhwc", N, C, H, W, K, R, S, kwargs, "fprop"):
                 runner.skip(f"{name} [float16]", "the NHWC kernel does not run here")
                 continue
             runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_ENV, patches=(_sm_count(sms),))
@@ -547,20 +549,6 @@ NHWC_WGRAD_GEOMS = (
 )
 
 
-def nhwc_wgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
-    """Whether the NHWC wgrad kernel runs this problem here (else the existing kernel would, silently)."""
-    if not runner.gpu:
-        return True
-    from gpuconv import _params
-    from gpuconv._cuda import _igemm_nhwc_wgrad
-
-    x = numpy.empty((N or 1, C, H, W), numpy.float16)
-    w = numpy.empty((K, C, R, S), numpy.float16)
-    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
-                            kwargs.get("dilation", 1), 1, "zeros").geometry
-    return _igemm_nhwc_wgrad.supports(g, numpy.float16)
-
-
 def nhwc_wgrad_checks(runner, rng, dtypes, small):
     if "float16" not in dtypes:
         return
@@ -568,7 +556,7 @@ def nhwc_wgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_wgrad {glabel} conv2d+backward"
-        if not nhwc_wgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "_igemm_nhwc_wgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC wgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
@@ -623,20 +611,6 @@ NHWC_DGRAD_TRANSPOSED = (
 )
 
 
-def nhwc_dgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
-    """Whether the NHWC dgrad kernel runs this conv2d's grad_input here."""
-    if not runner.gpu:
-        return True
-    from gpuconv import _params
-    from gpuconv._cuda import _igemm_nhwc_dgrad
-
-    x = numpy.empty((N or 1, C, H, W), numpy.float16)
-    w = numpy.empty((K, C, R, S), numpy.float16)
-    g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
-                            kwargs.get("dilation", 1), 1, "zeros").geometry
-    return _igemm_nhwc_dgrad.supports(g, numpy.float16)
-
-
 def nhwc_dgrad_checks(runner, rng, dtypes, small):
     if "float16" not in dtypes:
         return
@@ -644,7 +618,7 @@ def nhwc_dgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_dgrad {glabel} conv2d+backward"
-        if not nhwc_dgrad_supported(runner, N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "_igemm_nhwc_dgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC dgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
