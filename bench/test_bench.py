@@ -204,3 +204,18 @@ def test_side_by_side_compares_new_with_the_mean_of_the_old_runs():
     lines = side_by_side.table({"old": {key: 1.0, other: 2.0}, "new": {key: 0.5}, "old2": {key: 1.5, other: 2.0}})
     assert len(lines) == 3  # header, rule, and only the row every run measured
     assert lines[2].endswith("| 1 | 0.5 | 1.5 | 0.400 | 40.0% |")
+
+
+def test_auto_rule_sends_1x1_layers_to_gemm_1x1_only_when_it_is_on(monkeypatch):
+    import numpy
+
+    pytest.importorskip("cupy")
+    from gpuconv._cuda import _algo
+
+    by_name = {layer.name: layer for _, layer in layers.gpu_suite(None, False, batch1=False)}
+    one_by_one, three_by_three = by_name["resnet50_l1_1x1_expand"].geometry(), by_name["resnet50_l1_3x3"].geometry()
+    monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
+    assert _algo.auto(one_by_one, numpy.float32, "fprop") == "implicit_gemm"
+    monkeypatch.setenv("GPUCONV_UNVERIFIED", "gemm_1x1")
+    assert [_algo.auto(one_by_one, numpy.float32, p) for p in _algo.PASSES] == ["im2col"] * 3
+    assert _algo.auto(three_by_three, numpy.float32, "fprop") == "implicit_gemm"

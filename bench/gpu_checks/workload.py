@@ -25,6 +25,9 @@ What runs (per dtype float16 / float32 / float64 unless said):
         every tile, through conv2d_backward and conv_transpose2d;
     the opt-in depthwise version 2 (GPUCONV_UNVERIFIED=depthwise_v2, conv_depthwise_v2*.cu): every (dtype, filter,
         stride, body) instantiation, forward + backward (also a channel multiplier and a transposed conv);
+    the opt-in cuBLAS GEMMs (GPUCONV_UNVERIFIED=gemm_1x1, GPUCONV_CONV_ALGO=im2col; no kernel of its own): 1x1
+        stride-1 convs on NCHW (groups 1 and 2, batched and unbatched, a transposed 1x1, wgrad in one and
+        several workspace chunks) and a float16 im2col conv with 18 groups (one float16 strided-batched GEMM);
     padding_mode reflect / replicate / circular, forward + backward;
     max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
         backward forced onto int64 sort keys and several plane chunks; avg_pool2d + backward with
@@ -631,6 +634,43 @@ def nhwc_dgrad_checks(runner, rng, dtypes, small):
                      inputs, env=NHWC_DGRAD_ENV, patches=(_sm_count(sms),))
 
 
+# The opt-in cuBLAS path (GPUCONV_UNVERIFIED=gemm_1x1, gpuconv/_cuda/_cublas.py, _conv_gemm1x1.py): 1x1 stride-1
+# geometries (label, N, C, H, W, K, kwargs, small); N None = unbatched. groups 2 with N 1 batches over the groups,
+# groups 2 with N 4 over the images. The last check makes wgrad's workspace hold two images (several chunks).
+GEMM_1X1_ENV = {"GPUCONV_UNVERIFIED": "gemm_1x1", "GPUCONV_CONV_ALGO": "im2col"}
+GEMM_1X1_GEOMS = (
+    ("1x1 g1", 3, 16, 7, 9, 24, dict(), True),
+    ("1x1 g2 N1", 1, 8, 5, 6, 12, dict(groups=2), True),
+    ("1x1 g2 dilation 2", 4, 12, 3, 5, 10, dict(groups=2, dilation=2), False),
+    ("1x1 unbatched", None, 6, 4, 5, 7, dict(), False),
+)
+
+
+def gemm_1x1_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, K, kwargs, in_small in GEMM_1X1_GEOMS:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            inputs = conv_inputs(rng, DTYPES[dname], N, C, H, W, K, 1, 1, kwargs)
+            runner.check(f"conv2d+backward gemm_1x1 {label}", dname, conv_fn(kwargs), inputs, env=GEMM_1X1_ENV)
+    if small:
+        return
+    for dname in dtypes:
+        kwargs = dict(groups=2)
+        inputs = transposed_inputs(rng, DTYPES[dname], 2, 6, 5, 3, 4, 1, 1, kwargs)
+        runner.check("conv_transpose2d+backward gemm_1x1 1x1 g2", dname, transposed_fn(kwargs), inputs,
+                     env=GEMM_1X1_ENV)
+        inputs = conv_inputs(rng, DTYPES[dname], 5, 12, 6, 7, 20, 1, 1, {})
+        chunked = _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", 2 * 20 * 12 * 8)
+        runner.check("conv2d+backward gemm_1x1 wgrad in chunks", dname, conv_fn({}), inputs, env=GEMM_1X1_ENV,
+                     patches=(chunked,))
+    if "float16" in dtypes:  # more than MAX_LOOPED_GROUPS groups: one float16 strided-batched GEMM
+        kwargs = dict(padding=1, groups=18)
+        inputs = conv_inputs(rng, numpy.float16, 2, 36, 6, 7, 36, 3, 3, kwargs)
+        runner.check("conv2d+backward gemm_1x1 im2col 3x3 g18", "float16", conv_fn(kwargs), inputs,
+                     env=GEMM_1X1_ENV)
+
+
 def pad_mode_checks(runner, rng, dtypes, small):
     for mode in ("reflect", "replicate", "circular"):
         for dname in dtypes:
@@ -813,6 +853,7 @@ def main(argv=None) -> int:
     nhwc_wgrad_checks(runner, rng, dtypes, args.small)
     nhwc_dgrad_checks(runner, rng, dtypes, args.small)
     depthwise_v2_checks(runner, rng, dtypes, args.small)
+    gemm_1x1_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

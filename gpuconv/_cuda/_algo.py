@@ -25,6 +25,8 @@ in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.6
    c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3 has 9) or k_per_group < 8. Every GEMM
    formulation wastes most of each tile on such shapes.
 2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: launches cost more than the arithmetic.
+2a. only with GPUCONV_UNVERIFIED=gemm_1x1: im2col for 1x1 stride-1 unpadded layers (run as cuBLAS GEMMs on
+   the NCHW tensors, ``_conv_gemm1x1``; not yet measured).
 3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
    channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
    float32 layers whose weight (per group, K/g*C/g*R*S) exceeds IGEMM_MAX_WEIGHT: there cuBLAS's large
@@ -96,6 +98,15 @@ def _supports(name: str, g, dtype, pass_name: str) -> bool:
     return check(g, dtype, pass_name)
 
 
+def _gemm_1x1(g) -> bool:
+    """A 1x1 stride-1 unpadded layer while GPUCONV_UNVERIFIED turns on gemm_1x1: the im2col algorithm then
+    runs it as cuBLAS GEMMs on the NCHW tensors (no im2col; predicted faster than implicit GEMM, not yet
+    measured)."""
+    from . import _conv_gemm1x1
+
+    return _conv_gemm1x1.use(g)
+
+
 def _thin(g) -> bool:
     return g.c_per_group * g.R * g.S < MIN_GEMM_REDUCTION or g.k_per_group < MIN_K_PER_GROUP
 
@@ -106,6 +117,8 @@ def auto(g, dtype, pass_name: str = "fprop") -> str:
         return "depthwise" if _depthwise_supports(g, dtype, pass_name) else "direct"
     if g.flops < SMALL_PROBLEM_FLOPS:
         return "direct"
+    if _gemm_1x1(g):
+        return "im2col"
     if _implicit_gemm_supports(g, dtype, pass_name):
         narrow_dgrad = pass_name == "dgrad" and g.c_per_group < MIN_DGRAD_CHANNELS
         weight = g.k_per_group * g.c_per_group * g.R * g.S

@@ -14,6 +14,10 @@ slower than the float32 one, e.g. VGG-16 conv4_2 fprop 2.06 against 1.73 ms).
 Every operand is a contiguous C-order batch, so cupy.matmul copies nothing; gy is permuted once per
 chunk. The batch is chunked so that cols stays under ``_algo.WORKSPACE_BYTES``.
 
+With ``GPUCONV_UNVERIFIED=gemm_1x1``: 1x1 stride-1 unpadded convolutions skip im2col and run as cuBLAS
+GEMMs on the NCHW tensors (``_conv_gemm1x1``), and float16 with more than MAX_LOOPED_GROUPS groups runs
+one float16 strided-batched GEMM (``_cublas``) instead of CuPy's converting batched matmul.
+
 Precision: both matmul forms sum float16 products in float32 (CUBLAS_COMPUTE_32F) and round the result to
 float16 once; float32 computes in float32 (CuPy asks for TF32 only under its own CUPY_TF32=1). Two steps
 round float16 once more than the direct kernels do: dgrad's cols are float16 before col2im sums up to R*S
@@ -27,7 +31,7 @@ import functools
 import cupy
 import numpy
 
-from . import _algo
+from . import _algo, _conv_gemm1x1, _cublas, _unverified
 from ._alloc import empty
 from ._launch import grid_2d, i32, launch, pointer_or_null
 
@@ -47,12 +51,16 @@ MAX_LOOPED_GROUPS = 16
 
 
 def _gemm(a, b, out=None):
-    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype."""
+    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype: one 2-D matmul per group
+    up to MAX_LOOPED_GROUPS groups, else one batched GEMM (float16 with gemm_1x1 on: _cublas's, in float16)."""
     groups = a.shape[0]
-    if groups > MAX_LOOPED_GROUPS:
+    batched_float16 = a.dtype == numpy.float16 and _unverified.enabled(_conv_gemm1x1.FEATURE)
+    if groups > MAX_LOOPED_GROUPS and not batched_float16:
         return cupy.matmul(a, b, out=out)
     if out is None:
         out = empty((groups, a.shape[1], b.shape[2]), a.dtype)
+    if groups > MAX_LOOPED_GROUPS:
+        return _cublas.gemm_strided_batched(a, b, out)
     for i in range(groups):
         cupy.matmul(a[i], b[i], out=out[i])
     return out
@@ -102,6 +110,8 @@ def _chunks(g, dtype):
 
 
 def conv2d_fprop(g, x, w, bias=None):
+    if _conv_gemm1x1.use(g):
+        return _conv_gemm1x1.conv2d_fprop(g, x, w, bias)
     dtype = x.dtype
     pq = g.P * g.Q
     w_mat = w.reshape(g.groups, g.k_per_group, _taps_per_group(g))
@@ -124,6 +134,8 @@ def conv2d_fprop(g, x, w, bias=None):
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
+    if _conv_gemm1x1.use(g):
+        return _conv_gemm1x1.conv2d_dgrad(g, gy, w, bias)
     dtype = gy.dtype
     w_t = cupy.ascontiguousarray(w.reshape(g.groups, g.k_per_group, _taps_per_group(g)).transpose(0, 2, 1))
     gx = empty(g.input_shape, dtype)
@@ -135,6 +147,8 @@ def conv2d_dgrad(g, gy, w, bias=None):
 
 
 def conv2d_wgrad(g, x, gy):
+    if _conv_gemm1x1.use(g):
+        return _conv_gemm1x1.conv2d_wgrad(g, x, gy)
     dtype = x.dtype
     sum_dtype = numpy.float32 if dtype == numpy.float16 else dtype
     total = None  # gw^T as (G, CgRS, Kg)
