@@ -365,7 +365,10 @@ conv2d_wgrad_depthwise(const T* __restrict__ x, const T* __restrict__ gy,
                 dw_stage<T>(gt, TY * TW, TW, 1, gy + ((index_t)n0 * K + k) * plane_y, (index_t)K * plane_y,
                             P, Q, PB, N - n0, TY, TW, p0, q0);
                 __syncthreads();
-                if (computes) {
+                // Outputs past the last image, row or column have gy = 0 but may meet real inputs: they add
+                // nothing, so that an Inf or NaN in x that no window reads stays out of gw (as in PyTorch).
+                const int q_end = Q - q0 - tx;  // column j of this thread lies in the plane when j * TX < q_end
+                if (computes && n0 + ti < N && p0 + ty < P) {
                     // Offset in the x window of each tap of this pass (taps past R*S: 0, summed but unused).
                     int off[TAPS];
                     int r = r0, s = s0;
@@ -376,6 +379,7 @@ conv2d_wgrad_depthwise(const T* __restrict__ x, const T* __restrict__ gy,
                     }
 #pragma unroll
                     for (int j = 0; j < V; ++j) {
+                        if (j * TX >= q_end) break;
                         const acc_t g = gbase[j * TX];
                         const acc_t* in = xbase + j * TX * stride_w;
 #pragma unroll

@@ -370,19 +370,20 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
                 }
                 dw2_load_row<T, VEC, NV>(raw[i], xrow + (index_t)i * W, row0 + i >= 0 && row0 + i < H, mask);
             }
-            const int last = i - AHEAD;
-            if (last < 0) continue;
-            if (last % SH == 0 && last / SH < DW2_ROWS && vec_gy)
-                dw2_convert<T, DW2_VEC, GV>(gv[last / SH], graw[last / SH]);
-            dw2_convert<T, VEC, NV>(in[last], raw[last]);
+            const int ready = i - AHEAD;
+            if (ready < 0) continue;
+            if (ready % SH == 0 && ready / SH < DW2_ROWS && vec_gy)
+                dw2_convert<T, DW2_VEC, GV>(gv[ready / SH], graw[ready / SH]);
+            dw2_convert<T, VEC, NV>(in[ready], raw[ready]);
 #pragma unroll
             for (int j = 0; j < DW2_ROWS; ++j) {
-                const int r = last - j * SH;
+                const int r = ready - j * SH;
                 if (r >= 0 && r < KR && p0 + j < P) {
 #pragma unroll
                     for (int s = 0; s < KS; ++s)
 #pragma unroll
-                        for (int v = 0; v < V; ++v) acc[r * KS + s] += gv[j][v] * in[last][O + v * SW + s];
+                        for (int v = 0; v < V; ++v)  // columns past Q: no product (an unread Inf/NaN of x)
+                            if (q0 + v < Q) acc[r * KS + s] += gv[j][v] * in[ready][O + v * SW + s];
                 }
             }
         }

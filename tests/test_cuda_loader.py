@@ -176,6 +176,7 @@ def algo(monkeypatch):
     monkeypatch.setattr(module, "_implicit_gemm_supports",
                         lambda g, dtype, pass_name: numpy.dtype(dtype) in (numpy.float16, numpy.float32))
     monkeypatch.setattr(module, "_depthwise_supports", lambda g, dtype, pass_name: g.groups == g.C)
+    monkeypatch.setattr(module, "_gemm_1x1", lambda g: False)  # the unverified switch is off (bench/test_bench.py)
     return module
 
 

@@ -291,3 +291,21 @@ def test_supports(dw):
 
 def test_kernel_table_lists_every_instantiation(dw):
     assert tuple(kernel_table.KERNELS[SOURCE]) == dw._conv_depthwise.kernel_names()
+
+
+@pytest.mark.parametrize("dtype", (numpy.float32, numpy.float16), ids=lambda d: numpy.dtype(d).name)
+def test_wgrad_ignores_inputs_no_window_reads(dw, dtype):
+    """3x3/2 without padding on 10x8: no window reads row 9 or column 7 of x. NaN and Inf there must not
+    reach gw (PyTorch's gw stays finite), although the tile's positions past P and Q meet them."""
+    g = _conv_geometry((2, 3, 10, 8, 1, 3, 3, 2, 0, 1))
+    rng = numpy.random.default_rng(7)
+    x = rng.standard_normal(g.input_shape).astype(dtype)
+    gy = rng.standard_normal(g.output_shape).astype(dtype)
+    x[..., :, 7] = numpy.nan
+    x[..., 9, :] = numpy.inf
+    clean = numpy.where(numpy.isfinite(x), x, 0).astype(numpy.float64)
+    _, gw, _ = reference.conv2d_backward(gy.astype(numpy.float64), clean, numpy.ones(g.weight_shape),
+                                         **_reference_args(g))
+    _, gw_mag, _ = reference.conv2d_backward(numpy.abs(gy.astype(numpy.float64)), numpy.abs(clean),
+                                             numpy.ones(g.weight_shape), **_reference_args(g))
+    _check(dw._conv_depthwise.conv2d_wgrad(g, x, gy), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")

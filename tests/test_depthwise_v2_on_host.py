@@ -409,3 +409,27 @@ def test_kernel_table_lists_every_v2_instantiation(dw):
     assert tuple(sorted(cd.V2_SOURCES.values())) == V2_SOURCES
     for source in V2_SOURCES:
         assert tuple(kernel_table.KERNELS[source]) == cd.kernel_names_v2(source)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
+@pytest.mark.parametrize("W", (8, 14), ids=("vector_rows", "element_rows"))
+def test_v2_wgrad_ignores_inputs_no_window_reads(dw, dtype, W):
+    """3x3/2 without padding on 10 x W: no window reads x's last row and column (P = 4, Q = W/2 - 1). NaN
+    and Inf there must not reach gw (PyTorch's gw stays finite), although the unit's columns past Q and
+    the strip's rows past P meet them."""
+    g = conv_geometry((2, 3, 10, W, 1, 3, 3, 2, 0))
+    assert dw._conv_depthwise.v2_applies(g, dtype, "wgrad") and 2 * (g.Q - 1) + 2 == W - 2
+    rng = numpy.random.default_rng(7)
+    x = rng.standard_normal(g.input_shape).astype(dtype)
+    gy = rng.standard_normal(g.output_shape).astype(dtype)
+    x[..., :, W - 1] = numpy.nan
+    x[..., 9, :] = numpy.inf
+    clean = numpy.where(numpy.isfinite(x), x, 0).astype(numpy.float64)
+    ones = numpy.ones(g.weight_shape)
+    _, gw, _ = reference.conv2d_backward(gy.astype(numpy.float64), clean, ones, **_reference_args(g))
+    _, gw_mag, _ = reference.conv2d_backward(numpy.abs(gy.astype(numpy.float64)), numpy.abs(clean), ones,
+                                             **_reference_args(g))
+    HostKernel.launches.clear()
+    gw_got = dw._conv_depthwise.conv2d_wgrad(g, x, gy)
+    assert any("_v2<" in n for n in HostKernel.launches), HostKernel.launches
+    check(gw_got, gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")

@@ -19,7 +19,7 @@ and ``GPUCONV_UNVERIFIED`` names ``gemm_1x1``.
 
 Precision: float16 multiplies on tensor cores and sums in float32 (CUBLAS_COMPUTE_32F), rounding each
 output once; wgrad keeps the per-image products and their sum in float32 and rounds once at the end.
-float32 never uses TF32; float64 computes in float64.
+float32 computes in float32 (TF32 only under CuPy's own CUPY_TF32=1, as every CuPy matmul); float64 in float64.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ out[i]^T = op(b[i])^T @ op(a[i])^T: a row-major (rows, cols) matrix with row str
 a as its B, swaps m and n, and keeps each operand's own transpose flag.
 
 Types (A/B -> C, compute): float16 -> float16 or float32, CUBLAS_COMPUTE_32F; float32 -> float32,
-CUBLAS_COMPUTE_32F (never TF32: that needs CUBLAS_COMPUTE_32F_FAST_TF32 or a TF32 math mode on the handle,
-and CuPy's handle keeps CUBLAS_DEFAULT_MATH); float64 -> float64, CUBLAS_COMPUTE_64F. alpha and beta are
+CUBLAS_COMPUTE_32F (no TF32 unless the handle's math mode allows it: CuPy's handle keeps CUBLAS_DEFAULT_MATH
+except under CuPy's own CUPY_TF32=1, which sets CUBLAS_TF32_TENSOR_OP_MATH, as for every CuPy matmul);
+float64 -> float64, CUBLAS_COMPUTE_64F. alpha and beta are
 host scalars of the compute type (CuPy's handle is in CUBLAS_POINTER_MODE_HOST, as its own calls assume).
 
 The call goes through ``cupy_backends.cuda.libs.cublas.gemmStridedBatchedEx`` on CuPy's handle for the
@@ -128,11 +129,11 @@ def gemm_strided_batched(a, b, out, *, trans_a: bool = False, trans_b: bool = Fa
     if combination is None:
         raise TypeError(f"gemm_strided_batched: no cuBLAS GEMM from {a.dtype} operands to a {out.dtype} output; "
                         f"supported: {[(str(x), str(y)) for x, y in _COMBINATIONS]}")
+    if batch == 0 or m == 0 or n == 0:  # nothing to write (before the overlap test: an empty out has no strides)
+        return result
     if batch > 1 and stride_c < (m - 1) * ldc + n:
         raise ValueError(f"gemm_strided_batched: out's matrices overlap (batch stride {stride_c}, each spans "
                          f"{(m - 1) * ldc + n} elements)")
-    if batch == 0 or m == 0 or n == 0:
-        return result
     if k == 0:  # an empty sum: cuBLAS would only scale out by beta
         if beta == 0:
             out.fill(0)

@@ -59,7 +59,9 @@ def supports(g, dtype, pass_name: str = "dgrad") -> bool:
              g.W + g.pad_left)
     if max(sizes) > _igemm._INT32_LIMIT:
         return False
-    if max(g.R * g.dil_h, g.S * g.dil_w) > _igemm._INT32_LIMIT:
+    # The kernel's tap offsets (tr, ts up to (R + 4) * dil / stride, tr*Q + ts, and a row past M's -2^30 - tr)
+    # stay far from int32 overflow with the bound the fprop and wgrad modules use.
+    if max((g.R + 1) * g.dil_h, (g.S + 1) * g.dil_w, g.H, g.W) >= _igemm_nhwc._SAFE_DILATION_SPAN:
         return False
     grid_yz = (_igemm._cdiv(g.C, 64), g.stride_h * g.stride_w, _igemm._cdiv(g.K, 32))
     if max(grid_yz) > _igemm._GRID_YZ_LIMIT:

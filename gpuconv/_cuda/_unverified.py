@@ -22,7 +22,7 @@ FEATURES = {
     "nhwc_dgrad": "float16 implicit-GEMM dgrad of strided convolutions over channels-last copies, one GEMM per "
                   "stride phase (kernels/implicit_gemm_nhwc_dgrad.cu)",
     "pool_wide": "pooling kernels that own runs of adjacent outputs / inputs with vector loads and stores "
-                 "(kernels/pool.cu, gpuconv/_cuda/pool.py)",
+                 "(kernels/pool_wide.cu, gpuconv/_cuda/pool.py)",
     "depthwise_v2": "depthwise kernels without shared-memory staging: a register sliding window and vector "
                     "loads (kernels/conv_depthwise_v2*.cu, gpuconv/_cuda/_conv_depthwise.py)",
     "gemm_1x1": "im2col algorithm: 1x1 stride-1 convolutions as cuBLAS strided-batched GEMMs on NCHW, float16 "
