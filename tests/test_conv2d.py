@@ -139,3 +139,27 @@ def test_conv2d_deterministic(backend, case, dtype, rng):
     second = [_run_forward(backend, case, x, w, b), *_run_backward(backend, case, gy, x, w)]
     for name, a, b_ in zip(("output",) + GRAD_NAMES, first, second):
         assert numpy.array_equal(backend.get(a), backend.get(b_), equal_nan=True), f"{name} differs between runs"
+
+
+@pytest.mark.parametrize("dtype", (numpy.float32, numpy.float16))
+@pytest.mark.parametrize("groups", (1, 4), ids=("dense", "depthwise"))
+def test_conv2d_backward_ignores_inputs_no_window_reads(backend, dtype, groups, rng):
+    """3x3/2 without padding on 10x8: no window reads x's row 9 or column 7. NaN / Inf there stay out of
+    grad_weight (as in PyTorch): kernels that compute past the last output must add nothing there."""
+    x = rng.standard_normal((2, 4, 10, 8)).astype(dtype)
+    w = rng.standard_normal((4, 4 // groups, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((2, 4, 4, 3)).astype(dtype)
+    x[..., :, 7] = numpy.nan
+    x[..., 9, :] = numpy.inf
+    clean = numpy.where(numpy.isfinite(x), x, 0)
+    call = _params.conv2d_call("conv2d", x, w, None, 2, 0, 1, groups, "zeros")
+    if backend.algo in ("implicit_gemm", "depthwise"):
+        backend.skip_unsupported_conv(call.geometry, dtype, ["wgrad"])
+    gw = backend.get(gpuconv.conv2d_backward(backend.put(gy), backend.put(x), backend.put(w), stride=2,
+                                             groups=groups, output_mask=(False, True, False))[1])
+    args = (2, (0, 0, 0, 0), 1, groups)
+    _, expected, _ = reference.conv2d_backward(gy.astype(numpy.float64), clean.astype(numpy.float64),
+                                               w.astype(numpy.float64), *args)
+    _, bound, _ = reference.conv2d_backward(*absolute(gy, clean, w), *args)
+    assert numpy.isfinite(gw).all(), "a value no window reads reached grad_weight"
+    assert_close(gw, expected, bound, dtype, 2 * 4 * 3, "grad_weight vs reference")
