@@ -260,8 +260,8 @@ def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace, gemm):
     matmul does not sum in float32)."""
     if workspace == "chunked":  # room for one image's cols: every image is its own chunk
         monkeypatch.setattr(backend._algo, "WORKSPACE_BYTES", backend._algo.im2col_bytes_per_image(g, dtype))
-    if gemm == "batched":  # every group count takes the one batched matmul
-        monkeypatch.setattr(backend._conv_im2col, "MAX_LOOPED_GROUPS", 0)
+    # either GEMM form for every dtype and group count (the real choice depends on both)
+    monkeypatch.setattr(backend._conv_im2col, "_per_group", lambda dtype, groups: gemm == "per_group")
     _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
     _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
 

@@ -1,8 +1,8 @@
 """Convolution as im2col + GEMM: ``kernels/im2col.cu`` moves the data, ``cupy.matmul`` (cuBLAS) multiplies.
 
 For a chunk of n images, im2col builds cols = (C*R*S, n*P*Q), which the GEMMs read as (groups, Cg*R*S,
-n*P*Q). ``_gemm`` multiplies the group batches: one 2-D cupy.matmul per group when there are few groups
-(CuPy runs a 2-D product as one cublasGemmEx in the operands' dtype: float16 in, float32 compute, tensor
+n*P*Q). ``_gemm`` multiplies the group batches: float16 as one 2-D cupy.matmul per group when there are few
+groups (CuPy runs a 2-D product as one cublasGemmEx in the operands' dtype: float16 in, float32 compute, tensor
 cores), one batched cupy.matmul for many (CuPy's batched matmul converts float16 operands to float32
 copies and runs a float32 GEMM: in the H100 run r2, before this split, every float16 im2col pass was
 slower than the float32 one, e.g. VGG-16 conv4_2 fprop 2.06 against 1.73 ms).
@@ -45,21 +45,29 @@ def _im2col_args(g, n: int) -> tuple:
                                   g.pad_top, g.pad_left, g.dil_h, g.dil_w))
 
 
-# Groups up to this many run as separate 2-D GEMMs (see the module docstring); more as one batched call,
-# whose per-group GEMMs are small anyway.
+# float16 with up to this many groups runs one 2-D GEMM per group (see the module docstring); more groups
+# run one batched call, whose per-group GEMMs are small anyway. float32 / float64 lose nothing in CuPy's
+# batched matmul: one call covers every group (a loop would pay a launch per group).
 MAX_LOOPED_GROUPS = 16
 
 
+def _per_group(dtype, groups: int) -> bool:
+    """Whether _gemm runs one 2-D matmul per group (else one batched call)."""
+    return groups == 1 or (dtype == numpy.float16 and groups <= MAX_LOOPED_GROUPS)
+
+
 def _gemm(a, b, out=None):
-    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype: one 2-D matmul per group
-    up to MAX_LOOPED_GROUPS groups, else one batched GEMM (float16 with gemm_1x1 on: _cublas's, in float16)."""
+    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype. One group: a 2-D matmul.
+    float16: a 2-D matmul per group up to MAX_LOOPED_GROUPS, else one batched GEMM (_cublas's, in float16,
+    with gemm_1x1 on; CuPy's converting one otherwise). float32 / float64: one batched matmul."""
     groups = a.shape[0]
-    batched_float16 = a.dtype == numpy.float16 and _unverified.enabled(_conv_gemm1x1.FEATURE)
-    if groups > MAX_LOOPED_GROUPS and not batched_float16:
+    loop = _per_group(a.dtype, groups)
+    direct_half = a.dtype == numpy.float16 and not loop and _unverified.enabled(_conv_gemm1x1.FEATURE)
+    if not loop and not direct_half:
         return cupy.matmul(a, b, out=out)
     if out is None:
         out = empty((groups, a.shape[1], b.shape[2]), a.dtype)
-    if groups > MAX_LOOPED_GROUPS:
+    if direct_half:
         return _cublas.gemm_strided_batched(a, b, out)
     for i in range(groups):
         cupy.matmul(a[i], b[i], out=out[i])
