@@ -350,6 +350,10 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
         const T* grow = gy + ((index_t)n * K + k) * plane_out + (index_t)p0 * Q + q0;
         constexpr int GV = V / DW2_VEC;  // gy pieces per row
         const unsigned gmask = dw2_column_mask<DW2_VEC, GV>(q0, Q);
+        // Columns of `in` that only the outputs past Q read (their gy is 0) are zeroed after loading, so that
+        // an Inf or NaN of x that no window reads cannot reach gw as 0 * Inf (PyTorch's gw stays finite).
+        const int q_valid = Q - q0;
+        const int in_limit = q_valid >= V ? NV * VEC : O + (q_valid - 1) * SW + KS;
         Dw2Piece<T, DW2_VEC> graw[DW2_ROWS][GV];
         float gv[DW2_ROWS][V];
         Dw2Piece<T, VEC> raw[IN_ROWS][NV];
@@ -375,6 +379,11 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
             if (ready % SH == 0 && ready / SH < DW2_ROWS && vec_gy)
                 dw2_convert<T, DW2_VEC, GV>(gv[ready / SH], graw[ready / SH]);
             dw2_convert<T, VEC, NV>(in[ready], raw[ready]);
+            if (in_limit < NV * VEC) {  // a column group past Q: see in_limit
+#pragma unroll
+                for (int e = 0; e < NV * VEC; ++e)
+                    if (e >= in_limit) in[ready][e] = 0.f;
+            }
 #pragma unroll
             for (int j = 0; j < DW2_ROWS; ++j) {
                 const int r = ready - j * SH;
@@ -382,8 +391,7 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
 #pragma unroll
                     for (int s = 0; s < KS; ++s)
 #pragma unroll
-                        for (int v = 0; v < V; ++v)  // columns past Q: no product (an unread Inf/NaN of x)
-                            if (q0 + v < Q) acc[r * KS + s] += gv[j][v] * in[ready][O + v * SW + s];
+                        for (int v = 0; v < V; ++v) acc[r * KS + s] += gv[j][v] * in[ready][O + v * SW + s];
                 }
             }
         }
