@@ -13,15 +13,13 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 
 from __future__ import annotations
 
-import ctypes
-import subprocess
-
 import numpy
 import pytest
 
+import host_kernels
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, host_compiler, load_by_path
+from host_modules import cuda_modules_on_host, load_by_path
 
 SOURCE = "conv_depthwise.cu"
 HOST_GRID = 3
@@ -36,89 +34,28 @@ SIGNATURES = {
 # Pointer parameters of the accumulator type (float for __half) instead of T.
 ACC_POINTERS = {"conv2d_wgrad_depthwise": (2,), "conv2d_wgrad_depthwise_reduce": (0,)}
 USES_SYNCTHREADS = {"conv2d_fprop_depthwise", "conv2d_dgrad_depthwise", "conv2d_wgrad_depthwise"}
-CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
-          numpy.dtype(numpy.float64): "double"}
-ACC = {"__half": "float", "float": "float", "double": "double"}
-SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
+KERNELS = host_kernels.Signatures(SIGNATURES, ACC_POINTERS, frozenset(USES_SYNCTHREADS))
 
 
 loader = load_by_path("gpuconv_loader_dw_host", "gpuconv/_cuda/_loader.py")
 kernel_table = load_by_path("gpuconv_kernel_table_dw_host", "gpuconv/_cuda/_kernel_table.py")
 
 
-def _symbol(name: str) -> str:
-    """host_<kernel>_<template args> for a name expression such as 'conv2d_fprop_depthwise<float, 3, 3>'."""
-    kernel, targs = name[:-1].split("<")
-    return "host_" + kernel + "_" + "_".join(a.strip().replace(" ", "") for a in targs.split(","))
-
-
-def _wrapper(name: str) -> str:
-    kernel, targs = name[:-1].split("<")
-    ctype = targs.split(",")[0].strip()
-    n_ptr, scalars = SIGNATURES[kernel]
-    params = []
-    for i in range(n_ptr):
-        t = ACC[ctype] if i in ACC_POINTERS.get(kernel, ()) else ctype
-        params.append(f"({t}*)p[{i}]")
-    params += [f"({'int' if t == 'i' else 'long long'})s[{i}]" for i, t in enumerate(scalars)]
-    sync = "true" if kernel in USES_SYNCTHREADS else "false"
-    return (f'extern "C" void {_symbol(name)}(unsigned grid, unsigned block, void* const* p, '
-            f"const long long* s) {{\n    host_launch(grid, block, {sync}, [&] {{ {name}("
-            f"{', '.join(params)}); }});\n}}\n")
-
-
-def _translation_unit() -> str:
-    # The shim's __launch_bounds__ takes one argument; the kernels give two.
-    prelude = '#include "cuda_fp16.h"\n#undef __launch_bounds__\n#define __launch_bounds__(...)\n'
-    wrappers = "".join(_wrapper(n) for n in kernel_table.KERNELS[SOURCE])
-    return prelude + loader.source(SOURCE) + '\n#include "launch.h"\n' + wrappers
-
-
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory):
-    build = tmp_path_factory.mktemp("host_depthwise")
-    gxx, flags = host_compiler(build)
-    cpp = build / "conv_depthwise.cpp"
-    cpp.write_text(_translation_unit())
-    lib = build / "libhostdepthwise.so"
-    done = subprocess.run([gxx, *flags, "-shared", str(cpp), "-o", str(lib)], capture_output=True, text=True)
-    assert done.returncode == 0, f"{SOURCE} does not compile as host C++:\n{done.stderr}"
-    return ctypes.CDLL(str(lib))
+    cpp = host_kernels.translation_unit(loader.source(SOURCE), kernel_table.KERNELS[SOURCE], KERNELS)
+    return host_kernels.build_library(tmp_path_factory.mktemp("host_depthwise"), [("conv_depthwise", SOURCE, cpp)],
+                                      "libhostdepthwise.so")
 
 
-class HostKernel:
+class HostKernel(host_kernels.HostKernel):
     """Stands in for a cupy kernel: checks what a CuPy launch would not (contiguous arrays of the
     parameter's element type, scalars of the exact numpy type, 1-D grid and block, block a multiple of 32
     and at most DW_MAX_THREADS), then runs the host build over at most HOST_GRID blocks."""
 
+    signatures = KERNELS
+    host_grid = HOST_GRID
     launches: list = []
-
-    def __init__(self, lib, name: str):
-        self.name = name
-        self.kernel, targs = name[:-1].split("<")
-        self.ctype = targs.split(",")[0].strip()
-        self.function = getattr(lib, _symbol(name))
-
-    def __call__(self, grid, block, args):
-        n_ptr, scalars = SIGNATURES[self.kernel]
-        assert len(args) == n_ptr + len(scalars), (self.kernel, len(args))
-        pointers = (ctypes.c_void_p * n_ptr)()
-        for i, a in enumerate(args[:n_ptr]):
-            if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
-                continue
-            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (self.kernel, i)
-            want = ACC[self.ctype] if i in ACC_POINTERS.get(self.kernel, ()) else self.ctype
-            assert CTYPES[a.dtype] == want, (self.kernel, i, a.dtype)
-            pointers[i] = a.ctypes.data
-        values = (ctypes.c_longlong * len(scalars))()
-        for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
-            assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
-            values[i] = int(a)
-        assert len(block) == 1 and len(grid) == 1 and grid[0] >= 1
-        if self.kernel in USES_SYNCTHREADS:
-            assert block[0] % 32 == 0 and 32 <= block[0] <= 256, block
-        HostKernel.launches.append(self.name)
-        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(block[0]), pointers, values)
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,15 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 
 from __future__ import annotations
 
-import ctypes
 import random
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 import pytest
 
+import host_kernels
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, host_compiler, load_by_path
+from host_modules import cuda_modules_on_host, load_by_path
 
 V2_SOURCES = ("conv_depthwise_v2.cu", "conv_depthwise_v2_5x5.cu")
 HOST_GRID = 3
@@ -46,98 +44,36 @@ SIGNATURES = {
 ACC_POINTERS = {"conv2d_wgrad_depthwise": (2,), "conv2d_wgrad_depthwise_reduce": (0,), "conv2d_wgrad_depthwise_v2": (2,)}
 USES_SYNCTHREADS = {"conv2d_fprop_depthwise", "conv2d_dgrad_depthwise", "conv2d_wgrad_depthwise",
                     "conv2d_wgrad_depthwise_v2"}
-CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
-          numpy.dtype(numpy.float64): "double"}
-ACC = {"__half": "float", "float": "float", "double": "double"}
-SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
+KERNELS = host_kernels.Signatures(SIGNATURES, ACC_POINTERS, frozenset(USES_SYNCTHREADS))
 
 loader = load_by_path("gpuconv_loader_dw2_host", "gpuconv/_cuda/_loader.py")
 kernel_table = load_by_path("gpuconv_kernel_table_dw2_host", "gpuconv/_cuda/_kernel_table.py")
 
 
-def _symbol(name: str) -> str:
-    kernel, targs = name[:-1].split("<")
-    return "host_" + kernel + "_" + "_".join(a.strip().replace(" ", "") for a in targs.split(","))
-
-
-def _wrapper(name: str) -> str:
-    kernel, targs = name[:-1].split("<")
-    ctype = targs.split(",")[0].strip()
-    n_ptr, scalars = SIGNATURES[kernel]
-    params = [f"({ACC[ctype] if i in ACC_POINTERS.get(kernel, ()) else ctype}*)p[{i}]" for i in range(n_ptr)]
-    params += [f"({'int' if t == 'i' else 'long long'})s[{i}]" for i, t in enumerate(scalars)]
-    sync = "true" if kernel in USES_SYNCTHREADS else "false"
-    return (f'extern "C" void {_symbol(name)}(unsigned grid, unsigned block, void* const* p, '
-            f"const long long* s) {{\n    host_launch(grid, block, {sync}, [&] {{ {name}("
-            f"{', '.join(params)}); }});\n}}\n")
-
-
-def _translation_unit(source_file: str, names) -> str:
-    # The shim's __launch_bounds__ takes one argument; the kernels give two.
-    prelude = '#include "cuda_fp16.h"\n#undef __launch_bounds__\n#define __launch_bounds__(...)\n'
-    return prelude + loader.source(source_file) + '\n#include "launch.h"\n' + "".join(_wrapper(n) for n in names)
-
-
 def _units():
-    """(file stem, source, names): one translation unit per kernel file, built in parallel."""
+    """(file stem, source, C++): one translation unit per kernel file, built in parallel."""
     for source in ("conv_depthwise.cu",) + V2_SOURCES:
-        yield source[:-3], source, kernel_table.KERNELS[source]
+        yield source[:-3], source, host_kernels.translation_unit(loader.source(source), kernel_table.KERNELS[source],
+                                                                 KERNELS)
 
 
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory):
-    build = tmp_path_factory.mktemp("host_depthwise_v2")
-    gxx, flags = host_compiler(build)
-
-    def compile_one(unit):
-        stem, source, names = unit
-        cpp = build / f"{stem}.cpp"
-        cpp.write_text(_translation_unit(source, names))
-        obj = build / f"{stem}.o"
-        done = subprocess.run([gxx, *flags, "-c", str(cpp), "-o", str(obj)], capture_output=True, text=True)
-        assert done.returncode == 0, f"{source} does not compile as host C++:\n{done.stderr}"
-        return str(obj)
-
-    with ThreadPoolExecutor() as pool:
-        objects = list(pool.map(compile_one, list(_units())))
-    lib = build / "libhostdepthwise2.so"
-    subprocess.run([gxx, "-shared", "-pthread", *objects, "-o", str(lib)], check=True)
-    return ctypes.CDLL(str(lib))
+    return host_kernels.build_library(tmp_path_factory.mktemp("host_depthwise_v2"), _units(), "libhostdepthwise2.so")
 
 
-class HostKernel:
+class HostKernel(host_kernels.HostKernel):
     """Stands in for a cupy kernel: checks what a CuPy launch would not (contiguous arrays of the
     parameter's element type, scalars of the exact numpy type, a 1-D grid, blocks a multiple of 32 and
     at most 256), then runs the host build over at most HOST_GRID blocks. Records each launch's name."""
 
+    signatures = KERNELS
+    host_grid = HOST_GRID
     launches: list = []
 
-    def __init__(self, lib, name: str):
-        self.name = name
-        self.kernel, targs = name[:-1].split("<")
-        self.ctype = targs.split(",")[0].strip()
-        self.function = getattr(lib, _symbol(name))
-
-    def __call__(self, grid, block, args):
-        n_ptr, scalars = SIGNATURES[self.kernel]
-        assert len(args) == n_ptr + len(scalars), (self.kernel, len(args))
-        pointers = (ctypes.c_void_p * n_ptr)()
-        for i, a in enumerate(args[:n_ptr]):
-            if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
-                continue
-            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (self.kernel, i)
-            want = ACC[self.ctype] if i in ACC_POINTERS.get(self.kernel, ()) else self.ctype
-            assert CTYPES[a.dtype] == want, (self.kernel, i, a.dtype)
-            pointers[i] = a.ctypes.data
-        values = (ctypes.c_longlong * len(scalars))()
-        for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
-            assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
-            values[i] = int(a)
-        assert len(block) == 1 and len(grid) == 1 and grid[0] >= 1
-        if self.kernel in USES_SYNCTHREADS or self.kernel.endswith("_v2"):
-            assert block[0] % 32 == 0 and 32 <= block[0] <= 256, block
-        HostKernel.launches.append(self.name)
-        self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(block[0]), pointers, values)
+    def checks_block(self) -> bool:
+        """The v2 kernels' blocks too, although only the wgrad synchronises."""
+        return super().checks_block() or self.kernel.endswith("_v2")
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ Skips when g++ with C++20 <barrier> and _Float16 is not available.
 from __future__ import annotations
 
 import ctypes
-import subprocess
 
 import numpy
 import pytest
 
+import host_kernels
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, host_compiler, load_by_path
+from host_modules import cuda_modules_on_host, load_by_path
 
 SOURCES = ("im2col.cu", "conv_direct.cu", "pad.cu")
 HOST_GRID = 3  # blocks per launch on the host: small, so grid-stride loops wrap
@@ -36,27 +36,22 @@ SIGNATURES = {
     "pad2d_backward": (2, "q" + "i" * 7),
 }
 USES_SYNCTHREADS = {"conv2d_wgrad_direct"}
-CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
-          numpy.dtype(numpy.float64): "double"}
-SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
+KERNELS = host_kernels.Signatures(SIGNATURES, syncthreads=frozenset(USES_SYNCTHREADS))
 
 
 loader = load_by_path("gpuconv_loader_host", "gpuconv/_cuda/_loader.py")
 
 
 def _wrapper(kernel: str, ctype: str) -> str:
-    n_ptr, scalars = SIGNATURES[kernel]
-    params = [f"({ctype}*)p[{i}]" for i in range(n_ptr)]
-    params += [f"({'int' if t == 'i' else 'long long'})s[{i}]" for i, t in enumerate(scalars)]
-    sync = "true" if kernel in USES_SYNCTHREADS else "false"
+    params = KERNELS.call_arguments(kernel, ctype)
     return (f'extern "C" void host_{kernel}_{ctype}(unsigned grid_x, unsigned grid_y, unsigned block, '
-            f"void* const* p, const long long* s) {{\n    host_launch_2d(grid_x, grid_y, block, {sync}, [&] {{ "
-            f"{kernel}<{ctype}>({', '.join(params)}); }});\n}}\n")
+            f"void* const* p, const long long* s) {{\n    host_launch_2d(grid_x, grid_y, block, "
+            f"{KERNELS.sync(kernel)}, [&] {{ {kernel}<{ctype}>({', '.join(params)}); }});\n}}\n")
 
 
 def _translation_unit(source_file: str) -> str:
     kernels = sorted({name.split("<")[0] for name in _kernel_names(source_file)})
-    wrappers = "".join(_wrapper(k, t) for k in kernels for t in CTYPES.values())
+    wrappers = "".join(_wrapper(k, t) for k in kernels for t in host_kernels.CTYPES.values())
     return loader.source(source_file) + '\n#include "launch.h"\n' + wrappers
 
 
@@ -67,19 +62,8 @@ def _kernel_names(source_file):
 
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory):
-    build = tmp_path_factory.mktemp("host_kernels")
-    gxx, flags = host_compiler(build)
-    objects = []
-    for source_file in SOURCES:
-        cpp = build / (source_file + ".cpp")
-        cpp.write_text(_translation_unit(source_file))
-        obj = build / (source_file + ".o")
-        done = subprocess.run([gxx, *flags, "-c", str(cpp), "-o", str(obj)], capture_output=True, text=True)
-        assert done.returncode == 0, f"{source_file} does not compile as host C++:\n{done.stderr}"
-        objects.append(str(obj))
-    lib = build / "libhostkernels.so"
-    subprocess.run([gxx, "-shared", "-pthread", *objects, "-o", str(lib)], check=True)
-    return ctypes.CDLL(str(lib))
+    units = [(source_file, source_file, _translation_unit(source_file)) for source_file in SOURCES]
+    return host_kernels.build_library(tmp_path_factory.mktemp("host_kernels"), units, "libhostkernels.so")
 
 
 class HostKernel:
@@ -92,19 +76,7 @@ class HostKernel:
         self.function = getattr(lib, f"host_{self.kernel}_{self.ctype}")
 
     def __call__(self, grid, block, args):
-        n_ptr, scalars = SIGNATURES[self.kernel]
-        assert len(args) == n_ptr + len(scalars), (self.kernel, len(args))
-        pointers = (ctypes.c_void_p * n_ptr)()
-        for i, a in enumerate(args[:n_ptr]):
-            if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
-                continue
-            assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (self.kernel, i)
-            assert CTYPES[a.dtype] == self.ctype, (self.kernel, i, a.dtype)
-            pointers[i] = a.ctypes.data
-        values = (ctypes.c_longlong * len(scalars))()
-        for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):
-            assert type(a) is SCALAR_TYPES[t], (self.kernel, i, type(a))
-            values[i] = int(a)
+        pointers, values = KERNELS.pack(self.kernel, self.ctype, args)
         assert len(block) == 1 and len(grid) in (1, 2) and min(grid) >= 1 and (len(grid) == 1 or grid[1] <= 65535)
         grid_y = min(grid[1], HOST_GRID) if len(grid) == 2 else 1
         self.function(ctypes.c_uint(min(grid[0], HOST_GRID)), ctypes.c_uint(grid_y), ctypes.c_uint(block[0]),
