@@ -36,19 +36,20 @@ WGRAD_CASES = {
 }
 
 
-@pytest.fixture
-def nhwc_env(monkeypatch):
-    """GPUCONV_UNVERIFIED=nhwc_wgrad, implicit GEMM forced, outputs poisoned; records the kernels the NHWC
-    modules launch."""
-    from gpuconv._cuda import _igemm_nhwc, _igemm_nhwc_wgrad, implicit_gemm
+def _switched_on(monkeypatch, feature, module_name):
+    """GPUCONV_UNVERIFIED=feature, implicit GEMM forced, outputs poisoned; records the kernels that
+    _igemm_nhwc (layout copies) and gpuconv._cuda.<module_name> launch."""
+    import importlib
+
+    from gpuconv._cuda import _igemm_nhwc, implicit_gemm
 
     if implicit_gemm._compute_capability() < 80:
         pytest.skip("the NHWC kernels need sm_80 or newer")
-    monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_wgrad")
+    monkeypatch.setenv("GPUCONV_UNVERIFIED", feature)
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
     monkeypatch.setenv("GPUCONV_POISON", "1")
     launched = []
-    for module in (_igemm_nhwc, _igemm_nhwc_wgrad):
+    for module in (_igemm_nhwc, importlib.import_module(f"gpuconv._cuda.{module_name}")):
         original = module.get_function
 
         def recording(source_file, name, original=original):
@@ -57,6 +58,11 @@ def nhwc_env(monkeypatch):
 
         monkeypatch.setattr(module, "get_function", recording)
     return monkeypatch, launched, implicit_gemm
+
+
+@pytest.fixture
+def nhwc_env(monkeypatch):
+    return _switched_on(monkeypatch, "nhwc_wgrad", "_igemm_nhwc_wgrad")
 
 
 def _problem(case, seed=5):
@@ -166,25 +172,7 @@ TRANSPOSED_CASES = {
 
 @pytest.fixture
 def dgrad_env(monkeypatch):
-    """GPUCONV_UNVERIFIED=nhwc_dgrad, implicit GEMM forced, outputs poisoned; records the kernels the NHWC
-    modules launch."""
-    from gpuconv._cuda import _igemm_nhwc, _igemm_nhwc_dgrad, implicit_gemm
-
-    if implicit_gemm._compute_capability() < 80:
-        pytest.skip("the NHWC kernels need sm_80 or newer")
-    monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_dgrad")
-    monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
-    monkeypatch.setenv("GPUCONV_POISON", "1")
-    launched = []
-    for module in (_igemm_nhwc, _igemm_nhwc_dgrad):
-        original = module.get_function
-
-        def recording(source_file, name, original=original):
-            launched.append(name)
-            return original(source_file, name)
-
-        monkeypatch.setattr(module, "get_function", recording)
-    return monkeypatch, launched, implicit_gemm
+    return _switched_on(monkeypatch, "nhwc_dgrad", "_igemm_nhwc_dgrad")
 
 
 def _dgrad_problem(case, seed=7):
