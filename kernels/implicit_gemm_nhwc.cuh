@@ -10,6 +10,7 @@
 //   MinBlocks<BM, BN>      the blocks per SM asked of ptxas
 //   BK, tile_offset, mma_k_tile   k-contiguous [row][32 halves] tiles and the warp's mma step over one of
 //                          them (fprop, dgrad)
+//   cp_async_ring<STAGES>  the k loop of all three: a STAGES-deep ring of tiles in shared memory
 //
 // Each has a branch for the CPU emulation under tests/host_cuda/implicit_gemm_emulation (IGEMM_HOST_EMULATION)
 // and traps elsewhere below sm_80 (the host never launches these kernels there).
@@ -129,5 +130,30 @@ __device__ __forceinline__ void mma_k_tile(float (&acc)[MT][NT][4], const __half
             for (int j = 0; j < NT; ++j) mma_16x8x16(acc[i][j], a[i], b[j]);
     }
 }
+// The k loop of every NHWC kernel: tiles 0 .. STAGES-2 in flight before the loop; in step kt, wait for tile
+// kt, barrier (publishes tile kt to every warp and retires the slot read in step kt - 1), refill that slot
+// with tile kt + STAGES - 1, multiply tile kt; at the end, no copy left in flight. issue(slot) copies the
+// NEXT tile in k order into a slot (the loaders advance their filter / pixel position themselves, so the
+// calls come in tile order); compute(slot) multiplies the tile in a slot. Where no tile is left to copy an
+// empty group is committed, so that wait_group<STAGES - 2> always means "tile kt has landed".
+// Every thread of the block must call it with the same `tiles` (it holds __syncthreads).
+template <int STAGES, class Issue, class Compute>
+__device__ __forceinline__ void cp_async_ring(int tiles, Issue& issue, Compute& compute) {
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < tiles) issue(st);
+        cp_async_commit_group();
+    }
+    for (int kt = 0; kt < tiles; ++kt) {
+        cp_async_wait_group<STAGES - 2>();
+        __syncthreads();
+        const int next = kt + STAGES - 1;
+        if (next < tiles) issue(next % STAGES);
+        cp_async_commit_group();
+        compute(kt % STAGES);
+    }
+    cp_async_wait_group<0>();
+}
+
 }  // namespace nhwc
 }  // namespace igemm

@@ -202,25 +202,11 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
     const int a_row = wm0 + lane % 8 + 8 * ((lane / 8) % 2), a_chunk = lane / 16;
     const int b_row = wn0 + lane % 8 + 8 * (lane / 16), b_chunk = (lane / 8) % 2;
 
-    // The ring (as in implicit_gemm_nhwc.cu): tiles 0 .. STAGES-2 in flight before the loop; in step kt, wait
-    // for tile kt, barrier (publishes it to every warp and retires the slot read in step kt - 1), refill that
-    // slot with tile kt + STAGES - 1, multiply tile kt.
-    const int tiles = (Kdim + BK - 1) / BK;
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < tiles) issue(st);
-        cp_async_commit_group();  // an empty group keeps the count uniform
-    }
-    for (int kt = 0; kt < tiles; ++kt) {
-        cp_async_wait_group<STAGES - 2>();
-        __syncthreads();
-        int next = kt + STAGES - 1;
-        if (next < tiles) issue(next % STAGES);
-        cp_async_commit_group();
-        const T* As = smem + (kt % STAGES) * STAGE;
+    auto compute = [&](int slot) {
+        const T* As = smem + slot * STAGE;
         mma_k_tile(acc, As, As + A_TILE, a_row, a_chunk, b_row, b_chunk);
-    }
-    cp_async_wait_group<0>();
+    };
+    cp_async_ring<STAGES>((Kdim + BK - 1) / BK, issue, compute);
 
     // Epilogue: gx[n, c, h, w] = acc + bias[c], rounded once. Fragment c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t),
     // c3 (g+8, 2t+1) of each 16 x 8 mma tile. Column offsets c*H*W are formed at each store (fewer registers

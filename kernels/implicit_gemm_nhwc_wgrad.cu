@@ -101,8 +101,7 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
     using namespace igemm;
     using namespace igemm::nhwc_wgrad;
     using nhwc::cp_async_16;
-    using nhwc::cp_async_commit_group;
-    using nhwc::cp_async_wait_group;
+    using nhwc::cp_async_ring;
     static_assert(sizeof(T) == 2, "16-bit elements (float16) only");
     using WG = nhwc::WarpGrid<BM, BN>;
     constexpr int MT = WG::MT, NT = WG::NT;
@@ -203,24 +202,7 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
         }
     };
 
-    // The ring (as in implicit_gemm_nhwc.cu): tiles 0 .. STAGES-2 in flight before the loop; in step kt, wait
-    // for tile kt, barrier (publishes it to every warp and retires the slot read in step kt - 1), refill that
-    // slot with tile kt + STAGES - 1, multiply tile kt.
-    const int tiles = (k_end - k_begin + BK - 1) / BK;
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < tiles) issue(st);
-        cp_async_commit_group();  // an empty group keeps the count uniform
-    }
-    for (int kt = 0; kt < tiles; ++kt) {
-        cp_async_wait_group<STAGES - 2>();
-        __syncthreads();
-        int next = kt + STAGES - 1;
-        if (next < tiles) issue(next % STAGES);
-        cp_async_commit_group();
-        compute(kt % STAGES);
-    }
-    cp_async_wait_group<0>();
+    cp_async_ring<STAGES>((k_end - k_begin + BK - 1) / BK, issue, compute);
 
     // Epilogue: workspace[sp, k, j] = acc (float32). Fragment c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t),
     // c3 (g+8, 2t+1) of each 16 x 8 mma tile.
