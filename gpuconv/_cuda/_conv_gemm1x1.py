@@ -4,8 +4,8 @@ With R = S = 1, stride 1 and no padding, image n's group gi is a plain matrix pr
 pixels, and NCHW already stores every operand as a row-major matrix: x[n, gi] is (Cg, PQ), y[n, gi]
 (Kg, PQ), w[gi] (Kg, Cg). So no im2col copy and no output permute:
 
-    fprop  y[n, gi]  = w[gi] @ x[n, gi]                 (Kg x Cg) @ (Cg x PQ), + bias[k] afterwards
-    dgrad  gx[n, gi] = w[gi]^T @ gy[n, gi]              w read transposed by cuBLAS, no copy; + bias[c]
+    fprop  y[n, gi]  = w[gi] @ x[n, gi]                 (Kg x Cg) @ (Cg x PQ), on y prefilled with bias[k]
+    dgrad  gx[n, gi] = w[gi]^T @ gy[n, gi]              w read transposed by cuBLAS, no copy; on bias[c]
     wgrad  gw[gi]    = sum_n gy[n, gi] @ x[n, gi]^T     per-image products into a workspace (n, K, Cg) of
                                                         float32 (float64 for float64), summed over n
 
@@ -47,40 +47,45 @@ def use(g) -> bool:
     return applies(g) and _unverified.enabled(FEATURE)
 
 
-def _gemms(a, b, out, *, trans_a=False, trans_b=False):
-    """out[n, gi] = op(a[n, gi]) @ op(b[n, gi]) for views (images, groups, rows, cols); a or b may have one
-    image, shared by all. One batched call per group (batch over images) or per image (batch over groups)."""
+def _gemms(a, b, out, *, trans_a=False, trans_b=False, beta=0.0):
+    """out[n, gi] = op(a[n, gi]) @ op(b[n, gi]) (+ beta * out[n, gi]) for views (images, groups, rows, cols); a
+    or b may have one image, shared by all. One batched call per group (batch over images) or per image
+    (batch over groups)."""
     images, groups = out.shape[:2]
     if groups <= images:
         for gi in range(groups):
-            gemm_strided_batched(a[:, gi], b[:, gi], out[:, gi], trans_a=trans_a, trans_b=trans_b)
+            gemm_strided_batched(a[:, gi], b[:, gi], out[:, gi], trans_a=trans_a, trans_b=trans_b, beta=beta)
     else:
         for n in range(images):
             gemm_strided_batched(a[min(n, a.shape[0] - 1)], b[min(n, b.shape[0] - 1)], out[n],
-                                 trans_a=trans_a, trans_b=trans_b)
+                                 trans_a=trans_a, trans_b=trans_b, beta=beta)
     return out
 
 
-def _add_bias(out, bias) -> None:
-    if bias is not None:
-        out += bias.reshape(1, -1, 1, 1)
+def _with_bias(out, bias) -> float:
+    """Fills out with bias[channel] and returns the GEMM's beta: the GEMM then adds its products to the bias
+    in its float32 (float64) sum and rounds once, as the kernels do. No bias: beta 0 (out is not read)."""
+    if bias is None:
+        return 0.0
+    out[...] = bias.reshape(1, -1, 1, 1)
+    return 1.0
 
 
 def conv2d_fprop(g, x, w, bias=None):
     pq, groups = g.P * g.Q, g.groups
     y = empty(g.output_shape, x.dtype)
+    beta = _with_bias(y, bias)
     _gemms(w.reshape(1, groups, g.k_per_group, g.c_per_group), x.reshape(g.N, groups, g.c_per_group, pq),
-           y.reshape(g.N, groups, g.k_per_group, pq))
-    _add_bias(y, bias)
+           y.reshape(g.N, groups, g.k_per_group, pq), beta=beta)
     return y
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
     pq, groups = g.P * g.Q, g.groups
     gx = empty(g.input_shape, gy.dtype)
+    beta = _with_bias(gx, bias)
     _gemms(w.reshape(1, groups, g.k_per_group, g.c_per_group), gy.reshape(g.N, groups, g.k_per_group, pq),
-           gx.reshape(g.N, groups, g.c_per_group, pq), trans_a=True)
-    _add_bias(gx, bias)
+           gx.reshape(g.N, groups, g.c_per_group, pq), trans_a=True, beta=beta)
     return gx
 
 
