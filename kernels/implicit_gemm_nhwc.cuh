@@ -10,6 +10,7 @@
 //   MinBlocks<BM, BN>      the blocks per SM asked of ptxas
 //   BK, tile_offset, mma_k_tile   k-contiguous [row][32 halves] tiles and the warp's mma step over one of
 //                          them (fprop, dgrad)
+//   WarpMma<BM, BN>        a warp's accumulators, ldmatrix lanes and mma step (fprop, dgrad)
 //   cp_async_ring<STAGES>  the k loop of all three: a STAGES-deep ring of tiles in shared memory
 //
 // Each has a branch for the CPU emulation under tests/host_cuda/implicit_gemm_emulation (IGEMM_HOST_EMULATION)
@@ -130,6 +131,35 @@ __device__ __forceinline__ void mma_k_tile(float (&acc)[MT][NT][4], const __half
             for (int j = 0; j < NT; ++j) mma_16x8x16(acc[i][j], a[i], b[j]);
     }
 }
+// One warp's share of a BM x BN tile on k-contiguous tiles (fprop, dgrad): its position (wm0, wn0) in the
+// WarpGrid, its float32 accumulators (zeroed), its ldmatrix rows and chunks (see mma_k_tile), and step(),
+// the mma over one k-tile pair.
+template <int BM, int BN> struct WarpMma {
+    using WG = WarpGrid<BM, BN>;
+    int lane, wm0, wn0, a_row, a_chunk, b_row, b_chunk;
+    float acc[WG::MT][WG::NT][4];
+
+    __device__ __forceinline__ explicit WarpMma(int tid) {
+        const int warp = tid / 32;
+        lane = tid % 32;
+        wm0 = (warp % WG::M) * WG::WM;
+        wn0 = (warp / WG::M) * WG::WN;
+#pragma unroll
+        for (int i = 0; i < WG::MT; ++i)
+#pragma unroll
+            for (int j = 0; j < WG::NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+        a_row = wm0 + lane % 8 + 8 * ((lane / 8) % 2);
+        a_chunk = lane / 16;
+        b_row = wn0 + lane % 8 + 8 * (lane / 16);
+        b_chunk = (lane / 8) % 2;
+    }
+    __device__ __forceinline__ void step(const __half* As, const __half* Bs) {
+        mma_k_tile(acc, As, Bs, a_row, a_chunk, b_row, b_chunk);
+    }
+};
+
 // The k loop of every NHWC kernel: tiles 0 .. STAGES-2 in flight before the loop; in step kt, wait for tile
 // kt, barrier (publishes tile kt to every warp and retires the slot read in step kt - 1), refill that slot
 // with tile kt + STAGES - 1, multiply tile kt; at the end, no copy left in flight. issue(slot) copies the

@@ -188,23 +188,13 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
         }
     };
 
-    // Warp tiling and fragments.
-    const int warp = tid / 32, lane = tid % 32;
-    const int wm0 = (warp % WG::M) * WG::WM, wn0 = (warp / WG::M) * WG::WN;
-    float acc[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    // ldmatrix row and chunk of this lane (see mma_k_tile in implicit_gemm_nhwc.cuh).
-    const int a_row = wm0 + lane % 8 + 8 * ((lane / 8) % 2), a_chunk = lane / 16;
-    const int b_row = wn0 + lane % 8 + 8 * (lane / 16), b_chunk = (lane / 8) % 2;
-
+    // Warp tiling, accumulators and fragments (WarpMma in implicit_gemm_nhwc.cuh).
+    WarpMma<BM, BN> warp_mma(tid);
+    auto& acc = warp_mma.acc;
+    const int lane = warp_mma.lane, wm0 = warp_mma.wm0, wn0 = warp_mma.wn0;
     auto compute = [&](int slot) {
         const T* As = smem + slot * STAGE;
-        mma_k_tile(acc, As, As + A_TILE, a_row, a_chunk, b_row, b_chunk);
+        warp_mma.step(As, As + A_TILE);
     };
     cp_async_ring<STAGES>((Kdim + BK - 1) / BK, issue, compute);
 
