@@ -65,16 +65,25 @@ def nhwc_env(monkeypatch):
     return _switched_on(monkeypatch, "nhwc_wgrad", "_igemm_nhwc_wgrad")
 
 
-def _problem(case, seed=5):
-    xs, ws, kw, _ = WGRAD_CASES[case]
+def _operands(shapes, kw, seed, grad):
+    """float16 x, w, gy of a conv2d with x and w shapes `shapes`, and the float64 reference of one gradient
+    (grad 0: grad_input, 1: grad_weight) with its bound (the same sum over |terms|)."""
+    xs, ws = shapes
     rng = numpy.random.default_rng(seed)
     x = random_array(rng, xs, numpy.float16)
     w = random_array(rng, ws, numpy.float16)
     gy = random_array(rng, gpuconv.conv2d(x.astype(numpy.float64), w.astype(numpy.float64), **kw).shape,
                       numpy.float16)
     f64 = [a.astype(numpy.float64) for a in (gy, x, w)]
-    _, ref, _ = gpuconv.conv2d_backward(*f64, output_mask=(False, True, False), **kw)
-    _, bound, _ = gpuconv.conv2d_backward(*[numpy.abs(a) for a in f64], output_mask=(False, True, False), **kw)
+    mask = tuple(i == grad for i in range(3))
+    ref = gpuconv.conv2d_backward(*f64, output_mask=mask, **kw)[grad]
+    bound = gpuconv.conv2d_backward(*[numpy.abs(a) for a in f64], output_mask=mask, **kw)[grad]
+    return x, w, gy, ref, bound
+
+
+def _problem(case, seed=5):
+    xs, ws, kw, _ = WGRAD_CASES[case]
+    x, w, gy, ref, bound = _operands((xs, ws), kw, seed, grad=1)
     n_terms = int(numpy.prod(gy.shape)) // ws[0]  # N*P*Q
     return x, w, gy, kw, ref, bound, n_terms
 
@@ -177,14 +186,7 @@ def dgrad_env(monkeypatch):
 
 def _dgrad_problem(case, seed=7):
     xs, ws, kw, _ = DGRAD_CASES[case]
-    rng = numpy.random.default_rng(seed)
-    x = random_array(rng, xs, numpy.float16)
-    w = random_array(rng, ws, numpy.float16)
-    gy = random_array(rng, gpuconv.conv2d(x.astype(numpy.float64), w.astype(numpy.float64), **kw).shape,
-                      numpy.float16)
-    f64 = [a.astype(numpy.float64) for a in (gy, x, w)]
-    ref, _, _ = gpuconv.conv2d_backward(*f64, output_mask=(True, False, False), **kw)
-    bound, _, _ = gpuconv.conv2d_backward(*[numpy.abs(a) for a in f64], output_mask=(True, False, False), **kw)
+    x, w, gy, ref, bound = _operands((xs, ws), kw, seed, grad=0)
     return x, w, gy, kw, ref, bound, ws[0] * ws[2] * ws[3]
 
 
