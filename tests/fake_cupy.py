@@ -1,0 +1,250 @@
+"""A stand-in for CuPy with NumPy arrays and kernels that do nothing but record their launch.
+
+It lets the CUDA backend's Python code (argument checks, algorithm choice, launch arguments) run end to end on
+a machine without a GPU, for two uses:
+
+- ``bench/python_overhead.py`` times that code alone: CuPy's own costs (allocation, the driver's launch) are
+  near zero here, so what is left is gpuconv's share of a call's host time.
+- ``tests/test_cuda_dispatch_host.py`` records which kernels a call launches, with which grid and scalar
+  arguments, and compares the record with the one committed: a refactoring of the launchers must not change it.
+
+Nothing computes: outputs hold whatever ``numpy.empty`` gave. ``install()`` must run before anything imports
+``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
+
+Only what gpuconv's default paths call is here; the cuBLAS wrapper of the ``gemm_1x1`` feature is not.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy
+
+__version__ = "0.0-fake"
+
+LAUNCHES: list = []  # every record() appends one entry; tests and the benchmark clear it
+RECORDING = [True]  # the benchmark turns recording off so that the log costs nothing
+
+
+def record(entry) -> None:
+    if RECORDING[0]:
+        LAUNCHES.append(entry)
+
+
+class _DevicePointer:
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+
+class Device:
+    """cupy.cuda.Device for one fake device 0 (compute capability 9.0, 132 SMs: an H100 SXM)."""
+
+    def __init__(self, device=None):
+        self.id = 0 if device is None else int(device)
+        self.compute_capability = "90"
+        self.attributes = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 232448}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_DEVICE = Device(0)
+
+
+# ndarray methods for which CuPy launches a kernel of its own (a reduction, a cast, a copy): recorded.
+_KERNEL_METHODS = frozenset({"sum", "astype", "fill", "copy", "ravel", "flatten", "max", "min", "cumsum",
+                             "argsort", "mean"})
+
+
+class ndarray:
+    """A NumPy array in a wrapper that passes for a cupy.ndarray: ``gpuconv._params`` takes any
+    numpy.ndarray (a subclass too) for the NumPy backend, so this is not one. Attributes and methods are
+    NumPy's; array results come back wrapped."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, a):
+        self._a = a
+
+    @property
+    def device(self):
+        return _DEVICE
+
+    @property
+    def data(self):
+        return _DevicePointer(self._a.ctypes.data)
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+    def __getattr__(self, name):
+        value = getattr(self._a, name)
+        if not callable(value):
+            return value
+
+        def method(*args, **kwargs):
+            if RECORDING[0] and name in _KERNEL_METHODS:
+                record(("method", name, _describe(self), tuple(_describe(a) for a in args),
+                        tuple(sorted((k, str(v)) for k, v in kwargs.items()))))
+            if name == "sum":  # the values are never read: sum a stand-in with the reduced axes of length 1
+                return _wrap_result(_reduced_stand_in(self._a, kwargs.get("axis")).sum(**kwargs))
+            with numpy.errstate(all="ignore"):
+                return _wrap_result(value(*_unwrap(args), **kwargs))
+        return method
+
+    def __getitem__(self, key):
+        return _wrap_result(self._a[key])
+
+    def __setitem__(self, key, value):
+        self._a[key] = _unwrap((value,))[0]
+
+    def __len__(self):
+        return len(self._a)
+
+
+ndarray.__module__ = "cupy"
+
+
+def _reduced_stand_in(a, axis):
+    """An array shaped like ``a`` but of length 1 along the axes a reduction removes: the same result shape and
+    dtype for a fraction of the work (the benchmark would otherwise time NumPy's sum)."""
+    axes = range(a.ndim) if axis is None else [axis] if isinstance(axis, int) else axis
+    axes = {ax % a.ndim for ax in axes}
+    return numpy.zeros(tuple(1 if i in axes else n for i, n in enumerate(a.shape)), a.dtype)
+
+
+def _operator(name: str):
+    """ndarray.<name> (an arithmetic dunder): CuPy would launch an elementwise kernel; record it, and
+    compute it with NumPy (on values nobody reads) so that shapes and dtypes come out as CuPy's would."""
+    def method(self, *args):
+        if RECORDING[0]:
+            record(("elementwise", name, tuple(_describe(a) for a in (self,) + args)))
+        with numpy.errstate(all="ignore"):
+            result = getattr(self._a, name)(*_unwrap(args))
+        if result is NotImplemented:
+            return result
+        return self if name.startswith("__i") else _wrap_result(result)
+    return method
+
+
+for _name in ("add", "sub", "mul", "truediv", "neg"):
+    for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
+        if hasattr(numpy.ndarray, _form):
+            setattr(ndarray, _form, _operator(_form))
+
+
+def _unwrap(args):
+    return tuple(a._a if isinstance(a, ndarray) else a for a in args)
+
+
+def _wrap_result(r):
+    return ndarray(r) if isinstance(r, numpy.ndarray) else r
+
+
+def _wrap(a):
+    return ndarray(numpy.asarray(a))
+
+
+def asarray(a, dtype=None):
+    return _wrap(numpy.asarray(a, dtype=dtype))
+
+
+def empty(shape, dtype=float, order="C"):
+    return _wrap(numpy.empty(shape, dtype=dtype, order=order))
+
+
+def zeros(shape, dtype=float):
+    return _wrap(numpy.zeros(shape, dtype=dtype))
+
+
+def ascontiguousarray(a, dtype=None):
+    if isinstance(a, ndarray) and a._a.flags.c_contiguous and (dtype is None or a._a.dtype == dtype):
+        return a  # as CuPy: no copy
+    if RECORDING[0]:
+        record(("copy", "ascontiguousarray", _describe(a), str(dtype)))
+    return _wrap(numpy.ascontiguousarray(numpy.asarray(a), dtype=dtype))
+
+
+def copyto(dst, src, **kwargs):
+    if RECORDING[0]:
+        record(("copy", "copyto", _describe(dst), _describe(src)))
+    numpy.copyto(dst._a, numpy.asarray(src), **kwargs)
+
+
+def matmul(a, b, out=None):
+    if RECORDING[0]:
+        record(("matmul", tuple(a.shape), tuple(b.shape), str(a.dtype)))
+    shape = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return out if out is not None else empty(shape, numpy.result_type(a.dtype, b.dtype))
+
+
+def add(a, b, out=None):
+    if RECORDING[0]:
+        record(("elementwise", "add", _describe(a), _describe(b), _describe(out)))
+    with numpy.errstate(all="ignore"):
+        result = numpy.add(numpy.asarray(a), numpy.asarray(b), out=None if out is None else out._a)
+    return out if out is not None else _wrap(result)
+
+
+def _describe(arg):
+    """A launch argument as the record keeps it: arrays by shape and dtype, scalars by type and value."""
+    if isinstance(arg, ndarray):
+        return ("array", tuple(int(s) for s in arg.shape), str(arg.dtype))
+    if isinstance(arg, numpy.generic):
+        return (type(arg).__name__, arg.item())
+    return (type(arg).__name__, arg)
+
+
+class _Function:
+    """A compiled kernel: calling it records the launch and does nothing else."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.max_dynamic_shared_size_bytes = 0
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        if RECORDING[0]:
+            record(("launch", self.name, tuple(grid), tuple(block), int(shared_mem), tuple(_describe(a) for a in args)))
+
+
+class RawModule:
+    """Holds the name expressions it was built with; ``get_function`` refuses any other (as NVRTC would)."""
+
+    def __init__(self, code="", options=(), name_expressions=(), **kwargs):
+        self.names = tuple(name_expressions)
+
+    def get_function(self, name):
+        if name not in self.names:
+            raise KeyError(f"fake RawModule: {name!r} was not among the name expressions")
+        return _Function(name)
+
+
+class _Stream:
+    ptr = 0
+
+    def synchronize(self):
+        pass
+
+
+def _namespace(**attrs):
+    return types.SimpleNamespace(**attrs)
+
+
+cuda = _namespace(
+    Device=Device,
+    runtime=_namespace(getDevice=lambda: 0, getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000,
+                       getDeviceProperties=lambda i: {"name": b"fake H100"}),
+    get_current_stream=lambda: _Stream(),
+    Stream=_namespace(null=_Stream()),
+)
+
+
+def install() -> None:
+    """Makes ``import cupy`` return this module (for the rest of the process)."""
+    if "gpuconv._cuda" in sys.modules:
+        raise RuntimeError("fake_cupy.install() must run before gpuconv._cuda is imported")
+    sys.modules["cupy"] = sys.modules[__name__]
