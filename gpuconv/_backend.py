@@ -28,8 +28,13 @@ from __future__ import annotations
 import importlib
 
 
+_MODULES = {"numpy": "gpuconv._numpy", "cupy": "gpuconv._cuda"}
+_loaded: dict = {}  # kind -> module (import_module costs about 1 us even for a loaded module)
+
+
 def get(kind: str):
     """The backend module for an array kind returned by ``_params.check_arrays``."""
-    if kind == "numpy":
-        return importlib.import_module("gpuconv._numpy")
-    return importlib.import_module("gpuconv._cuda")
+    module = _loaded.get(kind)
+    if module is None:
+        module = _loaded[kind] = importlib.import_module(_MODULES[kind])
+    return module

@@ -42,9 +42,9 @@ in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.6
 
 from __future__ import annotations
 
-import os
 
 import numpy
+from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 ALGORITHMS = ("direct", "im2col", "implicit_gemm", "depthwise")
 SPECIAL = ("implicit_gemm", "depthwise")  # algorithms that run only where their module supports the pass
@@ -64,9 +64,9 @@ IGEMM_MAX_WGRAD_WEIGHT = 100_000  # float32 wgrad: between VGG conv1_2 (37k, imp
 
 def requested() -> str:
     """The rule GPUCONV_CONV_ALGO asks for ('auto' when unset or empty)."""
-    value = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    value = _env.get(ENV_VAR).strip().lower() or "auto"
     if value not in RULES:
-        raise ValueError(f"{ENV_VAR} must be one of {', '.join(RULES)}, but got {os.environ.get(ENV_VAR)!r}")
+        raise ValueError(f"{ENV_VAR} must be one of {', '.join(RULES)}, but got {_env.get(ENV_VAR)!r}")
     return value
 
 

@@ -8,14 +8,14 @@ The variable is read at each call, so a test can set it for its own duration.
 
 from __future__ import annotations
 
-import os
 
 import cupy
 import numpy
+from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 
 def poisoning() -> bool:
-    return os.environ.get("GPUCONV_POISON", "") == "1"
+    return _env.get("GPUCONV_POISON") == "1"
 
 
 def empty(shape, dtype):

@@ -12,18 +12,18 @@ alike).
 
 from __future__ import annotations
 
-import os
 
 import cupy
 
 from . import _algo
+from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 TIMED_RUNS = 3
 _chosen: dict = {}
 
 
 def _key(g, dtype, pass_name: str) -> tuple:
-    switches = tuple(os.environ.get(v, "") for v in ("GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_UNVERIFIED"))
+    switches = tuple(_env.get(v) for v in ("GPUCONV_ALLOW_TF32", "GPUCONV_IGEMM_REFERENCE", "GPUCONV_UNVERIFIED"))
     return (cupy.cuda.Device().id, g, str(dtype), pass_name, switches)
 
 

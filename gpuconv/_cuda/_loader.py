@@ -72,6 +72,7 @@ def source(source_file: str) -> str:
 _modules: dict = {}  # (source file, device id) -> cupy.RawModule
 _functions: dict = {}  # (source file, device id, name expression) -> kernel
 _lock = threading.Lock()
+_listed: dict = {}  # source file -> frozenset of its names in the table, for a check without a tuple scan
 
 
 def _module(source_file: str, device_id: int):
@@ -92,11 +93,14 @@ def _module(source_file: str, device_id: int):
 
 def _check_listed(source_file: str, name: str) -> None:
     """Only names in the table are compiled (and checked by NVRTC in CI): refuse any other."""
+    if name in _listed.get(source_file, ()):
+        return
     from ._kernel_table import KERNELS
 
     names = KERNELS.get(source_file)
     if names is None:
         raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(KERNELS)})")
+    _listed[source_file] = frozenset(names)
     if name not in names:
         raise KeyError(f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS")
 

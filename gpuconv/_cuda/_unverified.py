@@ -11,7 +11,7 @@ code path then becomes the default (or is deleted, if it lost).
 
 from __future__ import annotations
 
-import os
+from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 ENV = "GPUCONV_UNVERIFIED"
 
@@ -32,7 +32,7 @@ FEATURES = {
 
 def enabled_set() -> frozenset:
     """The features GPUCONV_UNVERIFIED turns on (read on every call: tests and benchmarks flip it)."""
-    raw = os.environ.get(ENV, "").strip()
+    raw = _env.get(ENV).strip()
     if not raw or raw == "0":
         return frozenset()
     if raw in ("1", "all"):

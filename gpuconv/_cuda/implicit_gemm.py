@@ -24,13 +24,13 @@ the problems their module ``supports`` before the kernels above: ``igemm_nhwc`` 
 from __future__ import annotations
 
 import functools
-import os
 
 import cupy
 import numpy
 
 from . import _alloc, _unverified
 from ._loader import get_function
+from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 SOURCES = {"fprop": "implicit_gemm_fprop.cu", "dgrad": "implicit_gemm_dgrad.cu", "wgrad": "implicit_gemm_wgrad.cu"}
 TILES = ((128, 128), (128, 64), (64, 128), (64, 64))  # (BM, BN) instantiated for every kernel kind
@@ -66,11 +66,11 @@ def kernel_names(pass_name: str) -> tuple:
 
 
 def _tf32_allowed() -> bool:
-    return os.environ.get("GPUCONV_ALLOW_TF32", "") == "1"
+    return _env.get("GPUCONV_ALLOW_TF32") == "1"
 
 
 def _reference_requested() -> bool:
-    return os.environ.get("GPUCONV_IGEMM_REFERENCE", "") == "1"
+    return _env.get("GPUCONV_IGEMM_REFERENCE") == "1"
 
 
 # Device properties, read once per device: Device().attributes queries every attribute of the device
