@@ -34,17 +34,21 @@ def _ops(xp):
         return {
             "conv2d": lambda: gpuconv.conv2d(x, w, padding=1),
             "conv2d_backward": lambda: gpuconv.conv2d_backward(gy, x, w, padding=1),
+            "conv2d_backward, no grad_bias": lambda: gpuconv.conv2d_backward(
+                gy, x, w, padding=1, output_mask=(True, True, False)),
             "max_pool2d": lambda: gpuconv.max_pool2d(x, 2),
             "avg_pool2d": lambda: gpuconv.avg_pool2d(x, 2),
         }
     import torch
     import torch.nn.functional as F
 
-    def backward():
-        return torch.ops.aten.convolution_backward(gy, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1,
-                                                   (True, True, False))
+    def backward(mask):
+        # bias_sizes [K] so that mask[2] asks for grad_bias, as gpuconv's default output_mask does
+        return lambda: torch.ops.aten.convolution_backward(gy, x, w, [w.shape[0]], (1, 1), (1, 1), (1, 1), False,
+                                                           (0, 0), 1, mask)
 
-    return {"conv2d": lambda: F.conv2d(x, w, padding=1), "conv2d_backward": backward,
+    return {"conv2d": lambda: F.conv2d(x, w, padding=1), "conv2d_backward": backward((True, True, True)),
+            "conv2d_backward, no grad_bias": backward((True, True, False)),
             "max_pool2d": lambda: F.max_pool2d(x, 2), "avg_pool2d": lambda: F.avg_pool2d(x, 2)}
 
 
