@@ -9,6 +9,7 @@ accumulates in float32 and returns float16.
     conv2d_dgrad(g: ConvGeometry, gy, w, bias=None) -> gx           (N, C, H, W), bias[c] added when given
                                                                     (a transposed conv's forward)
     conv2d_wgrad(g: ConvGeometry, x, gy) -> gw                      (K, C/groups, R, S)
+    conv2d_bias_grad(gy) -> gb                                       (K,): gy summed over N, P, Q
     pad2d(x, pads, mode) -> xp                                       pads = (top, bottom, left, right),
                                                                     mode 'reflect' | 'replicate' | 'circular'
     pad2d_backward(gxp, pads, mode) -> gx                            adjoint of pad2d: sums the gradient of

@@ -1,7 +1,7 @@
 """The public functions: check the call (``_params``), run it on the array's backend, shape the result.
 
 What lives here is the composition every backend shares: unbatched inputs, empty batches, explicit padding
-for padding_mode, transposed convolution as a dgrad, and the bias gradient.
+for padding_mode, and transposed convolution as a dgrad.
 """
 
 from __future__ import annotations
@@ -34,12 +34,6 @@ def _zero_grads(mask, input, weight, n_bias):
     output_mask turns one off."""
     shapes = (tuple(input.shape), tuple(weight.shape), (n_bias,))
     return tuple(_zeros(input, s) if m else None for m, s in zip(mask, shapes))
-
-
-def _bias_grad(gy):
-    """Sum of grad_output over N, P, Q; float16 sums in float32."""
-    acc = numpy.float32 if gy.dtype == numpy.float16 else gy.dtype
-    return gy.sum(axis=(0, 2, 3), dtype=acc).astype(gy.dtype, copy=False)
 
 
 # ------------------------------------------------------------------------------------------- conv2d
@@ -92,7 +86,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         xk = be.pad2d(x, c.mode_pads, c.padding_mode) if padded else x
         gw = be.conv2d_wgrad(g, xk, gy)
     if mask[2]:
-        gb = _bias_grad(gy)
+        gb = be.conv2d_bias_grad(gy)
     return gx, gw, gb
 
 
@@ -133,7 +127,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     if mask[1]:
         gw = be.conv2d_wgrad(g, gy, x)
     if mask[2]:
-        gb = _bias_grad(gy)
+        gb = be.conv2d_bias_grad(gy)
     return gx, gw, gb
 
 

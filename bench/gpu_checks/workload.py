@@ -28,6 +28,9 @@ What runs (per dtype float16 / float32 / float64 unless said):
     the opt-in cuBLAS GEMMs (GPUCONV_UNVERIFIED=gemm_1x1, GPUCONV_CONV_ALGO=im2col; no kernel of its own): 1x1
         stride-1 convs on NCHW (groups 1 and 2, batched and unbatched, a transposed 1x1, wgrad in one and
         several workspace chunks) and a float16 im2col conv with 18 groups (one float16 strided-batched GEMM);
+    the opt-in bias-gradient kernels (GPUCONV_UNVERIFIED=bias_grad, bias_grad.cu): conv2d_backward's grad_bias
+        alone (output_mask (False, False, True)) over gradients that take each instantiation: one launch and
+        split sums + reduction, 16-byte and element units, and (SPLIT_BYTES shrunk) hundreds of splits;
     padding_mode reflect / replicate / circular, forward + backward;
     max_pool2d (values, indices, ceil_mode, padding, dilation, a NaN) + max_pool2d_backward, also with the
         backward forced onto int64 sort keys and several plane chunks; avg_pool2d + backward with
@@ -671,6 +674,38 @@ def gemm_1x1_checks(runner, rng, dtypes, small):
                      env=GEMM_1X1_ENV)
 
 
+# The opt-in bias gradient (GPUCONV_UNVERIFIED=bias_grad, kernels/bias_grad.cu, gpuconv/_cuda/_bias_grad.py): grad_bias
+# of a 1x1 conv2d (x (N, 1, P, Q), w (K, 1, 1, 1), gy (N, K, P, Q)). (label, N, K, P, Q, SPLIT_BYTES or None, small):
+# P*Q a multiple of 8 takes 16-byte units in every dtype, P*Q odd element units; a channel above 128 KiB (every
+# dtype at 80000 / 68403 elements) takes 2-5 splits and the reduction; SPLIT_BYTES = 16 makes one unit per split,
+# and more splits than a reduction block has threads.
+BIAS_GRAD_ENV = {"GPUCONV_UNVERIFIED": "bias_grad"}
+BIAS_GRAD_GEOMS = (
+    ("1x16x8x8 one launch, 16-byte units", 1, 16, 8, 8, None, True),
+    ("3x4x5x7 one launch, element units", 3, 4, 5, 7, None, True),
+    ("2x3x200x200 split, 16-byte units", 2, 3, 200, 200, None, True),
+    ("3x2x151x151 split, element units", 3, 2, 151, 151, None, True),
+    ("1x2x40x40 one unit per split", 1, 2, 40, 40, 16, False),
+    ("300x5x1x1 P*Q 1", 300, 5, 1, 1, None, False),
+)
+
+
+def bias_grad_fn(x, w, gy):
+    return gpuconv.conv2d_backward(gy, x, w, output_mask=(False, False, True))
+
+
+def bias_grad_checks(runner, rng, dtypes, small):
+    for label, N, K, P, Q, split_bytes, in_small in BIAS_GRAD_GEOMS:
+        if small and not in_small:
+            continue
+        patches = () if split_bytes is None else (_patch("gpuconv._cuda._bias_grad", "SPLIT_BYTES", split_bytes),)
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            inputs = [rand(rng, (N, 1, P, Q), dtype), rand(rng, (K, 1, 1, 1), dtype), rand(rng, (N, K, P, Q), dtype)]
+            runner.check(f"conv2d_backward grad_bias bias_grad {label}", dname, bias_grad_fn, inputs,
+                         env=BIAS_GRAD_ENV, patches=patches)
+
+
 def pad_mode_checks(runner, rng, dtypes, small):
     for mode in ("reflect", "replicate", "circular"):
         for dname in dtypes:
@@ -854,6 +889,7 @@ def main(argv=None) -> int:
     nhwc_dgrad_checks(runner, rng, dtypes, args.small)
     depthwise_v2_checks(runner, rng, dtypes, args.small)
     gemm_1x1_checks(runner, rng, dtypes, args.small)
+    bias_grad_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

@@ -48,6 +48,12 @@ KERNELS = {
         f"{k}<{t}, {kw}, {sw}>" for k in ("max_pool2d_fprop_wide", "avg_pool2d_fprop_wide", "avg_pool2d_bprop_wide")
         for t in ("__half", "float", "double") for kw, sw in ((2, 2), (3, 2), (3, 1))
     ) + tuple(f"max_pool2d_bprop_plane_wide<{t}>" for t in ("__half", "float", "double")),
+    # Bias gradient (gpuconv._cuda._bias_grad; its kernel_names() must equal this): the split sums
+    # <T, VEC> with VEC = 1 (elements) or 16 bytes of T (PQ % VEC == 0), and the ordered split reduction.
+    "bias_grad.cu": tuple(
+        f"conv2d_bias_grad<{t}, {vec}>" for t, lanes in (("__half", 8), ("float", 4), ("double", 2))
+        for vec in (1, lanes)
+    ) + tuple(f"conv2d_bias_grad_reduce<{t}>" for t in ("__half", "float", "double")),
     # Implicit-GEMM family (gpuconv._cuda.implicit_gemm; its kernel_names(pass) must equal these):
     # SIMT float <BM, BN, STAGES> (64x64x1 is the unpipelined reference), tensor cores <__half|float(TF32), ...>.
     **{

@@ -27,6 +27,8 @@ FEATURES = {
                     "loads (kernels/conv_depthwise_v2*.cu, gpuconv/_cuda/_conv_depthwise.py)",
     "gemm_1x1": "im2col algorithm: 1x1 stride-1 convolutions as cuBLAS strided-batched GEMMs on NCHW, float16 "
                 "group-batched GEMMs in float16 (gpuconv/_cuda/_cublas.py, _conv_gemm1x1.py)",
+    "bias_grad": "conv2d / conv_transpose2d grad_bias by a deterministic split-sum kernel, one launch for small "
+                 "tensors, instead of CuPy's reduction (kernels/bias_grad.cu, gpuconv/_cuda/_bias_grad.py)",
 }
 
 

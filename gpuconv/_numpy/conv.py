@@ -104,6 +104,12 @@ def conv2d_dgrad(g, gy, w, bias=None):
 
 
 @_ieee
+def conv2d_bias_grad(gy):
+    """gb (K,): gy (N, K, P, Q) summed over N, P and Q (float16 in float32)."""
+    return gy.sum(axis=(0, 2, 3), dtype=_compute_dtype(gy.dtype)).astype(gy.dtype, copy=False)
+
+
+@_ieee
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
     dt = _compute_dtype(x.dtype)
