@@ -153,6 +153,10 @@ def asarray(a, dtype=None):
     return _wrap(numpy.asarray(a, dtype=dtype))
 
 
+def asnumpy(a):
+    return numpy.array(a._a if isinstance(a, ndarray) else a)
+
+
 def empty(shape, dtype=float, order="C"):
     return _wrap(numpy.empty(shape, dtype=dtype, order=order))
 
