@@ -1,6 +1,8 @@
 """Host-side cost of one gpuconv call on the GPU: wall time per call of tiny problems (where the GPU work is
 a few microseconds, so the host dominates), against PyTorch's functional ops, plus a cProfile of the
-gpuconv calls. Batch-1 layers in the benchmark suite are bound by this.
+gpuconv calls, and the cost of each CuPy step such a call is made of (a kernel launch with 4 and with 20
+arguments, an allocation, a device scope, CuPy's reduction). Batch-1 layers in the benchmark suite are bound
+by this.
 
     python bench/host_overhead.py [--calls 2000] [--profile-top 25] [--out DIR]
 """
@@ -52,6 +54,43 @@ def _ops(xp):
             "max_pool2d": lambda: F.max_pool2d(x, 2), "avg_pool2d": lambda: F.avg_pool2d(x, 2)}
 
 
+_NOP_SOURCE = r"""
+extern "C" __global__ void nop4(const float* a, float* b, int n, int m) {
+    if (n < 0) b[0] = a[m];  // never true: keeps the parameters alive
+}
+extern "C" __global__ void nop20(const float* a, const float* b, const float* c, float* d, int s0, int s1,
+                                 int s2, int s3, int s4, int s5, int s6, int s7, int s8, int s9, int s10,
+                                 int s11, int s12, int s13, int s14, int s15) {
+    if (s0 < 0) d[0] = a[s1] + b[s2] + c[s3 + s4 + s5 + s6 + s7 + s8 + s9 + s10 + s11 + s12 + s13 + s14 + s15];
+}
+"""
+
+
+def _primitives() -> dict:
+    """name -> zero-argument call: the CuPy steps one gpuconv call is made of, each alone, to split the host
+    time that gpuconv's own Python does not account for (bench/python_overhead.py measures that part)."""
+    rng = numpy.random.default_rng(0)
+    x = cupy.asarray(rng.standard_normal((1, 16, 8, 8), dtype=numpy.float32))
+    idx = cupy.zeros((1, 16, 4, 4), dtype=numpy.int64)
+    module = cupy.RawModule(code=_NOP_SOURCE)
+    nop4, nop20 = module.get_function("nop4"), module.get_function("nop20")
+    ints = tuple(numpy.int32(i) for i in range(16))
+
+    def scope():
+        with x.device:
+            pass
+
+    return {
+        "RawKernel launch, 4 arguments": lambda: nop4((1,), (32,), (x, x, numpy.int32(1), numpy.int32(0))),
+        "RawKernel launch, 20 arguments (4 arrays, 16 int32)": lambda: nop20((1,), (32,), (x, x, x, x) + ints),
+        "cupy.empty((1, 16, 8, 8))": lambda: cupy.empty((1, 16, 8, 8), dtype=numpy.float32),
+        "cupy.ascontiguousarray (already contiguous)": lambda: cupy.ascontiguousarray(x),
+        "with x.device: pass": scope,
+        "x.sum(axis=(0, 2, 3)) (grad_bias by CuPy)": lambda: x.sum(axis=(0, 2, 3), dtype=numpy.float32),
+        "int(indices.min()) (a reduction and a sync)": lambda: int(idx.min()),
+    }
+
+
 def _per_call_us(fn, calls: int, sync) -> float:
     for _ in range(20):
         fn()
@@ -85,6 +124,9 @@ def main() -> None:
     for name, fn in ours.items():
         t = _per_call_us(theirs[name], args.calls, tsync) if name in theirs else float("nan")
         lines.append(f"| {name} | {_per_call_us(fn, args.calls, sync):.1f} | {t:.1f} |")
+    lines += ["", "## CuPy's steps alone", "", "| step | us/call |", "|---|---:|"]
+    for name, fn in _primitives().items():
+        lines.append(f"| {name} | {_per_call_us(fn, args.calls, sync):.1f} |")
     for name, fn in ours.items():
         prof = cProfile.Profile()
         prof.enable()

@@ -222,7 +222,7 @@ class RawModule:
         self.names = tuple(name_expressions)
 
     def get_function(self, name):
-        if name not in self.names:
+        if self.names and name not in self.names:  # without name expressions: extern "C" names, any
             raise KeyError(f"fake RawModule: {name!r} was not among the name expressions")
         return _Function(name)
 
