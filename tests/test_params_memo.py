@@ -80,3 +80,31 @@ def test_pool_and_transposed_checks_are_memoised_too():
     t = _params.conv_transpose2d_call("conv_transpose2d", x, wt, None, 2, 1, 1, 1, 1)
     assert _params.conv_transpose2d_call("conv_transpose2d", x, wt, None, 2, 1, 1, 1, 1) is t
     assert t.geometry.H == 12
+
+
+class _Device:
+    def __init__(self, i):
+        self.id = i
+
+
+class _CupyLike:
+    """Passes for a cupy.ndarray on device ``device`` (module and class name are what _params looks at)."""
+
+    __module__ = "cupy._core.core"
+
+    def __init__(self, shape, device, dtype=numpy.float32):
+        self.shape, self.ndim, self.dtype, self.device = shape, len(shape), numpy.dtype(dtype), _Device(device)
+
+
+_CupyLike.__name__ = _CupyLike.__qualname__ = "ndarray"
+
+
+def test_devices_are_part_of_the_key():
+    """Arrays on one device are accepted (and remembered); the same shapes across two devices are not."""
+    same = _params.conv2d_call("conv2d", _CupyLike((1, 4, 6, 6), 0), _CupyLike((8, 4, 3, 3), 0), None,
+                               1, 1, 1, 1, "zeros")
+    assert same.kind == "cupy"
+    for devices in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match="one device"):
+            _params.conv2d_call("conv2d", _CupyLike((1, 4, 6, 6), devices[0]), _CupyLike((8, 4, 3, 3), devices[1]),
+                                None, 1, 1, 1, 1, "zeros")
