@@ -17,4 +17,4 @@ for run in old new old2; do
     echo "== $run (GPUCONV_UNVERIFIED=$value, exit $?)"
     sed -n '/^| suite/,/^$/p' "$out/$run/results.md" 2>/dev/null | head -n 20
 done
-python3 bench/side_by_side.py "$out" | tee "$out/side_by_side.md"
+python3 bench/side_by_side.py "$out" --predictions bench/notes/predictions.json | tee "$out/side_by_side.md"

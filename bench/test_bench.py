@@ -207,6 +207,21 @@ def test_side_by_side_compares_new_with_the_mean_of_the_old_runs():
     assert lines[2].endswith("| 1 | 0.5 | 1.5 | 0.400 | 40.0% |")
 
 
+def test_side_by_side_sets_new_against_its_prediction():
+    import side_by_side
+
+    auto = ("batch", "resnet50_maxpool", "float32", "fwd", "auto")
+    forced = ("batch", "resnet50_maxpool", "float32", "fwd", "direct")
+    predictions = side_by_side.load_predictions(os.path.join(os.path.dirname(__file__), "notes", "predictions.json"))
+    assert predictions[("resnet50_maxpool", "float32", "fwd")] == 0.066
+    lines = side_by_side.table({"old": {auto: 0.08, forced: 1.0}, "new": {auto: 0.033, forced: 1.0}}, predictions)
+    assert lines[0].endswith("| predicted ms | new / predicted |") and lines[1].count("---:") == 6
+    assert lines[2].endswith("| 0.066 | 0.50 |")  # measured half the prediction
+    assert lines[3].endswith("| - | - |")  # a forced algorithm: the prediction is for the auto rule's pick
+    for layer, dtype, pass_name in predictions:  # every prediction names a layer and pass of the suite
+        assert dtype in ("float16", "float32") and pass_name in layers.BY_NAME[layer].passes, (layer, dtype, pass_name)
+
+
 def test_auto_rule_sends_1x1_layers_to_gemm_1x1_only_when_it_is_on(monkeypatch):
     import numpy
 
