@@ -42,8 +42,8 @@ in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.6
 
 from __future__ import annotations
 
-
 import numpy
+
 from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 ALGORITHMS = ("direct", "im2col", "implicit_gemm", "depthwise")

@@ -8,10 +8,10 @@ The variable is read at each call, so a test can set it for its own duration.
 
 from __future__ import annotations
 
-
 import cupy
 import numpy
-from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
+
+from . import _env
 
 
 def poisoning() -> bool:

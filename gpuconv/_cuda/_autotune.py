@@ -12,11 +12,11 @@ alike).
 
 from __future__ import annotations
 
-
 import cupy
 
-from . import _algo
 from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
+
+from . import _algo
 
 TIMED_RUNS = 3
 _chosen: dict = {}

@@ -43,7 +43,6 @@ from . import _launch
 from ._alloc import empty
 
 SOURCE = "bias_grad.cu"
-FEATURE = "bias_grad"
 
 THREADS = 256  # = BG_THREADS of the kernel: its shared tree's size, a power of two
 MIN_THREADS = 32

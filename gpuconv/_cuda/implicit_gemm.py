@@ -28,9 +28,8 @@ import functools
 import cupy
 import numpy
 
-from . import _alloc, _unverified
+from . import _alloc, _env, _unverified
 from ._loader import get_function
-from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
 
 SOURCES = {"fprop": "implicit_gemm_fprop.cu", "dgrad": "implicit_gemm_dgrad.cu", "wgrad": "implicit_gemm_wgrad.cu"}
 TILES = ((128, 128), (128, 64), (64, 128), (64, 64))  # (BM, BN) instantiated for every kernel kind
