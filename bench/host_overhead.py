@@ -32,6 +32,8 @@ def _ops(xp):
     x = to(rng.standard_normal((1, 16, 8, 8), dtype=numpy.float32))
     w = to(rng.standard_normal((16, 16, 3, 3), dtype=numpy.float32))
     gy = to(rng.standard_normal((1, 16, 8, 8), dtype=numpy.float32))
+    gyp = to(rng.standard_normal((1, 16, 4, 4), dtype=numpy.float32))  # a 2x2 max pool's output gradient
+    idx = to(rng.integers(0, 64, size=(1, 16, 4, 4), dtype=numpy.int64))  # flat positions in the 8x8 planes
     if xp == "cupy":
         return {
             "conv2d": lambda: gpuconv.conv2d(x, w, padding=1),
@@ -39,6 +41,7 @@ def _ops(xp):
             "conv2d_backward, no grad_bias": lambda: gpuconv.conv2d_backward(
                 gy, x, w, padding=1, output_mask=(True, True, False)),
             "max_pool2d": lambda: gpuconv.max_pool2d(x, 2),
+            "max_pool2d_backward": lambda: gpuconv.max_pool2d_backward(gyp, idx, x.shape),
             "avg_pool2d": lambda: gpuconv.avg_pool2d(x, 2),
         }
     import torch
@@ -51,7 +54,10 @@ def _ops(xp):
 
     return {"conv2d": lambda: F.conv2d(x, w, padding=1), "conv2d_backward": backward((True, True, True)),
             "conv2d_backward, no grad_bias": backward((True, True, False)),
-            "max_pool2d": lambda: F.max_pool2d(x, 2), "avg_pool2d": lambda: F.avg_pool2d(x, 2)}
+            "max_pool2d": lambda: F.max_pool2d(x, 2),
+            "max_pool2d_backward": lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+                gyp, x, [2, 2], [2, 2], [0, 0], [1, 1], False, idx),
+            "avg_pool2d": lambda: F.avg_pool2d(x, 2)}
 
 
 _NOP_SOURCE = r"""

@@ -662,11 +662,14 @@ def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBa
             f"{op}: grad_output of shape {_shape_str(grad_output.shape)} does not match input_shape "
             f"{_shape_str(shape)}: expected the same rank and the same leading (batch, channel) sizes"
         )
-    if indices.size:
+    # One reduction and one transfer to the host (on the GPU, a sync): viewed as unsigned integers of the same
+    # size and byte order, negative indices are larger than any valid one, so the largest is below H*W exactly
+    # when every index lies in [0, H*W). The two-sided range is computed only for the message.
+    as_unsigned = indices if indices.dtype.kind == "u" else indices.view(indices.dtype.str.replace("i", "u"))
+    if indices.size and int(as_unsigned.max()) >= H * W:
         lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or hi >= H * W:
-            raise ValueError(
-                f"{op}: indices must lie in [0, {H * W}) (flat positions in an input plane of {H} x {W}), but "
-                f"found values in [{lo}, {hi}]"
-            )
+        raise ValueError(
+            f"{op}: indices must lie in [0, {H * W}) (flat positions in an input plane of {H} x {W}), but "
+            f"found values in [{lo}, {hi}]"
+        )
     return MaxPoolBackwardCall(kind, unbatched, (N, C, H, W))

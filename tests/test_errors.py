@@ -286,6 +286,22 @@ def test_max_pool2d_backward_error(call, exc, pattern):
     _check(call, exc, pattern)
 
 
+@pytest.mark.parametrize("dtype", ["<i8", ">i8", "<i4", ">i4", "i2", "i1", "<u8", ">u4", "u1"])
+def test_max_pool2d_backward_indices_of_any_integer_dtype(dtype):
+    """The range check (one reduction over the indices viewed as unsigned) in every width and byte order:
+    valid indices give int64's result; a single -1 or H*W anywhere is refused with the two-sided range."""
+    expected = gpuconv.max_pool2d_backward(POOLED, INDICES, X.shape)
+    indices = INDICES.astype(dtype)
+    assert numpy.array_equal(gpuconv.max_pool2d_backward(POOLED, indices, X.shape), expected)
+    bad_values = ([-1] if numpy.dtype(dtype).kind == "i" else []) + [36]
+    for bad in bad_values:
+        wrong = indices.copy()
+        wrong[1, 2, 0, 1] = bad
+        lo, hi = min(int(INDICES.min()), bad), max(int(INDICES.max()), bad)
+        _check(lambda: gpuconv.max_pool2d_backward(POOLED, wrong, X.shape), ValueError,
+               rf"\[0, 36\).*found values in \[{lo}, {hi}\]")
+
+
 @pytest.mark.parametrize("call, exc, pattern", AVG_POOL2D_ERRORS)
 def test_avg_pool2d_error(call, exc, pattern):
     _check(call, exc, pattern)
