@@ -131,7 +131,7 @@ def _operator(name: str):
     return method
 
 
-for _name in ("add", "sub", "mul", "truediv", "neg"):
+for _name in ("add", "sub", "mul", "truediv", "neg", "eq", "ne", "lt", "le", "gt", "ge", "abs"):
     for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
         if hasattr(numpy.ndarray, _form):
             setattr(ndarray, _form, _operator(_form))
@@ -234,6 +234,45 @@ class _Stream:
         pass
 
 
+class _Event:
+    """A CUDA event of the fake: records nothing; every elapsed time is 1 ms."""
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class _MemoryPool:
+    def free_all_blocks(self):
+        pass
+
+
+def get_default_memory_pool():
+    return _MemoryPool()
+
+
+def arange(*args, dtype=None):
+    return _wrap(numpy.arange(*args, dtype=dtype))
+
+
+def empty_like(a, dtype=None):
+    return _wrap(numpy.empty_like(numpy.asarray(a), dtype=dtype))
+
+
+def abs(a):  # noqa: A001 - CuPy's name
+    return _wrap(numpy.abs(numpy.asarray(a)))
+
+
+float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
+random = types.SimpleNamespace(
+    seed=lambda s=None: None,
+    uniform=lambda low=0.0, high=1.0, size=None, dtype=float: _wrap(
+        numpy.random.default_rng(0).uniform(low, high, size).astype(dtype)),
+)
+
+
 def _namespace(**attrs):
     return types.SimpleNamespace(**attrs)
 
@@ -243,6 +282,8 @@ cuda = _namespace(
     runtime=_namespace(getDevice=lambda: 0, getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000,
                        getDeviceProperties=lambda i: {"name": b"fake H100"}),
     get_current_stream=lambda: _Stream(),
+    Event=_Event,
+    get_elapsed_time=lambda start, end: 1.0,
     Stream=_namespace(null=_Stream()),
 )
 
