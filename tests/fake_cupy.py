@@ -1,14 +1,17 @@
 """A stand-in for CuPy with NumPy arrays and kernels that do nothing but record their launch.
 
 It lets the CUDA backend's Python code (argument checks, algorithm choice, launch arguments) run end to end on
-a machine without a GPU, for two uses:
+a machine without a GPU, for three uses:
 
 - ``bench/python_overhead.py`` times that code alone: CuPy's own costs (allocation, the driver's launch) are
   near zero here, so what is left is gpuconv's share of a call's host time.
 - ``tests/test_cuda_dispatch_host.py`` records which kernels a call launches, with which grid and scalar
   arguments, and compares the record with the one committed: a refactoring of the launchers must not change it.
+- dry runs of the GPU scripts before a device session (bench/gpu_checks/workload.py, host_overhead.py,
+  bias_grad_bench.py): their plumbing runs; their numbers mean nothing (events read 1 ms).
 
-Nothing computes: outputs hold whatever ``numpy.empty`` gave. ``install()`` must run before anything imports
+Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (sum, max, a
+comparison) compute on those values. ``install()`` must run before anything imports
 ``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
 
 Only what gpuconv's default paths call is here; the cuBLAS wrapper of the ``gemm_1x1`` feature is not.
