@@ -10,7 +10,7 @@ a machine without a GPU, for three uses:
 - dry runs of the GPU scripts before a device session (bench/gpu_checks/workload.py, host_overhead.py,
   bias_grad_bench.py): their plumbing runs; their numbers mean nothing (events read 1 ms).
 
-Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (sum, max, a
+Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (max, a comparison)
 comparison) compute on those values. ``install()`` must run before anything imports
 ``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
 
