@@ -11,8 +11,8 @@ a machine without a GPU, for three uses:
   bias_grad_bench.py): their plumbing runs; their numbers mean nothing (events read 1 ms).
 
 Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (max, a comparison)
-comparison) compute on those values. ``install()`` must run before anything imports
-``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
+compute on those values, and sum returns zeros of the right shape and dtype. ``install()`` must run before
+anything imports ``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
 
 Only what gpuconv's default paths call is here; the cuBLAS wrapper of the ``gemm_1x1`` feature is not.
 """
