@@ -1,6 +1,7 @@
 """Device time of grad_bias on the GPU: CuPy's reduction (the default) against the opt-in bias_grad kernels
 (GPUCONV_UNVERIFIED=bias_grad), on the output gradients of real layers, as a fraction of measured HBM copy
-bandwidth (bench/hbm.py). Each side is checked against a float64 sum first; times are CUDA-event medians.
+bandwidth (bench/hbm.py). Each side is checked against a float64 sum first; times are medians of
+bench/timing.py's CudaTimer (cold L2, device time only).
 
     python bench/bias_grad_bench.py [--reps 20] [--dtypes float32 float16] [--only REGEX] [--out DIR]
 
@@ -23,6 +24,7 @@ import cupy  # noqa: E402
 import numpy  # noqa: E402
 
 import hbm  # noqa: E402
+import timing  # noqa: E402
 from gpuconv._cuda import conv as cuda_conv  # noqa: E402
 
 # (label, N, K, P, Q): the output gradients of the suite's layers at their GPU batch, and batch 1 of one.
@@ -36,20 +38,6 @@ SHAPES = (
     ("ResNet-50 conv5_x 7x7, batch 32", 32, 2048, 7, 7),
     ("ResNet-50 conv2_x, batch 1", 1, 64, 56, 56),
 )
-
-
-def _time_ms(fn, reps: int) -> float:
-    stream = cupy.cuda.get_current_stream()
-    times = []
-    for i in range(reps + 3):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record(stream)
-        fn()
-        end.record(stream)
-        end.synchronize()
-        if i >= 3:  # the first calls compile and fault in pages
-            times.append(cupy.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
 
 
 def _with_switch(value: str, fn):
@@ -72,6 +60,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     copy_bw = hbm.copy_bytes_per_s(cupy)
+    # bench_gpu's timer: a cold L2 before each call, and a 1 ms spin queued ahead so that the events see
+    # device time only (small calls would otherwise measure their host dispatch)
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    timer = timing.CudaTimer(props["l2CacheSize"], delay_ms=1.0)
     lines = [f"# grad_bias device time: CuPy's reduction against bias_grad.cu (median of {args.reps})", "",
              f"device: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}, measured copy bandwidth "
              f"{copy_bw / 1e12:.2f} TB/s", "",
@@ -91,7 +83,9 @@ def main() -> None:
                 fn = lambda: cuda_conv.conv2d_bias_grad(gy)  # noqa: E731
                 got = cupy.asnumpy(_with_switch(value, fn)).astype(numpy.float64)
                 err = float(numpy.max(numpy.abs(got - ref) / numpy.maximum(scale, 1e-30)))
-                results[name] = (_with_switch(value, lambda: _time_ms(fn, args.reps)), err)
+                times = _with_switch(value, lambda: timer.time(lambda _: fn(), [None], flush=True,
+                                                               min_reps=args.reps, max_reps=args.reps))
+                results[name] = (statistics.median(times), err)
             (t_cupy, e_cupy), (t_bg, e_bg) = results["cupy"], results["bias_grad"]
             # error relative to sum |gy|: float32 sums in a tree stay near log2(n) * 6e-8; float16 adds its
             # final rounding (2^-11)

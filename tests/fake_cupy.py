@@ -46,7 +46,7 @@ class Device:
     def __init__(self, device=None):
         self.id = 0 if device is None else int(device)
         self.compute_capability = "90"
-        self.attributes = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 232448}
+        self.attributes = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 232448, "ClockRate": 1980000}
 
     def __enter__(self):
         return self
@@ -268,7 +268,17 @@ def abs(a):  # noqa: A001 - CuPy's name
     return _wrap(numpy.abs(numpy.asarray(a)))
 
 
-float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
+float16, float32, float64, uint8 = numpy.float16, numpy.float32, numpy.float64, numpy.uint8
+
+
+class RawKernel:
+    """A single extern "C" kernel (the benchmarks' helpers): calling it does nothing."""
+
+    def __init__(self, code, name, **kwargs):
+        self.name = name
+
+    def __call__(self, grid, block, args, **kwargs):
+        pass
 random = types.SimpleNamespace(
     seed=lambda s=None: None,
     uniform=lambda low=0.0, high=1.0, size=None, dtype=float: _wrap(
@@ -283,7 +293,7 @@ def _namespace(**attrs):
 cuda = _namespace(
     Device=Device,
     runtime=_namespace(getDevice=lambda: 0, getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000,
-                       getDeviceProperties=lambda i: {"name": b"fake H100"}),
+                       getDeviceProperties=lambda i: {"name": b"fake H100", "l2CacheSize": 50 << 20}),
     get_current_stream=lambda: _Stream(),
     Event=_Event,
     get_elapsed_time=lambda start, end: 1.0,
