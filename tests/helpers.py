@@ -33,6 +33,19 @@ LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last", "reversed")
 _UNIT_ROUNDOFF = {numpy.dtype(t): numpy.finfo(t).eps / 2 for t in DTYPES}
 
 
+def record_kernel_names(monkeypatch, launched: list, module, attr: str = "get_function") -> list:
+    """Wraps ``module.<attr>(source_file, kernel, ...)`` (a kernel lookup or launch) for the test's duration so
+    that each call appends the kernel's name to ``launched`` (returned): proof of which kernels ran."""
+    original = getattr(module, attr)
+
+    def recording(source_file, kernel, *args, **kwargs):
+        launched.append(kernel)
+        return original(source_file, kernel, *args, **kwargs)
+
+    monkeypatch.setattr(module, attr, recording)
+    return launched
+
+
 def random_array(rng, shape, dtype):
     """Uniform in [-1, 1] away from zero, rounded to dtype: never zeros, never a degenerate all-equal array."""
     a = rng.uniform(0.25, 1.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)

@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -28,15 +28,7 @@ def bias_grad_env(monkeypatch):
     monkeypatch.setenv("GPUCONV_POISON", "1")
     from gpuconv._cuda import _launch
 
-    launched = []
-    original = _launch.get_function
-
-    def recording(source_file, name):
-        launched.append(name)
-        return original(source_file, name)
-
-    monkeypatch.setattr(_launch, "get_function", recording)
-    return launched
+    return record_kernel_names(monkeypatch, [], _launch)
 
 
 def _grad_bias(gy, N, K):

@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -26,15 +26,7 @@ def gemm_env(monkeypatch):
     monkeypatch.setenv("GPUCONV_POISON", "1")
     from gpuconv._cuda import _conv_im2col
 
-    launched = []
-    original = _conv_im2col.launch
-
-    def recording(source_file, kernel, *args, **kwargs):
-        launched.append(kernel)
-        return original(source_file, kernel, *args, **kwargs)
-
-    monkeypatch.setattr(_conv_im2col, "launch", recording)
-    return launched
+    return record_kernel_names(monkeypatch, [], _conv_im2col, "launch")
 
 
 def test_enum_values_match_cupy():

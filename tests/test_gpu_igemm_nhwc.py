@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -41,15 +41,7 @@ def nhwc_env(monkeypatch):
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "igemm_nhwc")
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    launched = []
-    original = _igemm_nhwc.get_function
-
-    def recording(source_file, name):
-        launched.append(name)
-        return original(source_file, name)
-
-    monkeypatch.setattr(_igemm_nhwc, "get_function", recording)
-    return monkeypatch, launched, implicit_gemm
+    return monkeypatch, record_kernel_names(monkeypatch, [], _igemm_nhwc), implicit_gemm
 
 
 def _problem(case, seed=5):

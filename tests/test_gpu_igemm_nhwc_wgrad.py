@@ -12,7 +12,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -50,13 +50,7 @@ def _switched_on(monkeypatch, feature, module_name):
     monkeypatch.setenv("GPUCONV_POISON", "1")
     launched = []
     for module in (_igemm_nhwc, importlib.import_module(f"gpuconv._cuda.{module_name}")):
-        original = module.get_function
-
-        def recording(source_file, name, original=original):
-            launched.append(name)
-            return original(source_file, name)
-
-        monkeypatch.setattr(module, "get_function", recording)
+        record_kernel_names(monkeypatch, launched, module)
     return monkeypatch, launched, implicit_gemm
 
 
