@@ -282,43 +282,49 @@ def _memoized(check):
 
 # ----------------------------------------------------------------------------------------- scalars
 
+_COUNT_WORDS = {1: "an int or a tuple of one int", 2: "an int or a pair of ints", 3: "an int or a triple of ints"}
 
-def _int(op: str, name: str, v) -> int:
+
+def _int(op: str, name: str, v, n: int = 2) -> int:
     if type(v) is int:  # the common case, without the slow ABC check below
         if not -(2**31) <= v < 2**31:
             raise ValueError(f"{op}: {name}={v} is out of range; it must fit in 32 bits")
         return v
     if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, but got {v!r}")
+        raise TypeError(f"{op}: {name} must be {_COUNT_WORDS[n]}, but got {v!r}")
     if not -(2**31) <= v < 2**31:  # sizes the kernels index with 32-bit parameters
         raise ValueError(f"{op}: {name}={v} is out of range; it must fit in 32 bits")
     return int(v)
 
 
-def pair(op: str, name: str, v) -> tuple:
-    """An int or a sequence of two ints -> (int, int)."""
+def ntuple(op: str, name: str, v, n: int) -> tuple:
+    """An int, or a sequence of n ints (or of one, repeated), -> a tuple of n ints."""
     if isinstance(v, (list, tuple)):
         if len(v) == 1:
-            v = (v[0], v[0])
-        if len(v) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, but got {tuple(v)!r}")
-        return (_int(op, name, v[0]), _int(op, name, v[1]))
+            v = tuple(v) * n
+        if len(v) != n:
+            raise ValueError(f"{op}: {name} must be {_COUNT_WORDS[n]}, but got {tuple(v)!r}")
+        return tuple(_int(op, name, e, n) for e in v)
     if isinstance(v, numpy.ndarray) and v.ndim == 1:
-        return pair(op, name, tuple(v.tolist()))
-    i = _int(op, name, v)
-    return (i, i)
+        return ntuple(op, name, tuple(v.tolist()), n)
+    return (_int(op, name, v, n),) * n
 
 
-def _positive(op: str, name: str, v) -> tuple:
-    p = pair(op, name, v)
-    if p[0] <= 0 or p[1] <= 0:
+def pair(op: str, name: str, v) -> tuple:
+    """An int or a sequence of two ints -> (int, int)."""
+    return ntuple(op, name, v, 2)
+
+
+def _positive(op: str, name: str, v, n: int = 2) -> tuple:
+    p = ntuple(op, name, v, n)
+    if min(p) <= 0:
         raise ValueError(f"{op}: {name} must be positive, but got {name}={p}")
     return p
 
 
-def _non_negative(op: str, name: str, v) -> tuple:
-    p = pair(op, name, v)
-    if p[0] < 0 or p[1] < 0:
+def _non_negative(op: str, name: str, v, n: int = 2) -> tuple:
+    p = ntuple(op, name, v, n)
+    if min(p) < 0:
         raise ValueError(f"{op}: {name} must be non-negative, but got {name}={p}")
     return p
 
@@ -349,70 +355,152 @@ def check_output_mask(op: str, mask) -> tuple:
 
 # ------------------------------------------------------------------------------------------- shapes
 
+# What the spatial dimensions are called, by count: in messages and in the weight layout.
+_DIM_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+_KERNEL_NAMES = {1: "kW", 2: "kH, kW", 3: "kT, kH, kW"}
+_SIDE_NAMES = {1: (("left", "right"),), 2: (("top", "bottom"), ("left", "right")),
+               3: (("front", "back"), ("top", "bottom"), ("left", "right"))}
 
-def batched(op: str, name: str, shape, what: str = "input") -> tuple:
-    """(N, C, H, W) of a 3-D or 4-D shape, and whether it was unbatched."""
-    if len(shape) == 4:
+
+def batched(op: str, name: str, shape, what: str = "input", nd: int = 2) -> tuple:
+    """(N, C, *spatial) of an unbatched (nd + 1 dims) or batched (nd + 2 dims) shape, and whether it was
+    unbatched."""
+    if len(shape) == nd + 2:
         return tuple(int(s) for s in shape), False
-    if len(shape) == 3:
+    if len(shape) == nd + 1:
         return (1,) + tuple(int(s) for s in shape), True
     raise ValueError(
-        f"{op}: expected 3-D (unbatched) or 4-D (batched) {name}, but got {name} of shape {_shape_str(shape)}"
+        f"{op}: expected {nd + 1}-D (unbatched) or {nd + 2}-D (batched) {name}, but got {name} of shape "
+        f"{_shape_str(shape)}"
     )
 
 
-def _check_spatial(op: str, name: str, shape4: tuple, unbatched: bool) -> None:
-    shown = shape4[1:] if unbatched else shape4
-    if any(s == 0 for s in shape4[1:]):
+def _check_spatial(op: str, name: str, shape: tuple, unbatched: bool) -> None:
+    shown = shape[1:] if unbatched else shape
+    if any(s == 0 for s in shape[1:]):
+        dims = ", ".join(("channel",) + _DIM_NAMES[len(shape) - 2][:-1]) + " and " + _DIM_NAMES[len(shape) - 2][-1]
         raise ValueError(
-            f"{op}: expected {name} with non-zero channel, height and width, but got {name} of shape "
-            f"{_shape_str(shown)}"
+            f"{op}: expected {name} with non-zero {dims}, but got {name} of shape {_shape_str(shown)}"
         )
+
+
+def _x(sizes) -> str:
+    """Sizes as '4 x 5 x 6' for messages."""
+    return " x ".join(str(s) for s in sizes)
+
+
+# ------------------------------------------------------------------------------------- convolution
 
 
 def _conv_out(size: int, lo: int, hi: int, k: int, d: int, s: int) -> int:
     return (size + lo + hi - d * (k - 1) - 1) // s + 1
 
 
-def _conv_padding(op, padding, R, S, dil, stride):
-    """(top, bottom, left, right) for conv2d's padding argument."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(
-                    f"{op}: padding='same' is not supported for strided convolutions, but got stride={stride}"
-                )
-            th, tw = dil[0] * (R - 1), dil[1] * (S - 1)
-            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-        if padding == "full":
-            return (dil[0] * (R - 1),) * 2 + (dil[1] * (S - 1),) * 2
-        raise ValueError(
-            f"{op}: padding must be an int, a pair of ints, 'valid', 'same' or 'full', but got {padding!r}"
-        )
-    ph, pw = _non_negative(op, "padding", padding)
-    return (ph, ph, pw, pw)
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution problem in any number of spatial dimensions (1, 2 or 3), every size checked.
+    Spatial tuples run outermost first ((D, H, W) for 3-d). ``size`` is what the kernels index (after any
+    explicit padding for padding_mode); pads may be negative at the high end (transposed convolution with
+    output_padding), where they only fix the output size."""
+
+    N: int
+    C: int
+    K: int
+    groups: int
+    size: tuple
+    kernel: tuple
+    out: tuple
+    stride: tuple
+    dilation: tuple
+    pad_lo: tuple
+    pad_hi: tuple
+
+    @property
+    def nd(self) -> int:
+        return len(self.size)
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.N, self.C) + self.size
+
+    @property
+    def weight_shape(self) -> tuple:
+        return (self.K, self.C // self.groups) + self.kernel
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.N, self.K) + self.out
+
+    @property
+    def empty(self) -> bool:
+        return 0 in (self.N,) + self.size + self.out
+
+    def plane(self, N: int | None = None, C: int | None = None) -> ConvGeometry:
+        """The 2-d problem of the last two spatial dimensions (a 1-d problem is one of height 1), for N
+        images (default: this problem's) with C input channels (default: this problem's)."""
+        lead = 2 - min(self.nd, 2)  # 1-d: a unit height in front
+        one = (1,) * lead
+        zero = (0,) * lead
+        size, kernel, out = one + self.size[-2:], one + self.kernel[-2:], one + self.out[-2:]
+        stride, dil = one + self.stride[-2:], one + self.dilation[-2:]
+        lo, hi = zero + self.pad_lo[-2:], zero + self.pad_hi[-2:]
+        return ConvGeometry(N=self.N if N is None else N, C=self.C if C is None else C, H=size[0], W=size[1],
+                            K=self.K, R=kernel[0], S=kernel[1], P=out[0], Q=out[1], stride_h=stride[0],
+                            stride_w=stride[1], pad_top=lo[0], pad_bottom=hi[0], pad_left=lo[1],
+                            pad_right=hi[1], dil_h=dil[0], dil_w=dil[1], groups=self.groups)
 
 
 @dataclass(frozen=True)
-class Conv2dCall:
-    """A checked conv2d / conv2d_backward call."""
+class ConvCall:
+    """A checked convolution / convolution-backward call (any nd)."""
 
     kind: str  # 'numpy' or 'cupy'
     unbatched: bool
-    geometry: ConvGeometry  # the convolution the kernels run (after any explicit padding)
+    spec: ConvSpec  # the convolution the kernels run (after any explicit padding)
     padding_mode: str
-    mode_pads: tuple  # (top, bottom, left, right) applied by an explicit pad when padding_mode != 'zeros'
-    H: int  # the caller's input height and width, before any explicit pad
-    W: int
+    mode_pads: tuple  # (lo, hi) per spatial dim, flat, applied by an explicit pad when padding_mode != 'zeros'
+    size: tuple  # the caller's spatial input sizes, before any explicit pad
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        """The 2-d geometry of a 1-d or 2-d call (3-d calls compose 2-d problems from ``spec``)."""
+        return self.spec.plane()
+
+    @property
+    def padded(self) -> bool:
+        return self.padding_mode != "zeros" and any(self.mode_pads)
 
 
-def _weight_sizes(op, weight, groups, layout: str) -> tuple:
-    """(dim0, dim1, R, S) of a 4-D weight with non-zero sizes whose first dimension splits into groups."""
-    if weight.ndim != 4:
+Conv2dCall = ConvCall  # the 2-d case
+
+
+def _conv_padding(op, padding, kernel, dil, stride) -> tuple:
+    """(lo, hi) per spatial dimension for a convolution's padding argument."""
+    nd = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(
+                    f"{op}: padding='same' is not supported for strided convolutions, but got stride={stride}"
+                )
+            totals = [d * (k - 1) for d, k in zip(dil, kernel)]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        if padding == "full":
+            return tuple((d * (k - 1),) * 2 for d, k in zip(dil, kernel))
         raise ValueError(
-            f"{op}: expected 4-D weight {layout}, but got weight of shape {_shape_str(weight.shape)}"
+            f"{op}: padding must be {_COUNT_WORDS[nd]}, 'valid', 'same' or 'full', but got {padding!r}"
+        )
+    return tuple((p, p) for p in _non_negative(op, "padding", padding, nd))
+
+
+def _weight_sizes(op, weight, groups, layout: str, nd: int = 2) -> tuple:
+    """(dim0, dim1, *kernel) of an (nd + 2)-D weight with non-zero sizes whose first dimension splits into
+    groups."""
+    if weight.ndim != nd + 2:
+        raise ValueError(
+            f"{op}: expected {nd + 2}-D weight {layout}, but got weight of shape {_shape_str(weight.shape)}"
         )
     sizes = tuple(int(s) for s in weight.shape)
     if 0 in sizes:
@@ -425,22 +513,35 @@ def _weight_sizes(op, weight, groups, layout: str) -> tuple:
     return sizes
 
 
+def _check_grad_output(op, grad_output, expected_batched, unbatched, what):
+    expected = expected_batched[1:] if unbatched else expected_batched
+    if tuple(grad_output.shape) != tuple(expected):
+        raise ValueError(
+            f"{op}: expected grad_output of shape {_shape_str(expected)} ({what}), but got "
+            f"{_shape_str(grad_output.shape)}"
+        )
+
+
 @_memoized
-def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                grad_output=None, backward=False) -> Conv2dCall:
+def conv_call(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+              grad_output=None, backward=False) -> ConvCall:
+    """Checks a conv{nd}d / conv{nd}d_backward call."""
     kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output},
                         optional=("bias",) if backward else ("bias", "grad_output"))
-    stride = _positive(op, "stride", stride)
-    dil = _positive(op, "dilation", dilation)
+    stride = _positive(op, "stride", stride, nd)
+    dil = _positive(op, "dilation", dilation, nd)
     groups = _groups(op, groups)
     if padding_mode not in PADDING_MODES:
         raise ValueError(
             f"{op}: padding_mode must be one of {', '.join(repr(m) for m in PADDING_MODES)}, but got "
             f"{padding_mode!r}"
         )
-    (N, C, H, W), unbatched = batched(op, "input", input.shape)
-    K, Cg, R, S = _weight_sizes(op, weight, groups, "(out_channels, in_channels/groups, kH, kW)")
-    _check_spatial(op, "input", (N, C, H, W), unbatched)
+    shape, unbatched = batched(op, "input", input.shape, nd=nd)
+    N, C, size = shape[0], shape[1], shape[2:]
+    K, Cg, *kernel = _weight_sizes(op, weight, groups, f"(out_channels, in_channels/groups, {_KERNEL_NAMES[nd]})",
+                                   nd)
+    kernel = tuple(kernel)
+    _check_spatial(op, "input", shape, unbatched)
     if Cg * groups != C:
         raise ValueError(
             f"{op}: given groups={groups}, weight of shape {_shape_str(weight.shape)}, expected input "
@@ -451,77 +552,89 @@ def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padd
             f"{op}: expected bias of shape ({K},) (one per output channel), but got bias of shape "
             f"{_shape_str(bias.shape)}"
         )
-    pads = _conv_padding(op, padding, R, S, dil, stride)
-    eff_r, eff_s = dil[0] * (R - 1) + 1, dil[1] * (S - 1) + 1
-    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
-    if Hp < eff_r or Wp < eff_s:
+    pads = _conv_padding(op, padding, kernel, dil, stride)
+    spans = tuple(d * (k - 1) + 1 for d, k in zip(dil, kernel))
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(size, pads))
+    if any(p < e for p, e in zip(padded, spans)):
         raise ValueError(
-            f"{op}: padded input size per channel ({Hp} x {Wp}) is smaller than the dilated kernel size "
-            f"({eff_r} x {eff_s}); kernel size can't be greater than the padded input size"
+            f"{op}: padded input size per channel ({_x(padded)}) is smaller than the dilated kernel size "
+            f"({_x(spans)}); kernel size can't be greater than the padded input size"
         )
-    P, Q = _conv_out(H, pads[0], pads[1], R, dil[0], stride[0]), _conv_out(W, pads[2], pads[3], S, dil[1], stride[1])
-    mode_pads = (0, 0, 0, 0)
-    if padding_mode != "zeros" and any(pads):
-        _check_mode_pads(op, padding_mode, pads, H, W)
-        mode_pads, pads, Hk, Wk = pads, (0, 0, 0, 0), Hp, Wp
+    out = tuple(_conv_out(s, lo, hi, k, d, st) for s, (lo, hi), k, d, st in zip(size, pads, kernel, dil, stride))
+    flat_pads = tuple(p for lohi in pads for p in lohi)
+    mode_pads = (0,) * (2 * nd)
+    if padding_mode != "zeros" and any(flat_pads):
+        _check_mode_pads(op, padding_mode, pads, size)
+        mode_pads, pads, kernel_size = flat_pads, ((0, 0),) * nd, padded
     else:
-        Hk, Wk = H, W
-    g = ConvGeometry(N=N, C=C, H=Hk, W=Wk, K=K, R=R, S=S, P=P, Q=Q, stride_h=stride[0], stride_w=stride[1],
-                     pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
-                     dil_h=dil[0], dil_w=dil[1], groups=groups)
+        kernel_size = size
+    spec = ConvSpec(N=N, C=C, K=K, groups=groups, size=kernel_size, kernel=kernel, out=out, stride=stride,
+                    dilation=dil, pad_lo=tuple(p[0] for p in pads), pad_hi=tuple(p[1] for p in pads))
     if backward:
-        expected = g.output_shape[1:] if unbatched else g.output_shape
-        if tuple(grad_output.shape) != expected:
-            raise ValueError(
-                f"{op}: expected grad_output of shape {_shape_str(expected)} (the conv2d output for input "
-                f"{_shape_str(input.shape)} and weight {_shape_str(weight.shape)}), but got "
-                f"{_shape_str(grad_output.shape)}"
-            )
-    return Conv2dCall(kind, unbatched, g, padding_mode, mode_pads, H, W)
+        _check_grad_output(op, grad_output, spec.output_shape, unbatched,
+                           f"the conv{nd}d output for input {_shape_str(input.shape)} and weight "
+                           f"{_shape_str(weight.shape)}")
+    return ConvCall(kind, unbatched, spec, padding_mode, mode_pads, size)
 
 
-def _check_mode_pads(op, mode, pads, H, W):
-    top, bottom, left, right = pads
-    if mode == "reflect" and (max(top, bottom) >= H or max(left, right) >= W):
+def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                grad_output=None, backward=False) -> ConvCall:
+    return conv_call(op, 2, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                     grad_output=grad_output, backward=backward)
+
+
+def _check_mode_pads(op, mode, pads, size):
+    too_big = (lambda p, s: p >= s) if mode == "reflect" else (lambda p, s: p > s)
+    if mode not in ("reflect", "circular"):
+        return
+    if any(too_big(max(lo, hi), s) for (lo, hi), s in zip(pads, size)):
+        nd = len(size)
+        sides = ", ".join(f"{a}={lo}, {b}={hi}" for (a, b), (lo, hi) in zip(_SIDE_NAMES[nd], pads))
+        dims = " and ".join(f"{name} {s}" for name, s in zip(_DIM_NAMES[nd], size))
+        need = "smaller than" if mode == "reflect" else "at most"
         raise ValueError(
-            f"{op}: padding_mode='reflect' needs padding smaller than the input size, but got padding "
-            f"(top={top}, bottom={bottom}, left={left}, right={right}) for input height {H} and width {W}"
-        )
-    if mode == "circular" and (max(top, bottom) > H or max(left, right) > W):
-        raise ValueError(
-            f"{op}: padding_mode='circular' needs padding at most the input size, but got padding "
-            f"(top={top}, bottom={bottom}, left={left}, right={right}) for input height {H} and width {W}"
+            f"{op}: padding_mode={mode!r} needs padding {need} the input size, but got padding ({sides}) for "
+            f"input {dims}"
         )
 
 
 @dataclass(frozen=True)
-class ConvTranspose2dCall:
+class ConvTransposeCall:
     kind: str
     unbatched: bool
-    geometry: ConvGeometry  # the convolution whose dgrad this transposed convolution is
+    spec: ConvSpec  # the convolution whose dgrad this transposed convolution is
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        return self.spec.plane()
+
+
+ConvTranspose2dCall = ConvTransposeCall
 
 
 @_memoized
-def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
-                          grad_output=None, backward=False) -> ConvTranspose2dCall:
+def conv_transpose_call(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                        grad_output=None, backward=False) -> ConvTransposeCall:
     kind = check_arrays(op, {"input": input, "weight": weight, "bias": bias, "grad_output": grad_output},
                         optional=("bias",) if backward else ("bias", "grad_output"))
-    stride = _positive(op, "stride", stride)
-    dil = _positive(op, "dilation", dilation)
+    stride = _positive(op, "stride", stride, nd)
+    dil = _positive(op, "dilation", dilation, nd)
     groups = _groups(op, groups)
     if isinstance(padding, str):
-        raise ValueError(f"{op}: padding must be an int or a pair of ints, but got {padding!r}")
-    pad = _non_negative(op, "padding", padding)
-    opad = _non_negative(op, "output_padding", output_padding)
-    for i in range(2):
-        if opad[i] >= stride[i] and opad[i] >= dil[i]:
-            raise ValueError(
-                f"{op}: output_padding must be smaller than either stride or dilation, but got "
-                f"output_padding={opad}, stride={stride}, dilation={dil}"
-            )
-    (N, Cin, Hin, Win), unbatched = batched(op, "input", input.shape)
-    Kw, Cg, R, S = _weight_sizes(op, weight, groups, "(in_channels, out_channels/groups, kH, kW)")
-    _check_spatial(op, "input", (N, Cin, Hin, Win), unbatched)
+        raise ValueError(f"{op}: padding must be {_COUNT_WORDS[nd]}, but got {padding!r}")
+    pad = _non_negative(op, "padding", padding, nd)
+    opad = _non_negative(op, "output_padding", output_padding, nd)
+    if any(o >= s and o >= d for o, s, d in zip(opad, stride, dil)):
+        raise ValueError(
+            f"{op}: output_padding must be smaller than either stride or dilation, but got "
+            f"output_padding={opad}, stride={stride}, dilation={dil}"
+        )
+    shape, unbatched = batched(op, "input", input.shape, nd=nd)
+    N, Cin, size_in = shape[0], shape[1], shape[2:]
+    Kw, Cg, *kernel = _weight_sizes(op, weight, groups, f"(in_channels, out_channels/groups, {_KERNEL_NAMES[nd]})",
+                                    nd)
+    kernel = tuple(kernel)
+    _check_spatial(op, "input", shape, unbatched)
     if Kw != Cin:
         raise ValueError(
             f"{op}: given transposed=1, weight of shape {_shape_str(weight.shape)}, expected input "
@@ -533,29 +646,29 @@ def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_paddi
             f"{op}: expected bias of shape ({Cout},) (one per output channel), but got bias of shape "
             f"{_shape_str(bias.shape)}"
         )
-    Hout = (Hin - 1) * stride[0] - 2 * pad[0] + dil[0] * (R - 1) + opad[0] + 1
-    Wout = (Win - 1) * stride[1] - 2 * pad[1] + dil[1] * (S - 1) + opad[1] + 1
-    if Hout <= 0 or Wout <= 0:
+    size_out = tuple((i - 1) * s - 2 * p + d * (k - 1) + o + 1
+                     for i, s, p, d, k, o in zip(size_in, stride, pad, dil, kernel, opad))
+    if min(size_out) <= 0:
         raise ValueError(
-            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({Hout} x {Wout}) is too "
-            f"small: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({R} x {S})"
+            f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({_x(size_out)}) is too "
+            f"small: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({_x(kernel)})"
         )
-    # pad_bottom/pad_right = padding - output_padding makes P == Hin exactly; it is negative when
-    # output_padding > padding, which is fine: kernels index with pad_top/pad_left only, and the bottom/right
-    # values only fix P and Q (rows past the last tap's reach get a zero gradient).
-    g = ConvGeometry(N=N, C=Cout, H=Hout, W=Wout, K=Cin, R=R, S=S, P=Hin, Q=Win,
-                     stride_h=stride[0], stride_w=stride[1],
-                     pad_top=pad[0], pad_bottom=pad[0] - opad[0], pad_left=pad[1], pad_right=pad[1] - opad[1],
-                     dil_h=dil[0], dil_w=dil[1], groups=groups)
+    # pad_hi = padding - output_padding makes the conv's output size equal the input's exactly; it is
+    # negative when output_padding > padding, which is fine: kernels index with pad_lo only, and pad_hi only
+    # fixes the output size (positions past the last tap's reach get a zero gradient).
+    spec = ConvSpec(N=N, C=Cout, K=Cin, groups=groups, size=size_out, kernel=kernel, out=size_in, stride=stride,
+                    dilation=dil, pad_lo=pad, pad_hi=tuple(p - o for p, o in zip(pad, opad)))
     if backward:
-        expected = (Cout, Hout, Wout) if unbatched else (N, Cout, Hout, Wout)
-        if tuple(grad_output.shape) != expected:
-            raise ValueError(
-                f"{op}: expected grad_output of shape {_shape_str(expected)} (the conv_transpose2d output for "
-                f"input {_shape_str(input.shape)} and weight {_shape_str(weight.shape)}), but got "
-                f"{_shape_str(grad_output.shape)}"
-            )
-    return ConvTranspose2dCall(kind, unbatched, g)
+        _check_grad_output(op, grad_output, spec.input_shape, unbatched,
+                           f"the conv_transpose{nd}d output for input {_shape_str(input.shape)} and weight "
+                           f"{_shape_str(weight.shape)}")
+    return ConvTransposeCall(kind, unbatched, spec)
+
+
+def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                          grad_output=None, backward=False) -> ConvTransposeCall:
+    return conv_transpose_call(op, 2, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                               grad_output=grad_output, backward=backward)
 
 
 # ------------------------------------------------------------------------------------------ pooling
@@ -571,26 +684,74 @@ def _pool_out(size, k, s, p, d, ceil_mode):
 
 
 @dataclass(frozen=True)
+class PoolSpec:
+    """One pooling problem in any number of spatial dimensions: input (N, C, *size) -> (N, C, *out)."""
+
+    N: int
+    C: int
+    size: tuple
+    out: tuple
+    kernel: tuple
+    stride: tuple
+    pad: tuple
+    dilation: tuple
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+
+    @property
+    def nd(self) -> int:
+        return len(self.size)
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.N, self.C) + self.size
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.N, self.C) + self.out
+
+    def plane(self, N: int | None = None, C: int | None = None, divisor_override=False) -> PoolGeometry:
+        """The 2-d pooling of the last two spatial dimensions (1-d: height 1), for N images of C channels
+        (defaults: this problem's); divisor_override replaces this problem's when given."""
+        lead = 2 - min(self.nd, 2)
+        one, zero = (1,) * lead, (0,) * lead
+        size, out, k = one + self.size[-2:], one + self.out[-2:], one + self.kernel[-2:]
+        s, p, d = one + self.stride[-2:], zero + self.pad[-2:], one + self.dilation[-2:]
+        return PoolGeometry(N=self.N if N is None else N, C=self.C if C is None else C, H=size[0], W=size[1],
+                            P=out[0], Q=out[1], kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1],
+                            pad_h=p[0], pad_w=p[1], dil_h=d[0], dil_w=d[1], ceil_mode=self.ceil_mode,
+                            count_include_pad=self.count_include_pad,
+                            divisor_override=self.divisor_override if divisor_override is False
+                            else divisor_override)
+
+
+@dataclass(frozen=True)
 class PoolCall:
     kind: str
     unbatched: bool
-    geometry: PoolGeometry
+    spec: PoolSpec
+
+    @property
+    def geometry(self) -> PoolGeometry:
+        return self.spec.plane()
 
 
 @_memoized
-def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *, max_pool: bool,
-                count_include_pad=True, divisor_override=None, grad_output=None, input_shape=None,
-                backward=False) -> PoolCall:
-    """Checks a pooling call. For the backward of avg_pool2d, pass backward=True, grad_output and input_shape
-    instead of input (input=None)."""
+def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, *, max_pool: bool,
+              count_include_pad=True, divisor_override=None, grad_output=None, input_shape=None,
+              backward=False) -> PoolCall:
+    """Checks a pooling call. For the backward of average pooling, pass backward=True, grad_output and
+    input_shape instead of input (input=None)."""
     arrays = {"grad_output": grad_output} if backward else {"input": input}
     kind = check_arrays(op, arrays)
-    k = _positive(op, "kernel_size", kernel_size)
-    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else _positive(op, "stride", stride)
+    k = _positive(op, "kernel_size", kernel_size, nd)
+    empty_stride = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    s = k if empty_stride else _positive(op, "stride", stride, nd)
     if isinstance(padding, str):
-        raise ValueError(f"{op}: padding must be an int or a pair of ints, but got {padding!r}")
-    p = _non_negative(op, "padding", padding)
-    d = _positive(op, "dilation", dilation)
+        raise ValueError(f"{op}: padding must be {_COUNT_WORDS[nd]}, but got {padding!r}")
+    p = _non_negative(op, "padding", padding, nd)
+    d = _positive(op, "dilation", dilation, nd)
     ceil_mode = _bool(op, "ceil_mode", ceil_mode)
     count_include_pad = _bool(op, "count_include_pad", count_include_pad)
     if divisor_override is not None:
@@ -599,41 +760,45 @@ def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *,
         if divisor_override == 0:
             raise ValueError(f"{op}: divisor_override must be non-zero, but got 0")
         divisor_override = int(divisor_override)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
         raise ValueError(
             f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
         )
     shape = _input_shape(op, input_shape) if backward else input.shape
-    (N, C, H, W), unbatched = batched(op, "input_shape" if backward else "input", shape)
-    _check_spatial(op, "input", (N, C, H, W), unbatched)
-    P = _pool_out(H, k[0], s[0], p[0], d[0], ceil_mode)
-    Q = _pool_out(W, k[1], s[1], p[1], d[1], ceil_mode)
-    if P <= 0 or Q <= 0:
+    full, unbatched = batched(op, "input_shape" if backward else "input", shape, nd=nd)
+    _check_spatial(op, "input", full, unbatched)
+    size = full[2:]
+    out = tuple(_pool_out(*a, ceil_mode) for a in zip(size, k, s, p, d))
+    if min(out) <= 0:
         raise ValueError(
-            f"{op}: given input of shape {_shape_str(shape)}, the output size ({P} x {Q}) is too small for "
+            f"{op}: given input of shape {_shape_str(shape)}, the output size ({_x(out)}) is too small for "
             f"kernel_size={k}, stride={s}, padding={p}" + (f", dilation={d}" if max_pool else "")
         )
-    g = PoolGeometry(N=N, C=C, H=H, W=W, P=P, Q=Q, kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1],
-                     pad_h=p[0], pad_w=p[1], dil_h=d[0], dil_w=d[1], ceil_mode=ceil_mode,
-                     count_include_pad=count_include_pad, divisor_override=divisor_override)
+    spec = PoolSpec(N=full[0], C=full[1], size=size, out=out, kernel=k, stride=s, pad=p, dilation=d,
+                    ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor_override)
     if backward:
-        expected = (C, P, Q) if unbatched else (N, C, P, Q)
-        if tuple(grad_output.shape) != expected:
-            raise ValueError(
-                f"{op}: expected grad_output of shape {_shape_str(expected)} (the pooled output of input shape "
-                f"{_shape_str(shape)}), but got {_shape_str(grad_output.shape)}"
-            )
-    return PoolCall(kind, unbatched, g)
+        _check_grad_output(op, grad_output, spec.output_shape, unbatched,
+                           f"the pooled output of input shape {_shape_str(shape)}")
+    return PoolCall(kind, unbatched, spec)
 
 
-def _input_shape(op, input_shape):
+def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *, max_pool: bool,
+                count_include_pad=True, divisor_override=None, grad_output=None, input_shape=None,
+                backward=False) -> PoolCall:
+    return pool_call(op, 2, input, kernel_size, stride, padding, dilation, ceil_mode, max_pool=max_pool,
+                     count_include_pad=count_include_pad, divisor_override=divisor_override,
+                     grad_output=grad_output, input_shape=input_shape, backward=backward)
+
+
+def _input_shape(op, input_shape, nd: int = 2):
+    want = f"a sequence of {nd + 1} or {nd + 2} ints"
     try:
         shape = tuple(input_shape)
     except TypeError:
-        raise TypeError(f"{op}: input_shape must be a sequence of 3 or 4 ints, but got {input_shape!r}") from None
+        raise TypeError(f"{op}: input_shape must be {want}, but got {input_shape!r}") from None
     for v in shape:
         if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{op}: input_shape must be a sequence of 3 or 4 ints, but got {input_shape!r}")
+            raise TypeError(f"{op}: input_shape must be {want}, but got {input_shape!r}")
         if v < 0:
             raise ValueError(f"{op}: input_shape must not hold negative sizes, but got {shape}")
     return tuple(int(v) for v in shape)
@@ -643,33 +808,115 @@ def _input_shape(op, input_shape):
 class MaxPoolBackwardCall:
     kind: str
     unbatched: bool
-    input_shape: tuple  # (N, C, H, W)
+    input_shape: tuple  # (N, C, *spatial)
 
 
-def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBackwardCall:
+def max_pool_backward_call(op, nd, grad_output, indices, input_shape) -> MaxPoolBackwardCall:
     kind = check_arrays(op, {"grad_output": grad_output})
     check_index_array(op, "indices", indices, kind)
-    shape = _input_shape(op, input_shape)
-    (N, C, H, W), unbatched = batched(op, "input_shape", shape)
-    _check_spatial(op, "input_shape", (N, C, H, W), unbatched)
+    shape = _input_shape(op, input_shape, nd)
+    full, unbatched = batched(op, "input_shape", shape, nd=nd)
+    _check_spatial(op, "input_shape", full, unbatched)
     if tuple(indices.shape) != tuple(grad_output.shape):
         raise ValueError(
             f"{op}: indices and grad_output must have one shape, but got indices {_shape_str(indices.shape)} and "
             f"grad_output {_shape_str(grad_output.shape)}"
         )
-    if grad_output.ndim != len(shape) or tuple(grad_output.shape[:-2]) != tuple(shape[:-2]):
+    if grad_output.ndim != len(shape) or tuple(grad_output.shape[:-nd]) != tuple(shape[:-nd]):
         raise ValueError(
             f"{op}: grad_output of shape {_shape_str(grad_output.shape)} does not match input_shape "
             f"{_shape_str(shape)}: expected the same rank and the same leading (batch, channel) sizes"
         )
+    plane = 1
+    for s in full[2:]:
+        plane *= s
     # One reduction and one transfer to the host (on the GPU, a sync): viewed as unsigned integers of the same
-    # size and byte order, negative indices are larger than any valid one, so the largest is below H*W exactly
-    # when every index lies in [0, H*W). The two-sided range is computed only for the message.
+    # size and byte order, negative indices are larger than any valid one, so the largest is below the plane
+    # size exactly when every index lies in [0, plane). The two-sided range is computed only for the message.
     as_unsigned = indices if indices.dtype.kind == "u" else indices.view(indices.dtype.str.replace("i", "u"))
-    if indices.size and int(as_unsigned.max()) >= H * W:
+    if indices.size and int(as_unsigned.max()) >= plane:
         lo, hi = int(indices.min()), int(indices.max())
         raise ValueError(
-            f"{op}: indices must lie in [0, {H * W}) (flat positions in an input plane of {H} x {W}), but "
+            f"{op}: indices must lie in [0, {plane}) (flat positions in an input plane of {_x(full[2:])}), but "
             f"found values in [{lo}, {hi}]"
         )
-    return MaxPoolBackwardCall(kind, unbatched, (N, C, H, W))
+    return MaxPoolBackwardCall(kind, unbatched, full)
+
+
+def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBackwardCall:
+    return max_pool_backward_call(op, 2, grad_output, indices, input_shape)
+
+
+# --------------------------------------------------------------------------------- adaptive pooling
+
+
+def adaptive_windows(size: int, out: int) -> tuple:
+    """PyTorch's adaptive windows along one dimension: output i pools [floor(i*size/out),
+    ceil((i+1)*size/out)). Returns (starts, ends) as tuples of ints."""
+    starts = tuple((i * size) // out for i in range(out))
+    ends = tuple(-((-(i + 1) * size) // out) for i in range(out))
+    return starts, ends
+
+
+@dataclass(frozen=True)
+class AdaptiveCall:
+    kind: str
+    unbatched: bool
+    input_shape: tuple  # (N, C, *size)
+    out: tuple  # output spatial sizes
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.input_shape[:2] + self.out
+
+
+def _output_size(op, nd, output_size, size) -> tuple:
+    """output_size: an int, or a sequence of nd ints or None (None keeps the input's size)."""
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != nd:
+            raise ValueError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got "
+                             f"{tuple(output_size)!r}")
+        values = output_size
+    else:
+        values = (output_size,) * nd
+    out = []
+    for v, s in zip(values, size):
+        if v is None:
+            out.append(s)
+            continue
+        if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got "
+                            f"{output_size!r}")
+        if not 0 <= v < 2**31:
+            raise ValueError(f"{op}: output_size must hold non-negative sizes below 2**31, but got {output_size!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+@_memoized
+def adaptive_pool_call(op, nd, input, output_size) -> AdaptiveCall:
+    kind = check_arrays(op, {"input": input})
+    full, unbatched = batched(op, "input", input.shape, nd=nd)
+    _check_spatial(op, "input", full, unbatched)
+    out = _output_size(op, nd, output_size, full[2:])
+    return AdaptiveCall(kind, unbatched, full, out)
+
+
+@_memoized
+def adaptive_pool_backward_call(op, nd, grad_output, input_shape) -> AdaptiveCall:
+    kind = check_arrays(op, {"grad_output": grad_output})
+    shape = _input_shape(op, input_shape, nd)
+    full, unbatched = batched(op, "input_shape", shape, nd=nd)
+    _check_spatial(op, "input_shape", full, unbatched)
+    if grad_output.ndim != len(shape) or tuple(grad_output.shape[:-nd]) != tuple(shape[:-nd]):
+        raise ValueError(
+            f"{op}: grad_output of shape {_shape_str(grad_output.shape)} does not match input_shape "
+            f"{_shape_str(shape)}: expected the same rank and the same leading (batch, channel) sizes"
+        )
+    return AdaptiveCall(kind, unbatched, full, tuple(int(s) for s in grad_output.shape[-nd:]))
+
+
+# The 2-d entry points share their n-d check's memo (tests read it).
+conv2d_call.memo = conv_call.memo
+conv_transpose2d_call.memo = conv_transpose_call.memo
+pool2d_call.memo = pool_call.memo
