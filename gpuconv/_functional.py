@@ -1,18 +1,38 @@
 """The public functions: check the call (``_params``), run it on the array's backend, shape the result.
 
 What lives here is the composition every backend shares: unbatched inputs, empty batches, explicit padding
-for padding_mode, and transposed convolution as a dgrad.
+for padding_mode, transposed convolution as a dgrad, 1-d operations as 2-d ones of height 1 (views, no
+copies) and 3-d ones composed from 2-d ones (``_volume``). Pooling's public functions are in ``_pooling``.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from . import _backend, _params
+from . import _backend, _params, _volume
 
 
 def _batch4(a, unbatched):
+    """The batched view of an input (a batch of one for an unbatched one; any rank)."""
     return a[None] if unbatched else a
+
+
+def _as_plane(a, nd):
+    """A 1-d array (N, C, L) (or weight (K, C, k)) as the 2-d one of height 1 it is: a view."""
+    return a[:, :, None] if nd == 1 else a
+
+
+def _from_plane(a, nd):
+    return a[:, :, 0] if (nd == 1 and a is not None) else a
+
+
+def _pads2d(mode_pads, nd):
+    """The (top, bottom, left, right) of a 1-d or 2-d call's explicit padding."""
+    return (0, 0) + tuple(mode_pads) if nd == 1 else tuple(mode_pads)
+
+
+def _backend_for(kind, dtype):
+    return _backend.get(kind)
 
 
 def _unbatch(a, unbatched):
@@ -36,156 +56,176 @@ def _zero_grads(mask, input, weight, n_bias):
     return tuple(_zeros(input, s) if m else None for m, s in zip(mask, shapes))
 
 
-# ------------------------------------------------------------------------------------------- conv2d
+# ---------------------------------------------------------------------------------------- convolution
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
-    """2-D convolution (cross-correlation) over an (N, C, H, W) or (C, H, W) input, as
-    ``torch.nn.functional.conv2d`` (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html).
-
-    weight is (out_channels, in_channels/groups, kH, kW); bias is (out_channels,) or None. padding is an
-    int, a pair, 'valid', 'same' (stride 1 only; an odd total puts the extra on the bottom/right) or 'full'
-    (dilation*(k-1) on every side). padding_mode ('zeros', 'reflect', 'replicate', 'circular') is
-    ``nn.Conv2d``'s, an extension of the functional API. Returns (N, out_channels, P, Q).
-    """
-    op = "conv2d"
-    c = _params.conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode)
-    g = c.geometry
-    if g.N == 0:
-        return _unbatch(_zeros(input, g.output_shape), c.unbatched)
-    be = _backend.get(c.kind)
+def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode):
+    c = _params.conv_call(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    s = c.spec
+    if s.N == 0:
+        return _unbatch(_zeros(input, s.output_shape), c.unbatched)
+    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
-    if c.padding_mode != "zeros" and any(c.mode_pads):
-        x = be.pad2d(x, c.mode_pads, c.padding_mode)
-    return _unbatch(be.conv2d_fprop(g, x, weight, bias), c.unbatched)
+    if nd == 3:
+        if c.padded:
+            x = _volume.pad3d(be, x, c.mode_pads, c.padding_mode)
+        return _unbatch(_volume.conv3d_fprop(be, s, x, weight, bias), c.unbatched)
+    x = _as_plane(x, nd)
+    if c.padded:
+        x = be.pad2d(x, _pads2d(c.mode_pads, nd), c.padding_mode)
+    y = be.conv2d_fprop(c.geometry, x, _as_plane(weight, nd), bias)
+    return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    padding_mode="zeros", output_mask=(True, True, True)):
-    """Gradients of :func:`conv2d` with respect to input, weight and bias, given grad_output (the gradient
-    of the loss with respect to conv2d's output). Returns (grad_input, grad_weight, grad_bias); an entry
-    that output_mask turns off is None. grad_bias is grad_output summed over N, H, W."""
-    op = "conv2d_backward"
+def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                   output_mask):
     mask = _params.check_output_mask(op, output_mask)
-    c = _params.conv2d_call(op, input, weight, None, stride, padding, dilation, groups, padding_mode,
-                            grad_output=grad_output, backward=True)
-    g = c.geometry
-    if g.empty:
-        return _zero_grads(mask, input, weight, g.K)
+    c = _params.conv_call(op, nd, input, weight, None, stride, padding, dilation, groups, padding_mode,
+                          grad_output=grad_output, backward=True)
+    s = c.spec
+    if s.empty:
+        return _zero_grads(mask, input, weight, s.K)
     gx = gw = gb = None
-    be = _backend.get(c.kind)
+    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     gy = _batch4(grad_output, c.unbatched)
-    padded = c.padding_mode != "zeros" and any(c.mode_pads)
+    if nd == 3:
+        if mask[0]:
+            gx = _volume.conv3d_dgrad(be, s, gy, weight)
+            if c.padded:
+                gx = _volume.pad3d_backward(be, gx, c.mode_pads, c.padding_mode)
+            gx = _unbatch(gx, c.unbatched)
+        if mask[1]:
+            xk = _volume.pad3d(be, x, c.mode_pads, c.padding_mode) if c.padded else x
+            gw = _volume.conv3d_wgrad(be, s, xk, gy)
+        if mask[2]:
+            gb = _volume.bias_grad(gy)
+        return gx, gw, gb
+    x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
+    pads = _pads2d(c.mode_pads, nd)
     if mask[0]:
-        gx = be.conv2d_dgrad(g, gy, weight)
-        if padded:
-            gx = be.pad2d_backward(gx, c.mode_pads, c.padding_mode)
-        gx = _unbatch(gx, c.unbatched)
+        gx = be.conv2d_dgrad(g, gy, w)
+        if c.padded:
+            gx = be.pad2d_backward(gx, pads, c.padding_mode)
+        gx = _unbatch(_from_plane(gx, nd), c.unbatched)
     if mask[1]:
-        xk = be.pad2d(x, c.mode_pads, c.padding_mode) if padded else x
-        gw = be.conv2d_wgrad(g, xk, gy)
+        xk = be.pad2d(x, pads, c.padding_mode) if c.padded else x
+        gw = _from_plane(be.conv2d_wgrad(g, xk, gy), nd)
     if mask[2]:
         gb = be.conv2d_bias_grad(gy)
     return gx, gw, gb
 
 
-# --------------------------------------------------------------------------------- conv_transpose2d
+def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation):
+    c = _params.conv_transpose_call(op, nd, input, weight, bias, stride, padding, output_padding, groups,
+                                    dilation)
+    s = c.spec
+    if s.empty:
+        return _unbatch(_zeros(input, s.input_shape), c.unbatched)  # an empty batch or a 0-wide output
+    be = _backend_for(c.kind, input.dtype)
+    x = _batch4(input, c.unbatched)
+    if nd == 3:
+        return _unbatch(_volume.conv3d_dgrad(be, s, x, weight, bias), c.unbatched)
+    y = be.conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
+    return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """2-D transposed convolution ("deconvolution"), as ``torch.nn.functional.conv_transpose2d``
-    (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv_transpose2d.html): the gradient of
-    conv2d with respect to its input. weight is (in_channels, out_channels/groups, kH, kW). Output size
-    (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1 (W alike)."""
-    op = "conv_transpose2d"
-    c = _params.conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation)
-    g = c.geometry
-    if g.empty:
-        return _unbatch(_zeros(input, g.input_shape), c.unbatched)  # an empty batch or a 0-wide output
-    be = _backend.get(c.kind)
-    return _unbatch(be.conv2d_dgrad(g, _batch4(input, c.unbatched), weight, bias), c.unbatched)
-
-
-def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                              dilation=1, *, output_mask=(True, True, True)):
-    """Gradients of :func:`conv_transpose2d` with respect to input, weight and bias. Returns (grad_input,
-    grad_weight, grad_bias); an entry that output_mask turns off is None."""
-    op = "conv_transpose2d_backward"
+def _conv_transpose_backward(op, nd, grad_output, input, weight, stride, padding, output_padding, groups,
+                             dilation, output_mask):
     mask = _params.check_output_mask(op, output_mask)
-    c = _params.conv_transpose2d_call(op, input, weight, None, stride, padding, output_padding, groups,
-                                      dilation, grad_output=grad_output, backward=True)
-    g = c.geometry
-    if g.empty:
-        return _zero_grads(mask, input, weight, g.C)
+    c = _params.conv_transpose_call(op, nd, input, weight, None, stride, padding, output_padding, groups,
+                                    dilation, grad_output=grad_output, backward=True)
+    s = c.spec
+    if s.empty:
+        return _zero_grads(mask, input, weight, s.C)
     gx = gw = gb = None
-    be = _backend.get(c.kind)
-    x = _batch4(input, c.unbatched)  # plays the conv's output (N, K, P, Q)
-    gy = _batch4(grad_output, c.unbatched)  # plays the conv's input (N, C, H, W)
+    be = _backend_for(c.kind, input.dtype)
+    x = _batch4(input, c.unbatched)  # plays the conv's output (N, K, *out)
+    gy = _batch4(grad_output, c.unbatched)  # plays the conv's input (N, C, *size)
+    if nd == 3:
+        if mask[0]:
+            gx = _unbatch(_volume.conv3d_fprop(be, s, gy, weight), c.unbatched)
+        if mask[1]:
+            gw = _volume.conv3d_wgrad(be, s, gy, x)
+        if mask[2]:
+            gb = _volume.bias_grad(gy)
+        return gx, gw, gb
+    x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
     if mask[0]:
-        gx = _unbatch(be.conv2d_fprop(g, gy, weight), c.unbatched)
+        gx = _unbatch(_from_plane(be.conv2d_fprop(g, gy, w), nd), c.unbatched)
     if mask[1]:
-        gw = be.conv2d_wgrad(g, gy, x)
+        gw = _from_plane(be.conv2d_wgrad(g, gy, x), nd)
     if mask[2]:
         gb = be.conv2d_bias_grad(gy)
     return gx, gw, gb
 
 
-# ------------------------------------------------------------------------------------------ pooling
+_CONV_DOC = """{nd}-D convolution (cross-correlation) over an {batched} or {unbatched} input, as
+    ``torch.nn.functional.conv{nd}d`` (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv{nd}d.html).
+
+    weight is (out_channels, in_channels/groups, {kernel}); bias is (out_channels,) or None. stride,
+    dilation and an int padding take an int or a tuple of {nd}; padding also takes 'valid', 'same' (stride 1
+    only; an odd total puts the extra at the end) or 'full' (dilation*(k-1) on every side). padding_mode
+    ('zeros', 'reflect', 'replicate', 'circular') is ``nn.Conv{nd}d``'s, an extension of the functional API.
+    Returns (N, out_channels, *output size).{extra}
+    """
+
+_CONV_BACKWARD_DOC = """Gradients of :func:`conv{nd}d` with respect to input, weight and bias, given
+    grad_output (the gradient of the loss with respect to conv{nd}d's output). Returns (grad_input,
+    grad_weight, grad_bias); an entry that output_mask turns off is None. grad_bias is grad_output summed over
+    every axis but the channel one."""
+
+_CONV_TRANSPOSE_DOC = """{nd}-D transposed convolution ("deconvolution"), as
+    ``torch.nn.functional.conv_transpose{nd}d``
+    (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv_transpose{nd}d.html): the gradient of
+    conv{nd}d with respect to its input. weight is (in_channels, out_channels/groups, {kernel}). Output size
+    along each dimension: (L - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1."""
+
+_CONV_TRANSPOSE_BACKWARD_DOC = """Gradients of :func:`conv_transpose{nd}d` with respect to input, weight and
+    bias. Returns (grad_input, grad_weight, grad_bias); an entry that output_mask turns off is None."""
+
+_SHAPES = {1: ("(N, C, L)", "(C, L)", "kW"), 2: ("(N, C, H, W)", "(C, H, W)", "kH, kW"),
+           3: ("(N, C, D, H, W)", "(C, D, H, W)", "kT, kH, kW")}
+_EXTRA = {1: "", 2: "", 3: """
+
+    On the CUDA path a 3-d convolution runs as 2-d convolutions of its depth slices stacked as channels
+    (``gpuconv._volume``); float16 and bfloat16 compute in float32 there."""}
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """2-D max pooling, as ``torch.nn.functional.max_pool2d``
-    (https://pytorch.org/docs/stable/generated/torch.nn.functional.max_pool2d.html). Padding counts as
-    -inf; a NaN in a window wins (the last NaN in row-major window order gives the index, as PyTorch).
-    With return_indices, also returns int64 indices, flat h*W + w within each (n, c) plane."""
-    op = "max_pool2d"
-    return_indices = _params._bool(op, "return_indices", return_indices)
-    c = _params.pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, max_pool=True)
-    g = c.geometry
-    if g.N == 0:
-        y, idx = _zeros(input, g.output_shape), _zeros(input, g.output_shape, numpy.int64)
-    else:
-        y, idx = _backend.get(c.kind).max_pool2d_fprop(g, _batch4(input, c.unbatched))
-    y, idx = _unbatch(y, c.unbatched), _unbatch(idx, c.unbatched)
-    return (y, idx) if return_indices else y
+def _documented(fn, template, nd):
+    batched, unbatched, kernel = _SHAPES[nd]
+    fn.__doc__ = template.format(nd=nd, batched=batched, unbatched=unbatched, kernel=kernel, extra=_EXTRA[nd])
+    return fn
 
 
-def max_pool2d_backward(grad_output, indices, input_shape):
-    """Gradient of :func:`max_pool2d` with respect to its input: each grad_output element is added to the
-    input position its index names (flat within its (n, c) plane). Returns an array of input_shape."""
-    op = "max_pool2d_backward"
-    c = _params.max_pool2d_backward_call(op, grad_output, indices, input_shape)
-    N = c.input_shape[0]
-    if N == 0 or grad_output.size == 0:
-        out = _zeros(grad_output, c.input_shape)
-    else:
-        out = _backend.get(c.kind).max_pool2d_bprop(
-            _batch4(grad_output, c.unbatched), _batch4(indices, c.unbatched), c.input_shape)
-    return _unbatch(out, c.unbatched)
+def _make_conv(nd):
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
+        return _conv(f"conv{nd}d", nd, input, weight, bias, stride, padding, dilation, groups, padding_mode)
+
+    def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                      padding_mode="zeros", output_mask=(True, True, True)):
+        return _conv_backward(f"conv{nd}d_backward", nd, grad_output, input, weight, stride, padding, dilation,
+                              groups, padding_mode, output_mask)
+
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        return _conv_transpose(f"conv_transpose{nd}d", nd, input, weight, bias, stride, padding, output_padding,
+                               groups, dilation)
+
+    def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                                dilation=1, *, output_mask=(True, True, True)):
+        return _conv_transpose_backward(f"conv_transpose{nd}d_backward", nd, grad_output, input, weight, stride,
+                                        padding, output_padding, groups, dilation, output_mask)
+
+    fns = (conv, conv_backward, conv_transpose, conv_transpose_backward)
+    names = (f"conv{nd}d", f"conv{nd}d_backward", f"conv_transpose{nd}d", f"conv_transpose{nd}d_backward")
+    docs = (_CONV_DOC, _CONV_BACKWARD_DOC, _CONV_TRANSPOSE_DOC, _CONV_TRANSPOSE_BACKWARD_DOC)
+    for fn, name, doc in zip(fns, names, docs):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__module__ = "gpuconv"
+        _documented(fn, doc, nd)
+    return fns
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """2-D average pooling, as ``torch.nn.functional.avg_pool2d``
-    (https://pytorch.org/docs/stable/generated/torch.nn.functional.avg_pool2d.html)."""
-    op = "avg_pool2d"
-    c = _params.pool2d_call(op, input, kernel_size, stride, padding, 1, ceil_mode, max_pool=False,
-                            count_include_pad=count_include_pad, divisor_override=divisor_override)
-    g = c.geometry
-    if g.N == 0:
-        return _unbatch(_zeros(input, g.output_shape), c.unbatched)
-    return _unbatch(_backend.get(c.kind).avg_pool2d_fprop(g, _batch4(input, c.unbatched)), c.unbatched)
-
-
-def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
-    """Gradient of :func:`avg_pool2d` with respect to its input. Returns an array of input_shape."""
-    op = "avg_pool2d_backward"
-    c = _params.pool2d_call(op, None, kernel_size, stride, padding, 1, ceil_mode, max_pool=False,
-                            count_include_pad=count_include_pad, divisor_override=divisor_override,
-                            grad_output=grad_output, input_shape=input_shape, backward=True)
-    g = c.geometry
-    if g.N == 0:
-        return _unbatch(_zeros(grad_output, g.input_shape), c.unbatched)
-    return _unbatch(_backend.get(c.kind).avg_pool2d_bprop(g, _batch4(grad_output, c.unbatched)), c.unbatched)
+conv1d, conv1d_backward, conv_transpose1d, conv_transpose1d_backward = _make_conv(1)
+conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward = _make_conv(2)
+conv3d, conv3d_backward, conv_transpose3d, conv_transpose3d_backward = _make_conv(3)
