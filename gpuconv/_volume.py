@@ -241,11 +241,11 @@ def _flat_view(a, N, C, D, H, W):
 
 def max_pool3d_fprop(be, spec, x):
     """(y, indices int64) of a 3-d max pooling, indices flat d*H*W + h*W + w within each (n, c) volume."""
-    xp = _xp(x)
+    xp, dt = _xp(x), compute_dtype(x.dtype)  # 16-bit values compare in float32: exact, and CuPy-safe
     N, C, (D, H, W), (Z, P, Q) = spec.N, spec.C, spec.size, spec.out
     y2, i2 = be.max_pool2d_fprop(spec.plane(C=C * D), _flat_view(x, N, C, D, H, W))
-    y2, i2 = y2.reshape(N, C, D, P, Q), i2.reshape(N, C, D, P, Q)
-    y = xp.full((N, C, Z, P, Q), -numpy.inf, dtype=x.dtype)
+    y2, i2 = y2.reshape(N, C, D, P, Q).astype(dt, copy=False), i2.reshape(N, C, D, P, Q)
+    y = xp.full((N, C, Z, P, Q), -numpy.inf, dtype=dt)
     idx = xp.full((N, C, Z, P, Q), -1, dtype=numpy.int64)
     stride = spec.stride[0]
     for _t, za, zb, d0 in _depth_taps(spec):
@@ -257,7 +257,7 @@ def max_pool3d_fprop(be, spec, x):
         take = (v > cur_v) | (v != v) | (cur_i < 0)
         y[:, :, za:zb] = xp.where(take, v, cur_v)
         idx[:, :, za:zb] = xp.where(take, i, cur_i)
-    return y, idx
+    return y.astype(x.dtype, copy=False), idx
 
 
 def _sum_box_divisor(spec, xp, dtype):
