@@ -53,7 +53,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     g = c.geometry
     if g.N == 0:
         return _unbatch(_zeros(input, g.output_shape), c.unbatched)
-    be = _backend.get(c.kind)
+    be = _backend.get(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     if c.padding_mode != "zeros" and any(c.mode_pads):
         x = be.pad2d(x, c.mode_pads, c.padding_mode)
@@ -73,7 +73,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     if g.empty:
         return _zero_grads(mask, input, weight, g.K)
     gx = gw = gb = None
-    be = _backend.get(c.kind)
+    be = _backend.get(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     gy = _batch4(grad_output, c.unbatched)
     padded = c.padding_mode != "zeros" and any(c.mode_pads)
@@ -103,7 +103,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     g = c.geometry
     if g.empty:
         return _unbatch(_zeros(input, g.input_shape), c.unbatched)  # an empty batch or a 0-wide output
-    be = _backend.get(c.kind)
+    be = _backend.get(c.kind, input.dtype)
     return _unbatch(be.conv2d_dgrad(g, _batch4(input, c.unbatched), weight, bias), c.unbatched)
 
 
@@ -119,7 +119,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     if g.empty:
         return _zero_grads(mask, input, weight, g.C)
     gx = gw = gb = None
-    be = _backend.get(c.kind)
+    be = _backend.get(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)  # plays the conv's output (N, K, P, Q)
     gy = _batch4(grad_output, c.unbatched)  # plays the conv's input (N, C, H, W)
     if mask[0]:
@@ -146,7 +146,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if g.N == 0:
         y, idx = _zeros(input, g.output_shape), _zeros(input, g.output_shape, numpy.int64)
     else:
-        y, idx = _backend.get(c.kind).max_pool2d_fprop(g, _batch4(input, c.unbatched))
+        y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(g, _batch4(input, c.unbatched))
     y, idx = _unbatch(y, c.unbatched), _unbatch(idx, c.unbatched)
     return (y, idx) if return_indices else y
 
@@ -160,7 +160,7 @@ def max_pool2d_backward(grad_output, indices, input_shape):
     if N == 0 or grad_output.size == 0:
         out = _zeros(grad_output, c.input_shape)
     else:
-        out = _backend.get(c.kind).max_pool2d_bprop(
+        out = _backend.get(c.kind, grad_output.dtype).max_pool2d_bprop(
             _batch4(grad_output, c.unbatched), _batch4(indices, c.unbatched), c.input_shape)
     return _unbatch(out, c.unbatched)
 
@@ -175,7 +175,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     g = c.geometry
     if g.N == 0:
         return _unbatch(_zeros(input, g.output_shape), c.unbatched)
-    return _unbatch(_backend.get(c.kind).avg_pool2d_fprop(g, _batch4(input, c.unbatched)), c.unbatched)
+    return _unbatch(_backend.get(c.kind, input.dtype).avg_pool2d_fprop(g, _batch4(input, c.unbatched)), c.unbatched)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -188,4 +188,4 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     g = c.geometry
     if g.N == 0:
         return _unbatch(_zeros(grad_output, g.input_shape), c.unbatched)
-    return _unbatch(_backend.get(c.kind).avg_pool2d_bprop(g, _batch4(grad_output, c.unbatched)), c.unbatched)
+    return _unbatch(_backend.get(c.kind, grad_output.dtype).avg_pool2d_bprop(g, _batch4(grad_output, c.unbatched)), c.unbatched)
