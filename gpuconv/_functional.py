@@ -32,6 +32,13 @@ def _pads2d(mode_pads, nd):
 
 
 def _backend_for(kind, dtype):
+    """The backend for a 1-d or 2-d call: bfloat16 gets the float32 proxy (see ``_backend.get``)."""
+    return _backend.get(kind, dtype)
+
+
+def _raw_backend(kind):
+    """The backend itself, for the compositions that convert 16-bit arrays to float32 on their own
+    (``_volume``): through the proxy, their float32 intermediates would be rounded to bfloat16."""
     return _backend.get(kind)
 
 
@@ -64,12 +71,14 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     s = c.spec
     if s.N == 0:
         return _unbatch(_zeros(input, s.output_shape), c.unbatched)
-    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     if nd == 3:
+        be = _raw_backend(c.kind)
+        x = _volume.to_compute(x)
         if c.padded:
             x = _volume.pad3d(be, x, c.mode_pads, c.padding_mode)
-        return _unbatch(_volume.conv3d_fprop(be, s, x, weight, bias), c.unbatched)
+        return _unbatch(_volume.conv3d_fprop(be, s, x, weight, bias).astype(input.dtype, copy=False), c.unbatched)
+    be = _backend_for(c.kind, input.dtype)
     x = _as_plane(x, nd)
     if c.padded:
         x = be.pad2d(x, _pads2d(c.mode_pads, nd), c.padding_mode)
@@ -86,21 +95,22 @@ def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation
     if s.empty:
         return _zero_grads(mask, input, weight, s.K)
     gx = gw = gb = None
-    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     gy = _batch4(grad_output, c.unbatched)
     if nd == 3:
+        be, dtype = _raw_backend(c.kind), input.dtype
         if mask[0]:
             gx = _volume.conv3d_dgrad(be, s, gy, weight)
             if c.padded:
                 gx = _volume.pad3d_backward(be, gx, c.mode_pads, c.padding_mode)
-            gx = _unbatch(gx, c.unbatched)
+            gx = _unbatch(gx.astype(dtype, copy=False), c.unbatched)
         if mask[1]:
-            xk = _volume.pad3d(be, x, c.mode_pads, c.padding_mode) if c.padded else x
-            gw = _volume.conv3d_wgrad(be, s, xk, gy)
+            xk = _volume.pad3d(be, _volume.to_compute(x), c.mode_pads, c.padding_mode) if c.padded else x
+            gw = _volume.conv3d_wgrad(be, s, xk, gy).astype(dtype, copy=False)
         if mask[2]:
-            gb = _volume.bias_grad(gy)
+            gb = _volume.bias_grad(gy).astype(dtype, copy=False)
         return gx, gw, gb
+    be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
     pads = _pads2d(c.mode_pads, nd)
     if mask[0]:
@@ -122,11 +132,11 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     s = c.spec
     if s.empty:
         return _unbatch(_zeros(input, s.input_shape), c.unbatched)  # an empty batch or a 0-wide output
-    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     if nd == 3:
-        return _unbatch(_volume.conv3d_dgrad(be, s, x, weight, bias), c.unbatched)
-    y = be.conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
+        y = _volume.conv3d_dgrad(_raw_backend(c.kind), s, x, weight, bias)
+        return _unbatch(y.astype(input.dtype, copy=False), c.unbatched)
+    y = _backend_for(c.kind, input.dtype).conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
     return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
@@ -139,17 +149,18 @@ def _conv_transpose_backward(op, nd, grad_output, input, weight, stride, padding
     if s.empty:
         return _zero_grads(mask, input, weight, s.C)
     gx = gw = gb = None
-    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)  # plays the conv's output (N, K, *out)
     gy = _batch4(grad_output, c.unbatched)  # plays the conv's input (N, C, *size)
     if nd == 3:
+        be, dtype = _raw_backend(c.kind), input.dtype
         if mask[0]:
-            gx = _unbatch(_volume.conv3d_fprop(be, s, gy, weight), c.unbatched)
+            gx = _unbatch(_volume.conv3d_fprop(be, s, gy, weight).astype(dtype, copy=False), c.unbatched)
         if mask[1]:
-            gw = _volume.conv3d_wgrad(be, s, gy, x)
+            gw = _volume.conv3d_wgrad(be, s, gy, x).astype(dtype, copy=False)
         if mask[2]:
-            gb = _volume.bias_grad(gy)
+            gb = _volume.bias_grad(gy).astype(dtype, copy=False)
         return gx, gw, gb
+    be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
     if mask[0]:
         gx = _unbatch(_from_plane(be.conv2d_fprop(g, gy, w), nd), c.unbatched)

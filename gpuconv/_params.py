@@ -20,9 +20,11 @@ import functools
 import numbers
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy
 
-FLOAT_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+BFLOAT16 = numpy.dtype(ml_dtypes.bfloat16)  # CuPy >= 14 uses this same type for its bfloat16
+FLOAT_DTYPES = (numpy.dtype(numpy.float16), BFLOAT16, numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
@@ -185,7 +187,7 @@ def check_arrays(op: str, named: dict, optional=("bias",)) -> str:
             )
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(
-                f"{op}: {name} must have dtype float16, float32 or float64, but got {a.dtype}"
+                f"{op}: {name} must have dtype float16, bfloat16, float32 or float64, but got {a.dtype}"
             )
         if dtype is None:
             dtype = a.dtype

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy
 
 from . import _adaptive, _params, _volume
-from ._functional import _as_plane, _backend_for, _batch4, _from_plane, _unbatch, _zeros
+from ._functional import _as_plane, _backend_for, _batch4, _from_plane, _raw_backend, _unbatch, _zeros
 
 
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
@@ -22,12 +22,12 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
     if s.N == 0:
         y, idx = _zeros(input, s.output_shape), _zeros(input, s.output_shape, numpy.int64)
     else:
-        be = _backend_for(c.kind, input.dtype)
         x = _batch4(input, c.unbatched)
         if nd == 3:
-            y, idx = _volume.max_pool3d_fprop(be, s, x)
+            y, idx = _volume.max_pool3d_fprop(_raw_backend(c.kind), s, x)
+            y = y.astype(input.dtype, copy=False)
         else:
-            y, idx = be.max_pool2d_fprop(c.geometry, _as_plane(x, nd))
+            y, idx = _backend_for(c.kind, input.dtype).max_pool2d_fprop(c.geometry, _as_plane(x, nd))
             y, idx = _from_plane(y, nd), _from_plane(idx, nd)
     y, idx = _unbatch(y, c.unbatched), _unbatch(idx, c.unbatched)
     return (y, idx) if return_indices else y
@@ -61,10 +61,11 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     s = c.spec
     if s.N == 0:
         return _unbatch(_zeros(input, s.output_shape), c.unbatched)
-    be = _backend_for(c.kind, input.dtype)
     x = _batch4(input, c.unbatched)
     if nd == 3:
-        return _unbatch(_volume.avg_pool3d_fprop(be, s, x), c.unbatched)
+        y = _volume.avg_pool3d_fprop(_raw_backend(c.kind), s, x)
+        return _unbatch(y.astype(input.dtype, copy=False), c.unbatched)
+    be = _backend_for(c.kind, input.dtype)
     return _unbatch(_from_plane(be.avg_pool2d_fprop(c.geometry, _as_plane(x, nd)), nd), c.unbatched)
 
 
@@ -76,10 +77,11 @@ def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, pa
     s = c.spec
     if s.N == 0:
         return _unbatch(_zeros(grad_output, s.input_shape), c.unbatched)
-    be = _backend_for(c.kind, grad_output.dtype)
     gy = _batch4(grad_output, c.unbatched)
     if nd == 3:
-        return _unbatch(_volume.avg_pool3d_bprop(be, s, gy), c.unbatched)
+        gx = _volume.avg_pool3d_bprop(_raw_backend(c.kind), s, gy)
+        return _unbatch(gx.astype(grad_output.dtype, copy=False), c.unbatched)
+    be = _backend_for(c.kind, grad_output.dtype)
     return _unbatch(_from_plane(be.avg_pool2d_bprop(c.geometry, _as_plane(gy, nd)), nd), c.unbatched)
 
 

@@ -21,7 +21,9 @@ window results of each depth slice. The 2-d pass runs once over all D slices (vi
 depth taps combine afterwards. Max keeps PyTorch's rule across taps as within a slice: a larger value or a
 NaN replaces the current one, so the first maximum and the last NaN in (d, h, w) order win.
 
-16-bit inputs compute in float32 and round once at the end (the contract: float32 accumulation).
+16-bit inputs compute in float32 (the contract: float32 accumulation): every function here takes the raw
+backend (never the bfloat16 proxy, which would round float32 intermediates), runs it on float32 arrays and
+returns its result in the compute dtype; the caller rounds once, at the end.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def _xp(a):
 def compute_dtype(dtype) -> numpy.dtype:
     dtype = numpy.dtype(dtype)
     return numpy.dtype(numpy.float32) if dtype.itemsize == 2 else dtype
+
+
+def to_compute(a):
+    """a in its compute dtype (float32 for 16-bit types; no copy otherwise)."""
+    return a.astype(compute_dtype(a.dtype), copy=False)
 
 
 def _taps(z0: int, z1: int, t: int, D: int, stride: int, pad: int, dil: int):
@@ -126,7 +133,7 @@ def conv3d_fprop(be, spec, x, w, bias=None):
         xs = f.stacked_input(x, n0, n1, z0, z1, dt)
         out = be.conv2d_fprop(f.plane(xs.shape[0]), xs, wf, b)
         y[n0:n1, z0:z1] = out.reshape(n1 - n0, z1 - z0, K, P, Q)
-    return xp.ascontiguousarray(y.transpose(0, 2, 1, 3, 4)).astype(x.dtype, copy=False)
+    return xp.ascontiguousarray(y.transpose(0, 2, 1, 3, 4))
 
 
 def conv3d_dgrad(be, spec, gy, w, bias=None):
@@ -151,7 +158,7 @@ def conv3d_dgrad(be, spec, gy, w, bias=None):
             gx[n0:n1, :, d0:d0 + (zb - za - 1) * stride + 1:stride] += part.reshape(n1 - n0, C, zb - za, f.H, f.W)
     if bias is not None:
         gx += xp.asarray(bias, dtype=dt).reshape(1, -1, 1, 1, 1)
-    return gx.astype(gy.dtype, copy=False)
+    return gx
 
 
 def conv3d_wgrad(be, spec, x, gy):
@@ -167,14 +174,12 @@ def conv3d_wgrad(be, spec, x, gy):
         part = be.conv2d_wgrad(f.plane(xs.shape[0]), xs, rows)  # (K, T*Cg, R, S)
         gw = part if gw is None else gw + part
     gw = gw.reshape(K, T, Cg, R, S).transpose(0, 2, 1, 3, 4)
-    return xp.ascontiguousarray(gw).astype(x.dtype, copy=False)
+    return xp.ascontiguousarray(gw)
 
 
 def bias_grad(gy):
     """gb (K,): gy (N, K, *spatial) summed over every axis but 1, in float32 for 16-bit types."""
-    dt = compute_dtype(gy.dtype)
-    axes = (0,) + tuple(range(2, gy.ndim))
-    return gy.sum(axis=axes, dtype=dt).astype(gy.dtype, copy=False)
+    return to_compute(gy).sum(axis=(0,) + tuple(range(2, gy.ndim)))
 
 
 # ------------------------------------------------------------------------------------ explicit padding
@@ -241,10 +246,10 @@ def _flat_view(a, N, C, D, H, W):
 
 def max_pool3d_fprop(be, spec, x):
     """(y, indices int64) of a 3-d max pooling, indices flat d*H*W + h*W + w within each (n, c) volume."""
-    xp, dt = _xp(x), compute_dtype(x.dtype)  # 16-bit values compare in float32: exact, and CuPy-safe
+    xp, dt = _xp(x), compute_dtype(x.dtype)  # 16-bit values compare in float32 (exact)
     N, C, (D, H, W), (Z, P, Q) = spec.N, spec.C, spec.size, spec.out
-    y2, i2 = be.max_pool2d_fprop(spec.plane(C=C * D), _flat_view(x, N, C, D, H, W))
-    y2, i2 = y2.reshape(N, C, D, P, Q).astype(dt, copy=False), i2.reshape(N, C, D, P, Q)
+    y2, i2 = be.max_pool2d_fprop(spec.plane(C=C * D), _flat_view(to_compute(x), N, C, D, H, W))
+    y2, i2 = y2.reshape(N, C, D, P, Q), i2.reshape(N, C, D, P, Q)
     y = xp.full((N, C, Z, P, Q), -numpy.inf, dtype=dt)
     idx = xp.full((N, C, Z, P, Q), -1, dtype=numpy.int64)
     stride = spec.stride[0]
@@ -257,7 +262,7 @@ def max_pool3d_fprop(be, spec, x):
         take = (v > cur_v) | (v != v) | (cur_i < 0)
         y[:, :, za:zb] = xp.where(take, v, cur_v)
         idx[:, :, za:zb] = xp.where(take, i, cur_i)
-    return y.astype(x.dtype, copy=False), idx
+    return y, idx
 
 
 def _sum_box_divisor(spec, xp, dtype):
@@ -287,7 +292,7 @@ def avg_pool3d_fprop(be, spec, x):
     stride = spec.stride[0]
     for _t, za, zb, d0 in _depth_taps(spec):
         total[:, :, za:zb] += s2[:, :, d0:d0 + (zb - za - 1) * stride + 1:stride]
-    return (total / _sum_box_divisor(spec, xp, dt)).astype(x.dtype, copy=False)
+    return total / _sum_box_divisor(spec, xp, dt)
 
 
 def avg_pool3d_bprop(be, spec, gy):
@@ -301,4 +306,4 @@ def avg_pool3d_bprop(be, spec, gy):
     for _t, za, zb, d0 in _depth_taps(spec):
         b[:, :, d0:d0 + (zb - za - 1) * stride + 1:stride] += a[:, :, za:zb]
     gx = be.avg_pool2d_bprop(spec.plane(C=C * D, divisor_override=1), b.reshape(N, C * D, P, Q))
-    return gx.reshape(N, C, D, H, W).astype(gy.dtype, copy=False)
+    return gx.reshape(N, C, D, H, W)

@@ -15,6 +15,11 @@ array module the layer was made with (``xp=numpy`` or ``xp=cupy``) and are updat
 
 Weights are drawn with NumPy's generator (He initialisation) and then moved to ``xp``, so one seed gives the
 same network on the CPU and on the GPU. Biases start at zero.
+
+``dtype`` (layers with parameters) is float32 by default; float16, bfloat16 (``ml_dtypes.bfloat16``) and
+float64 work too. bfloat16 layers keep bfloat16 parameters and activations and, like gpuconv's ops, compute
+in float32 and round once: Linear's products, its bias gradient and the softmax cross-entropy (NumPy sums
+bfloat16 in bfloat16, which loses badly).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import math
 import numpy
 
 import gpuconv
+from gpuconv._params import BFLOAT16
+
+_F32 = numpy.dtype(numpy.float32)
 
 __all__ = [
     "array_module", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Flatten", "Linear",
@@ -218,13 +226,25 @@ class Linear(Layer):
 
     def forward(self, x):
         self._x = x
+        if x.dtype == BFLOAT16:  # float32 products, one rounding (NumPy's bfloat16 matmul returns float32)
+            y = _f32(x) @ _f32(self.weight).T
+            return (y + _f32(self.bias) if self.bias is not None else y).astype(BFLOAT16)
         y = x @ self.weight.T
         return y + self.bias if self.bias is not None else y
 
     def backward(self, grad_output):
         x = self._saved(self._x)
+        if grad_output.dtype == BFLOAT16:
+            g = _f32(grad_output)
+            self.grads = [(g.T @ _f32(x)).astype(BFLOAT16)] + (
+                [g.sum(axis=0).astype(BFLOAT16)] if self.bias is not None else [])
+            return (g @ _f32(self.weight)).astype(BFLOAT16)
         self.grads = [grad_output.T @ x] + ([grad_output.sum(axis=0)] if self.bias is not None else [])
         return grad_output @ self.weight
+
+
+def _f32(a):
+    return a.astype(_F32)
 
 
 class Sequential(Layer):
@@ -255,17 +275,22 @@ class Sequential(Layer):
 class SoftmaxCrossEntropy:
     """Mean cross-entropy of softmax(logits) against integer class labels, as
     ``torch.nn.functional.cross_entropy``. ``forward(logits, labels)`` returns the loss as a 0-d array;
-    ``backward()`` returns its gradient with respect to the logits."""
+    ``backward()`` returns its gradient with respect to the logits. bfloat16 logits are computed in float32
+    (the loss and gradient come back in bfloat16)."""
 
     def __init__(self):
         self._probs = self._labels = None
+        self._dtype = None
 
     def forward(self, logits, labels):
         xp = _module_of(logits)
+        self._dtype = logits.dtype
+        if logits.dtype == BFLOAT16:
+            logits = _f32(logits)
         shifted = logits - logits.max(axis=1, keepdims=True)  # exp cannot overflow
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         self._probs, self._labels = xp.exp(log_probs), labels
-        return -log_probs[xp.arange(len(labels)), labels].mean()
+        return (-log_probs[xp.arange(len(labels)), labels].mean()).astype(self._dtype)
 
     def backward(self):
         if self._probs is None:
@@ -273,7 +298,7 @@ class SoftmaxCrossEntropy:
         grad = self._probs.copy()
         n = len(self._labels)
         grad[_module_of(grad).arange(n), self._labels] -= 1
-        return grad / n
+        return (grad / n).astype(self._dtype, copy=False)
 
 
 class SGD:

@@ -10,7 +10,15 @@ How tensors cross over, without copies:
 
 - CUDA tensors go to CuPy through DLPack, and gpuconv's kernels run on PyTorch's current CUDA stream of the
   tensor's device, so they are ordered with the surrounding PyTorch work without any synchronisation.
-- CPU tensors go to NumPy (``Tensor.numpy()`` shares memory) and run on gpuconv's NumPy path.
+- CPU tensors go to NumPy (``Tensor.numpy()`` shares memory) and run on gpuconv's NumPy path. NumPy has no
+  bfloat16 of its own and ``Tensor.numpy()`` refuses one: a bfloat16 tensor crosses as a view of its bits
+  (``int16``, then ``ml_dtypes.bfloat16``), still without a copy; results come back the same way.
+
+Autocast: under ``torch.autocast`` each op casts its arguments exactly as its ``torch.nn.functional``
+namesake would (``_AUTOCAST_POLICY`` below, torch's cast policies for these ops): convolutions run in the
+autocast dtype, pooling in its input's dtype (except the CPU's 3-d pooling, which torch runs in float32).
+The casts are ordinary differentiable ``Tensor.to`` calls, so each gradient reaches its leaf in the leaf's
+own dtype (a float32 weight gets a float32 gradient), as with torch's own ops.
 
 On CUDA, results live in CuPy's memory pool (released to it when the tensor dies), allocated on PyTorch's
 current stream: using them on another stream needs the same care as any tensor made there.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 
+import ml_dtypes
 import numpy
 
 try:
@@ -37,7 +46,55 @@ import gpuconv
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"]
 
-_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_BFLOAT16 = numpy.dtype(ml_dtypes.bfloat16)
+
+
+# ------------------------------------------------------------------------------------------- autocast
+
+# torch's autocast cast policy for each op of this module, per device type, as torch's autocast registers
+# them (aten/src/ATen/autocast_mode.cpp; the tables of https://pytorch.org/docs/stable/amp.html):
+# "lower_precision_fp" casts to the autocast dtype (torch.get_autocast_dtype), "fp32" to float32; an op not
+# listed runs in its inputs' dtype. On CUDA and CPU alike every convolution is lower_precision_fp; no 2-d or
+# 1-d pooling has a policy; the CPU puts max_pool3d, avg_pool3d and the adaptive 3-d pools in fp32.
+# tests/test_torch_autocast.py checks this table against torch's own ops on every device present.
+_CONVOLUTIONS = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+_AUTOCAST_POLICY = {
+    "cpu": {**dict.fromkeys(_CONVOLUTIONS, "lower_precision_fp"),
+            **dict.fromkeys(("max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d"), "fp32")},
+    "cuda": dict.fromkeys(_CONVOLUTIONS, "lower_precision_fp"),
+}
+
+
+def _autocast(op: str, *tensors):
+    """``tensors`` (None allowed) as torch's autocast would hand them to ``op``: unchanged unless autocast is
+    on for their device type and the op has a policy there; then every floating-point tensor on that device
+    type but float64 (which autocast never touches) is cast to the policy's dtype."""
+    first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
+    if first is None:
+        return tensors
+    device_type = first.device.type
+    policy = _AUTOCAST_POLICY.get(device_type, {}).get(op)
+    if policy is None or not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type) if policy == "lower_precision_fp" else torch.float32
+    return tuple(
+        t.to(dtype) if (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+                        and t.device.type == device_type) else t
+        for t in tensors)
+
+
+def _conv_like(op: str, function, input, weight, bias, *args):
+    """``function.apply(input, weight, bias, *args)`` after ``op``'s autocast casts: one line per convolution."""
+    input, weight, bias = _autocast(op, input, weight, bias)
+    return function.apply(input, weight, bias, *args)
+
+
+def _pool_like(op: str, function, input, *args):
+    """``function.apply(input, *args)`` after ``op``'s autocast cast (none for 1-d / 2-d pooling): one line
+    per pooling op."""
+    (input,) = _autocast(op, input)
+    return function.apply(input, *args)
 
 
 # ------------------------------------------------------------------------------------ tensor <-> array
@@ -52,7 +109,8 @@ def _check_tensors(op: str, named: dict) -> torch.device:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, but got {type(t).__qualname__}")
         if t.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{op}: {name} must have dtype float16, float32 or float64, but got {t.dtype}")
+            raise TypeError(
+                f"{op}: {name} must have dtype float16, bfloat16, float32 or float64, but got {t.dtype}")
         if t.device.type not in ("cpu", "cuda"):
             raise TypeError(f"{op}: {name} is on {t.device}; gpuconv runs on CPU and CUDA tensors only")
         if device is None:
@@ -74,7 +132,9 @@ def _to_array(t):
     if t.device.type == "cuda":
         import cupy
 
-        return cupy.from_dlpack(t)
+        return cupy.from_dlpack(t)  # bfloat16 included: CuPy >= 14 reads DLPack's bfloat16
+    if t.dtype == torch.bfloat16:  # Tensor.numpy() refuses bfloat16: view the same bits
+        return t.view(torch.int16).numpy().view(_BFLOAT16)
     return t.numpy()
 
 
@@ -87,6 +147,8 @@ def _to_tensor(a):
         # fresh arrays, so this copy is only a guard.
         if not a.flags.writeable or any(s < 0 for s in a.strides):
             a = a.copy()
+        if a.dtype == _BFLOAT16:
+            return torch.from_numpy(a.view(numpy.int16)).view(torch.bfloat16)
         return torch.from_numpy(a)
     return torch.from_dlpack(a)
 
@@ -227,22 +289,24 @@ class AvgPool2dFunction(torch.autograd.Function):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
     """``torch.nn.functional.conv2d`` on gpuconv's kernels; ``padding_mode`` as ``nn.Conv2d``'s."""
-    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    return _conv_like("conv2d", Conv2dFunction, input, weight, bias, stride, padding, dilation, groups, padding_mode)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels."""
-    return ConvTranspose2dFunction.apply(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    return _conv_like("conv_transpose2d", ConvTranspose2dFunction, input, weight, bias, stride, padding,
+                      output_padding, groups, dilation)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """``torch.nn.functional.max_pool2d`` on gpuconv's kernels; indices are int64, flat h*W + w per plane."""
-    output, indices = MaxPool2dFunction.apply(input, kernel_size, stride, padding, dilation, ceil_mode)
+    output, indices = _pool_like("max_pool2d", MaxPool2dFunction, input, kernel_size, stride, padding, dilation,
+                                 ceil_mode)
     return (output, indices) if return_indices else output
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """``torch.nn.functional.avg_pool2d`` on gpuconv's kernels."""
-    return AvgPool2dFunction.apply(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                   divisor_override)
+    return _pool_like("avg_pool2d", AvgPool2dFunction, input, kernel_size, stride, padding, ceil_mode,
+                      count_include_pad, divisor_override)

@@ -4,15 +4,19 @@ Tolerance. Every op here is a sum of products (or a max, which is exact). Its ro
     |computed - exact| <= (a few output roundings + n * accumulation unit roundoff) * bound
 where ``bound`` is the same op applied to the absolute values of its inputs (it dominates every partial sum)
 and n the length of the longest sum. float16 rounds its output to float16 but accumulates in float32, so a
-float16 result is compared with the float64 reference of the float16-rounded inputs. A real bug gives an
-error of the order of the values themselves, far above this bound.
+float16 result is compared with the float64 reference of the float16-rounded inputs. bfloat16 alike: its
+output unit roundoff is 2**-8 (8 significant bits), its accumulation float32's 2**-24; a bfloat16-accumulating
+kernel would add up to n * 2**-8 and fails (tests/test_bf16.py plants one). A real bug gives an error of the
+order of the values themselves, far above this bound.
 """
 
 from __future__ import annotations
 
 import functools
 
+import ml_dtypes
 import numpy
+
 
 @functools.lru_cache(maxsize=None)
 def cupy_with_gpu():
@@ -27,10 +31,18 @@ def cupy_with_gpu():
     return None
 
 
-DTYPES = (numpy.float64, numpy.float32, numpy.float16)
+BFLOAT16 = numpy.dtype(ml_dtypes.bfloat16)
+DTYPES = (numpy.float64, numpy.float32, numpy.float16, ml_dtypes.bfloat16)
+HALF_DTYPES = (numpy.float16, ml_dtypes.bfloat16)  # 16-bit storage, float32 accumulation
 LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last", "reversed")
 
-_UNIT_ROUNDOFF = {numpy.dtype(t): numpy.finfo(t).eps / 2 for t in DTYPES}
+# ml_dtypes.finfo knows bfloat16 (eps 2**-7) and agrees with numpy.finfo on the others
+_UNIT_ROUNDOFF = {numpy.dtype(t): float(ml_dtypes.finfo(t).eps) / 2 for t in DTYPES}
+
+
+def is_float(dtype) -> bool:
+    """A float dtype, bfloat16 included (NumPy files ml_dtypes' bfloat16 under kind 'V', not 'f')."""
+    return numpy.dtype(dtype) in _UNIT_ROUNDOFF
 
 
 def record_kernel_names(monkeypatch, launched: list, module, attr: str = "get_function") -> list:
@@ -54,9 +66,15 @@ def random_array(rng, shape, dtype):
 
 def tie_free_array(rng, shape, dtype):
     """A shuffled range: all values distinct, so max pooling's winner is unique. Multiples of 1/8 below 256
-    in magnitude are exact in float16 too, so rounding cannot create ties."""
+    in magnitude are exact in float16 too, so rounding cannot create ties. bfloat16 holds only 8 significant
+    bits: there the values are consecutive bfloat16 numbers from 1 up (128 per octave), alternating in sign."""
     size = int(numpy.prod(shape))
-    values = (rng.permutation(size) - size // 2) * 0.125
+    order = rng.permutation(size)
+    if numpy.dtype(dtype) == BFLOAT16:
+        magnitude = (numpy.uint16(0x3F80) + (order // 2).astype(numpy.uint16)).view(BFLOAT16)  # 0x3F80 is 1.0
+        values = numpy.where(order % 2 == 0, magnitude, -magnitude).astype(BFLOAT16)
+        return values.reshape(shape)
+    values = (order - size // 2) * 0.125
     return values.reshape(shape).astype(dtype)
 
 
@@ -73,7 +91,7 @@ def on_backend(backend, a, layout="contiguous"):
     if layout == "transposed":
         return backend.put(numpy.ascontiguousarray(a.swapaxes(-1, -2))).swapaxes(-1, -2)
     if layout == "sliced":
-        fill = numpy.nan if a.dtype.kind == "f" else -1
+        fill = numpy.nan if is_float(a.dtype) else -1
         buf = xp.full(a.shape[:-1] + (2 * a.shape[-1],), fill, dtype=a.dtype)
         buf[..., ::2] = backend.put(a)
         return buf[..., ::2]
@@ -92,7 +110,7 @@ def tolerance(dtype, n_terms, bound):
     """Per-element error allowed for a result of ``dtype`` whose longest sum has n_terms terms."""
     dtype = numpy.dtype(dtype)
     u_out = _UNIT_ROUNDOFF[dtype]
-    u_acc = _UNIT_ROUNDOFF[numpy.dtype(numpy.float32)] if dtype == numpy.float16 else u_out
+    u_acc = _UNIT_ROUNDOFF[numpy.dtype(numpy.float32)] if dtype in HALF_DTYPES else u_out
     return 4 * (u_out + max(n_terms, 1) * u_acc) * numpy.abs(bound) + numpy.finfo(numpy.float64).tiny
 
 

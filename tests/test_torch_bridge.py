@@ -213,10 +213,10 @@ def test_backward_computes_only_the_gradients_autograd_needs(monkeypatch):
 
 def test_bad_tensors_raise_clear_errors():
     w = torch.zeros(2, 1, 3, 3)
-    with pytest.raises(TypeError, match="input must have dtype float16, float32 or float64"):
+    with pytest.raises(TypeError, match="input must have dtype float16, bfloat16, float32 or float64"):
         gF.conv2d(torch.zeros(1, 1, 4, 4, dtype=torch.int32), w)
-    with pytest.raises(TypeError, match="bfloat16"):
-        gF.max_pool2d(torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16), 2)
+    with pytest.raises(TypeError, match="complex64"):
+        gF.max_pool2d(torch.zeros(1, 1, 4, 4, dtype=torch.complex64), 2)
     with pytest.raises(ValueError, match="channels"):
         gF.conv2d(torch.zeros(1, 3, 4, 4), w)
 
@@ -242,3 +242,55 @@ def test_cuda_runs_on_torchs_current_stream():
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         expected = F.conv2d(x * 2.0, w, padding=1) + 1.0
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- bfloat16
+
+BF16_CASES = [
+    ("conv2d", lambda m, x, w, b: m.conv2d(x, w, b, padding=1, groups=2), ((2, 4, 7, 6), (6, 2, 3, 3), (6,))),
+    ("conv2d_reflect", lambda m, x, w, b: (m.conv2d(x, w, b, padding=1, padding_mode="reflect") if m is gF else
+                                           F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), w, b)),
+     ((2, 3, 6, 6), (4, 3, 3, 3), (4,))),
+    ("conv_transpose2d", lambda m, x, w, b: m.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+     ((2, 4, 5, 4), (4, 3, 3, 3), (3,))),
+    ("max_pool2d", lambda m, x: m.max_pool2d(x, 3, 2, 1), ((2, 3, 9, 8),)),
+    ("avg_pool2d", lambda m, x: m.avg_pool2d(x, 3, 2, 1, count_include_pad=False), ((2, 3, 9, 8),)),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name, fn, shapes", BF16_CASES, ids=[c[0] for c in BF16_CASES])
+def test_bfloat16_tensors_match_torch(device, name, fn, shapes):
+    """bfloat16 tensors in, bfloat16 out, forward and every gradient as torch.nn.functional's in bfloat16
+    (both round a float32-accumulated result once: they agree to a couple of bfloat16 units, relative to
+    the same op on absolute values, computed in float64)."""
+    if name == "max_pool2d":
+        tensors = (_untied(shapes[0], device).detach().to(torch.bfloat16).requires_grad_(True),)
+    else:
+        tensors = tuple(_rand(s, device, torch.bfloat16, seed=30 + i) for i, s in enumerate(shapes))
+    y1, g1 = _outputs_and_grads(lambda *t: fn(gF, *t), tensors)
+    y2, g2 = _outputs_and_grads(lambda *t: fn(F, *t), tensors)
+    assert y1.dtype == y2.dtype == torch.bfloat16 and all(g.dtype == torch.bfloat16 for g in g1)
+    # bounds: the same function on |inputs| and |grad_output| in float64
+    absolute = tuple(t.detach().double().abs().requires_grad_(True) for t in tensors)
+    y_abs = fn(F, *absolute)
+    g = _rand(y1.shape, device, torch.bfloat16, seed=1, requires_grad=False).double().abs()
+    g_abs = torch.autograd.grad(y_abs, absolute, g)
+    unit = 2.0 ** -8
+    for ours, theirs, bound in zip((y1, *g1), (y2, *g2), (y_abs.detach(), *g_abs)):
+        err = (ours.double() - theirs.double()).abs()
+        assert (err <= 4 * unit * bound + 1e-30).all(), f"{name}: max error {err.max()}, bound {bound.max()}"
+
+
+def test_bfloat16_crosses_without_copies():
+    import ml_dtypes
+
+    from gpuconv.torch import _to_array, _to_tensor
+
+    t = torch.randn(2, 3, 4, 5).to(torch.bfloat16).transpose(2, 3)
+    a = _to_array(t)
+    assert a.dtype == numpy.dtype(ml_dtypes.bfloat16) and a.shape == tuple(t.shape)
+    assert a.ctypes.data == t.data_ptr() and a.strides == tuple(s * 2 for s in t.stride())
+    numpy.testing.assert_array_equal(a.astype(numpy.float32), t.float().numpy())
+    back = _to_tensor(a)
+    assert back.dtype == torch.bfloat16 and back.data_ptr() == a.ctypes.data and torch.equal(back, t)

@@ -8,6 +8,7 @@ reduced-precision float16 reductions are turned off so CUDA results are what gpu
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy
 import torch
 import torch.nn.functional as F
@@ -17,15 +18,27 @@ torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False  # float16 sums in float32, as gpuconv
 
 
+_BFLOAT16 = numpy.dtype(ml_dtypes.bfloat16)
+
+
 def _t(a, device, grad=False):
     if a is None:
         return None
-    t = torch.from_numpy(numpy.ascontiguousarray(a)).to(device)
+    a = numpy.ascontiguousarray(a)
+    if a.dtype == _BFLOAT16:  # torch.from_numpy knows no ml_dtypes: cross as int16 bits
+        t = torch.from_numpy(a.view(numpy.int16)).view(torch.bfloat16).to(device)
+    else:
+        t = torch.from_numpy(a).to(device)
     return t.requires_grad_(grad)
 
 
 def _np(t):
-    return None if t is None else t.detach().cpu().numpy()
+    if t is None:
+        return None
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(_BFLOAT16)
+    return t.numpy()
 
 
 def _pad_and_conv_args(padding, padding_mode, R, S, dilation):
@@ -92,7 +105,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 def avg_pool2d_backward(gy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, device="cpu"):
-    dtype = torch.from_numpy(numpy.ascontiguousarray(gy)).dtype
+    dtype = _t(gy, "cpu").dtype
     xt = torch.zeros(tuple(input_shape), dtype=dtype, device=device, requires_grad=True)
     F.avg_pool2d(xt, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override).backward(
         _t(gy, device))
