@@ -95,9 +95,16 @@ def _dgrad_by_phases(g, gy, w, dtype):
 @_ieee
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
-    transposed convolution's forward)."""
+    transposed convolution's forward).
+
+    The gather methods (stride-1 flipped fprop, stride phases) read gy through a zero frame, so a tap that
+    reaches past gy multiplies a padding zero by its weight: 0 * NaN and 0 * Inf would put NaN on positions
+    that tap never touches, where PyTorch (a scatter of real products) has finite values. With a non-finite
+    weight the scatter methods run instead; checking w costs one pass over the (small) filter."""
     dt = _compute_dtype(gy.dtype)
     w = _contiguous(w, dt)
+    if not numpy.isfinite(w).all():
+        return _finish(_dgrad_method(g).dgrad(g, gy, w, dt, gather=False), bias, gy.dtype)
     if _by_phases(g):
         return _finish(_dgrad_by_phases(g, gy, w, dt), bias, gy.dtype)
     return _finish(_dgrad_method(g).dgrad(g, gy, w, dt), bias, gy.dtype)
