@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -151,13 +152,33 @@ def _shape_str(shape) -> str:
 
 
 def _array_kind(a):
-    """'numpy', 'cupy' or None for anything that is not an array we accept."""
+    """'numpy', 'cupy' or None for anything that is not an array we accept. NumPy subclasses count as
+    'numpy' here; :func:`_reject_subclass` then refuses the ones whose meaning an op would drop."""
     if isinstance(a, numpy.ndarray):
         return "numpy"
     mod = type(a).__module__ or ""
     if mod.startswith("cupy") and type(a).__name__ == "ndarray":
         return "cupy"
     return None
+
+
+def _reject_subclass(op: str, name: str, a) -> None:
+    """Masked arrays and matrices are refused: an op would silently drop the mask (masked elements would
+    count with whatever values they hold), and numpy.matrix is 2-D only with operators of its own. Other
+    subclasses (numpy.memmap, say) are computed on as plain ndarrays; results are plain ndarrays."""
+    if isinstance(a, numpy.ma.MaskedArray):
+        raise TypeError(
+            f"{op}: {name} is a numpy.ma.MaskedArray; masks are not supported (pass numpy.ma.filled({name}, "
+            f"fill_value) or {name}.data to say what the masked elements hold)"
+        )
+    if isinstance(a, numpy.matrix):
+        raise TypeError(f"{op}: {name} is a numpy.matrix (2-D only); pass a numpy.ndarray (numpy.asarray({name}))")
+
+
+def native_dtype(dtype) -> numpy.dtype:
+    """dtype in native byte order ('>f4' -> float32 on a little-endian machine): arrays read from files in
+    the other byte order are accepted, and the NumPy backend converts them once."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
 def check_arrays(op: str, named: dict, optional=("bias",)) -> str:
@@ -178,6 +199,8 @@ def check_arrays(op: str, named: dict, optional=("bias",)) -> str:
                 f"{op}: {name} must be a numpy.ndarray or cupy.ndarray, but got {type(a).__module__}."
                 f"{type(a).__qualname__}"
             )
+        if k == "numpy" and type(a) is not numpy.ndarray:
+            _reject_subclass(op, name, a)
         if kind is None:
             kind, first = k, name
         elif k != kind:
@@ -185,15 +208,16 @@ def check_arrays(op: str, named: dict, optional=("bias",)) -> str:
                 f"{op}: {first} is a {kind}.ndarray but {name} is a {k}.ndarray; pass arrays of one kind "
                 f"(all NumPy or all CuPy)"
             )
-        if a.dtype not in FLOAT_DTYPES:
+        adt = a.dtype if a.dtype.isnative else native_dtype(a.dtype)
+        if adt not in FLOAT_DTYPES:
             raise TypeError(
                 f"{op}: {name} must have dtype float16, bfloat16, float32 or float64, but got {a.dtype}"
             )
         if dtype is None:
-            dtype = a.dtype
-        elif a.dtype != dtype:
+            dtype = adt
+        elif adt != dtype:
             raise TypeError(
-                f"{op}: all arrays must have one dtype, but {first} is {dtype} and {name} is {a.dtype}"
+                f"{op}: all arrays must have one dtype, but {first} is {dtype} and {name} is {adt}"
             )
         if k == "cupy":
             dev = a.device.id
@@ -216,8 +240,14 @@ def check_index_array(op: str, name: str, a, kind: str) -> None:
         )
     if k != kind:
         raise TypeError(f"{op}: {name} is a {k}.ndarray but grad_output is a {kind}.ndarray")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must have an integer dtype (max_pool2d returns int64), but got {a.dtype}")
+    if k == "numpy" and type(a) is not numpy.ndarray:
+        _reject_subclass(op, name, a)
+    # int64 only, as PyTorch: a narrower or unsigned dtype would need its own range rules (int8 -1 must not
+    # pass as 255), and max_pool2d returns int64 anyway. Any byte order ('>i8' from a file) is accepted.
+    if a.dtype.kind != "i" or a.dtype.itemsize != 8:
+        raise TypeError(
+            f"{op}: {name} must have dtype int64 (as max_pool2d returns them), but got {a.dtype}"
+        )
 
 
 # ------------------------------------------------------------------------------------- memoisation
@@ -286,17 +316,51 @@ def _memoized(check):
 
 _COUNT_WORDS = {1: "an int or a tuple of one int", 2: "an int or a pair of ints", 3: "an int or a triple of ints"}
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# The most bytes one array may hold: NumPy and CuPy index with signed 64-bit byte offsets.
+MAX_ARRAY_BYTES = 2**63 - 1
+
+
+def _out_of_range(op: str, name: str, v) -> ValueError:
+    # v may be far past 2**64: say how large instead of printing hundreds of digits
+    shown = v if abs(v) < 10**30 else f"{'-' if v < 0 else ''}2**{abs(v).bit_length() - 1}-ish"
+    return ValueError(
+        f"{op}: {name}={shown} is out of range; it must fit in 32 bits ([{INT32_MIN}, {INT32_MAX}]), the "
+        f"range the kernels index sizes with"
+    )
+
 
 def _int(op: str, name: str, v, n: int = 2) -> int:
     if type(v) is int:  # the common case, without the slow ABC check below
-        if not -(2**31) <= v < 2**31:
-            raise ValueError(f"{op}: {name}={v} is out of range; it must fit in 32 bits")
+        if not INT32_MIN <= v <= INT32_MAX:
+            raise _out_of_range(op, name, v)
         return v
     if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: {name} must be {_COUNT_WORDS[n]}, but got {v!r}")
-    if not -(2**31) <= v < 2**31:  # sizes the kernels index with 32-bit parameters
-        raise ValueError(f"{op}: {name}={v} is out of range; it must fit in 32 bits")
-    return int(v)
+    v = int(v)
+    if not INT32_MIN <= v <= INT32_MAX:  # sizes the kernels index with 32-bit parameters
+        raise _out_of_range(op, name, v)
+    return v
+
+
+def check_size(op: str, what: str, shape: tuple, itemsize: int) -> None:
+    """A ValueError when an array of ``shape`` (which the call implies: an output, an input_shape) would have
+    a dimension past 32 bits (the kernels' size parameters) or more than MAX_ARRAY_BYTES bytes, instead of
+    an OverflowError, NumPy's "array is too big" or an attempt to allocate it."""
+    for v in shape:
+        if v > INT32_MAX:
+            raise ValueError(
+                f"{op}: {what} of shape {_shape_str(shape)} has a dimension past 32 bits ({v} > {INT32_MAX}), "
+                f"the largest size the kernels index with"
+            )
+    total = itemsize
+    for v in shape:
+        total *= v
+    if total > MAX_ARRAY_BYTES:
+        raise ValueError(
+            f"{op}: {what} of shape {_shape_str(shape)} would need {total} bytes, more than any array can hold "
+            f"(2**63 - 1)"
+        )
 
 
 def ntuple(op: str, name: str, v, n: int) -> tuple:
@@ -336,6 +400,8 @@ def _groups(op: str, groups) -> int:
         raise TypeError(f"{op}: groups must be an int, but got {groups!r}")
     if groups <= 0:
         raise ValueError(f"{op}: groups must be positive, but got groups={groups}")
+    if groups > INT32_MAX:
+        raise _out_of_range(op, "groups", int(groups))
     return int(groups)
 
 
@@ -563,6 +629,8 @@ def conv_call(op, nd, input, weight, bias, stride, padding, dilation, groups, pa
             f"({_x(spans)}); kernel size can't be greater than the padded input size"
         )
     out = tuple(_conv_out(s, lo, hi, k, d, st) for s, (lo, hi), k, d, st in zip(size, pads, kernel, dil, stride))
+    check_size(op, "the padded input", (N, C) + padded, input.dtype.itemsize)  # its rows: 32-bit kernel offsets
+    check_size(op, "output", (N, K) + out, input.dtype.itemsize)
     flat_pads = tuple(p for lohi in pads for p in lohi)
     mode_pads = (0,) * (2 * nd)
     if padding_mode != "zeros" and any(flat_pads):
@@ -655,6 +723,10 @@ def conv_transpose_call(op, nd, input, weight, bias, stride, padding, output_pad
             f"{op}: given input of shape {_shape_str(input.shape)}, the output size ({_x(size_out)}) is too "
             f"small: padding={pad} is too large for stride={stride}, dilation={dil} and kernel ({_x(kernel)})"
         )
+    check_size(op, "output", (N, Cout) + size_out, input.dtype.itemsize)
+    # the convolution whose dgrad this is reads (size + 2 * padding) rows: the kernels' offsets must fit too
+    check_size(op, "the padded output", (N, Cout) + tuple(o + 2 * q for o, q in zip(size_out, pad)),
+               input.dtype.itemsize)
     # pad_hi = padding - output_padding makes the conv's output size equal the input's exactly; it is
     # negative when output_padding > padding, which is fine: kernels index with pad_lo only, and pad_hi only
     # fixes the output size (positions past the last tap's reach get a zero gradient).
@@ -761,12 +833,14 @@ def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
             raise TypeError(f"{op}: divisor_override must be an int or None, but got {divisor_override!r}")
         if divisor_override == 0:
             raise ValueError(f"{op}: divisor_override must be non-zero, but got 0")
-        divisor_override = int(divisor_override)
+        divisor_override = _int(op, "divisor_override", divisor_override)
     if any(pi > ki // 2 for pi, ki in zip(p, k)):
         raise ValueError(
             f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
         )
     shape = _input_shape(op, input_shape) if backward else input.shape
+    if backward:
+        check_size(op, "input_shape", shape, grad_output.dtype.itemsize)
     full, unbatched = batched(op, "input_shape" if backward else "input", shape, nd=nd)
     _check_spatial(op, "input", full, unbatched)
     size = full[2:]
@@ -776,6 +850,7 @@ def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
             f"{op}: given input of shape {_shape_str(shape)}, the output size ({_x(out)}) is too small for "
             f"kernel_size={k}, stride={s}, padding={p}" + (f", dilation={d}" if max_pool else "")
         )
+    check_size(op, "output", full[:2] + out, (grad_output if backward else input).dtype.itemsize)
     spec = PoolSpec(N=full[0], C=full[1], size=size, out=out, kernel=k, stride=s, pad=p, dilation=d,
                     ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor_override)
     if backward:
@@ -803,7 +878,9 @@ def _input_shape(op, input_shape, nd: int = 2):
             raise TypeError(f"{op}: input_shape must be {want}, but got {input_shape!r}")
         if v < 0:
             raise ValueError(f"{op}: input_shape must not hold negative sizes, but got {shape}")
-    return tuple(int(v) for v in shape)
+    shape = tuple(int(v) for v in shape)
+    check_size(op, "input_shape", shape, 1)
+    return shape
 
 
 @dataclass(frozen=True)
@@ -832,16 +909,17 @@ def max_pool_backward_call(op, nd, grad_output, indices, input_shape) -> MaxPool
     plane = 1
     for s in full[2:]:
         plane *= s
-    # One reduction and one transfer to the host (on the GPU, a sync): viewed as unsigned integers of the same
-    # size and byte order, negative indices are larger than any valid one, so the largest is below the plane
-    # size exactly when every index lies in [0, plane). The two-sided range is computed only for the message.
-    as_unsigned = indices if indices.dtype.kind == "u" else indices.view(indices.dtype.str.replace("i", "u"))
-    if indices.size and int(as_unsigned.max()) >= plane:
+    check_size(op, "input_shape", shape, grad_output.dtype.itemsize)
+    # The range check reads every index on the host. On CuPy arrays that would synchronise the stream (and
+    # break CUDA-graph capture), so there it runs only on request (GPUCONV_CHECK_INDICES=1); the CUDA
+    # kernels drop the gradient of an index outside the plane instead of reading or writing out of bounds.
+    if indices.size and (kind == "numpy" or os.environ.get("GPUCONV_CHECK_INDICES", "") == "1"):
         lo, hi = int(indices.min()), int(indices.max())
-        raise ValueError(
-            f"{op}: indices must lie in [0, {plane}) (flat positions in an input plane of {_x(full[2:])}), but "
-            f"found values in [{lo}, {hi}]"
-        )
+        if lo < 0 or hi >= plane:
+            raise ValueError(
+                f"{op}: indices must lie in [0, {plane}) (flat positions in an input plane of {_x(full[2:])}), "
+                f"but found values in [{lo}, {hi}]"
+            )
     return MaxPoolBackwardCall(kind, unbatched, full)
 
 

@@ -93,30 +93,36 @@ __host__ __device__ inline void max_pool2d_fprop_one(
 }
 
 // Key of output o for the backward sort (the path for planes too large for max_pool2d_bprop_plane):
-// ((plane_in_chunk * H*W + indices[o]) * P*Q + j) where j = o mod P*Q is o's position in its plane. Keys
-// are distinct, so sorting them (stably or not) gives one order: by plane, then by input position, then by
-// output position. Key is int when the chunk's largest key fits in 31 bits (the host checks), long long
-// otherwise.
+// ((plane_in_chunk * (H*W + 1) + i) * P*Q + j) where i = indices[o], or H*W for an index outside [0, H*W)
+// (a slot past the plane's elements, which no gather reads: that gradient is dropped, and the key stays
+// inside its plane's key range), and j = o mod P*Q is o's position in its plane. Keys are distinct, so
+// sorting them (stably or not) gives one order: by plane, then by input position, then by output position;
+// each plane's P*Q keys land at sorted positions [plane*P*Q, (plane + 1)*P*Q). Key is int when the chunk's
+// largest key fits in 31 bits (the host checks), long long otherwise.
 template <typename Key>
 __host__ __device__ inline void max_pool2d_bprop_key_one(
     const long long* __restrict__ indices, Key* __restrict__ keys, long long o, long long HW, long long PQ) {
     const long long plane = o / PQ;
     const long long j = o - plane * PQ;
-    keys[o] = static_cast<Key>((plane * HW + indices[o]) * PQ + j);
+    const long long i = indices[o];
+    const long long slot = (0 <= i && i < HW) ? i : HW;
+    keys[o] = static_cast<Key>((plane * (HW + 1) + slot) * PQ + j);
 }
 
 // One input element of the max-pool gradient from sorted keys: t = plane*H*W + i (i its flat position in
 // the plane). The sorted keys of this plane lie in sorted_keys[plane*PQ, (plane+1)*PQ) (each plane has
-// exactly P*Q outputs and keys order by plane first); a binary search finds the first key >= t*PQ, and the
-// run of keys k with k / PQ == t names, in increasing output order, the outputs that chose element t.
-// Their gy are summed in that order in AccOf<T>: the same sum, bit for bit, on every run. No run: 0.
+// exactly P*Q outputs and keys order by plane first); a binary search finds the first key >= row*PQ with
+// row = plane*(H*W + 1) + i, and the run of keys k with k / PQ == row names, in increasing output order,
+// the outputs that chose element t (k - row*PQ in [0, PQ): their positions, always inside the plane). Their
+// gy are summed in that order in AccOf<T>: the same sum, bit for bit, on every run. No run: 0.
 template <typename T, typename Key>
 __host__ __device__ inline void max_pool2d_bprop_gather_one(
     const T* __restrict__ gy, const Key* __restrict__ sorted_keys, T* __restrict__ gx, long long t,
     long long HW, long long PQ) {
     typedef typename AccOf<T>::type Acc;
     const long long plane = t / HW;
-    const long long first_key = t * PQ;
+    const long long row = t + plane;  // plane*(HW + 1) + (t - plane*HW)
+    const long long first_key = row * PQ;
     long long lo = plane * PQ, hi = lo + PQ;  // lower_bound over [lo, hi)
     while (lo < hi) {
         const long long mid = lo + (hi - lo) / 2;
@@ -126,7 +132,7 @@ __host__ __device__ inline void max_pool2d_bprop_gather_one(
     const long long end = (plane + 1) * PQ;
     for (long long m = lo; m < end; ++m) {
         const long long key = static_cast<long long>(sorted_keys[m]);
-        if (key / PQ != t) break;
+        if (key / PQ != row) break;
         sum += load_as<Acc>(gy, plane * PQ + (key - first_key));
     }
     gx[t] = store_as<T, Acc>(sum);

@@ -65,7 +65,7 @@ def test_bprop_chunks_partition_the_planes_and_bound_keys(planes, HW, PQ, max_ke
     assert sum(c[1] for c in chunks) == planes
     for first, count, key_dtype in chunks:
         assert count >= 1 and (count == 1 or count * PQ <= max_keys)
-        largest_key = count * HW * PQ - 1
+        largest_key = count * (HW + 1) * PQ - 1  # a slot past each plane for out-of-range indices
         assert largest_key <= numpy.iinfo(key_dtype).max
         if key_dtype == numpy.int64:  # int32 is used whenever it suffices
             assert largest_key > numpy.iinfo(numpy.int32).max

@@ -16,9 +16,12 @@ windows as avg_pool2d_bprop does. It stays deterministic (integer atomics only, 
   per plane, a counting sort of the plane's outputs by the element they chose, in shared memory; one read of
   indices and gy, one write of gx;
 - larger planes, one chunk of planes at a time: each output o of plane b gets the key
-  ((b*H*W + indices[o]) * P*Q + j), j its position in the plane; the keys are sorted (they are distinct,
-  so the order is unique); each input element binary-searches its plane's sorted keys for its run and sums
-  those gy in output order.
+  ((b*(H*W + 1) + indices[o]) * P*Q + j), j its position in the plane (an index outside [0, H*W) gets the
+  slot H*W, which no element reads); the keys are sorted (they are distinct, so the order is unique); each
+  input element binary-searches its plane's sorted keys for its run and sums those gy in output order.
+
+Indices outside [0, H*W) are dropped by every kernel (their gradient goes nowhere): by default the host does
+not check them on CuPy arrays (that would synchronise the stream), so the kernels must stay in bounds.
 
 Both sum in output order (float32 for float16): the same bits every call, in PyTorch's CPU order.
 
@@ -215,14 +218,14 @@ def avg_pool2d_bprop(g, gy):
 def bprop_chunks(planes: int, HW: int, PQ: int, max_keys: int = MAX_KEYS_PER_CHUNK) -> list:
     """How max_pool2d_bprop splits ``planes`` (n, c) planes: a list of (first_plane, plane_count, key_dtype).
 
-    A chunk of b planes has keys in [0, b*HW*PQ): b is capped so they fit in int64, and so the chunk holds at
-    most ``max_keys`` outputs (at least one plane). A chunk whose keys fit in int32 sorts them as int32 (half
-    the radix passes)."""
-    span = HW * PQ  # the key range of one plane
+    A chunk of b planes has keys in [0, b*(HW + 1)*PQ) (HW + 1: one slot for out-of-range indices): b is
+    capped so they fit in int64, and so the chunk holds at most ``max_keys`` outputs (at least one plane). A
+    chunk whose keys fit in int32 sorts them as int32 (half the radix passes)."""
+    span = (HW + 1) * PQ  # the key range of one plane
     if span > INT64_MAX:
         raise ValueError(
             f"max_pool2d_backward: an input plane of {HW} elements with {PQ} outputs is too large for the CUDA "
-            f"backward (its sort keys need {HW} * {PQ} < 2^63)"
+            f"backward (its sort keys need ({HW} + 1) * {PQ} < 2^63)"
         )
     per_chunk = max(1, min(planes, INT64_MAX // span, max_keys // PQ))
     chunks = []

@@ -79,9 +79,10 @@ def fprop(g, x, w, dtype, out=None):
     return y
 
 
-def dgrad(g, gy, w, dtype):
-    """gx (N, C, H, W) in dtype, without bias."""
-    flipped = _flipped.dgrad_geometry(g)
+def dgrad(g, gy, w, dtype, gather=True):
+    """gx (N, C, H, W) in dtype, without bias; gather=False: the scatter-adds at every stride (products of
+    real gy only, never of a padding zero: what a non-finite weight needs)."""
+    flipped = _flipped.dgrad_geometry(g) if gather else None
     if flipped is not None:
         return fprop(flipped, gy, _flipped.flipped_filters(g, w), dtype)
     G, Kg, Cg = g.groups, g.k_per_group, g.c_per_group

@@ -145,9 +145,10 @@ def _fprop_batch_beside_pixels(g, x, w, dtype, out):
     return y
 
 
-def dgrad(g, gy, w, dtype):
-    """gx (N, C, H, W) in dtype, without bias."""
-    flipped = _flipped.dgrad_geometry(g)
+def dgrad(g, gy, w, dtype, gather=True):
+    """gx (N, C, H, W) in dtype, without bias; gather=False: the col2im scatter at every stride (it multiplies
+    real gy only, never a padding zero: what a non-finite weight needs)."""
+    flipped = _flipped.dgrad_geometry(g) if gather else None
     if flipped is not None:
         return fprop(flipped, gy, _flipped.flipped_filters(g, w), dtype)
     return _dgrad_scatter(g, gy, w, dtype)

@@ -9,7 +9,9 @@ PyTorch's CPU kernel sums each window row-major (skipping the padding) and divid
 
 The backward adds grad_output / divisor to every input cell of the window, for the outputs in row-major
 order. Both loops below visit the taps so that each sum sees its terms in that same order (the padding
-holds 0, and x + 0 == x), so float32 and float64 results match PyTorch's bit for bit.
+holds 0, and x + 0 == x), so float32 and float64 results match PyTorch's bit for bit. The sign of zero
+too: PyTorch's sums start from +0.0, so a window (or a gradient cell) of -0.0 gives +0.0; ours start from
++0.0 as well (the first term is added to 0 rather than copied).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def avg_pool2d_fprop(g: PoolGeometry, x):
     taps = list(lay.taps())
     for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
         buf = lay.fill(x[ns, cs], 0, dt)
-        acc = lay.view(buf, *taps[0]).copy()
+        acc = numpy.add(lay.view(buf, *taps[0]), dt.type(0))  # +0.0 + x: a -0.0 sum becomes +0.0, as PyTorch's
         for i, j in taps[1:]:
             numpy.add(acc, lay.view(buf, i, j), out=acc)
         numpy.divide(acc, divisor, out=acc)
@@ -64,7 +66,7 @@ def avg_pool2d_bprop(g: PoolGeometry, gy):
         buf = lay.empty_buffer(n, c, dt)
         if tiles:
             for i, j in taps:
-                numpy.copyto(lay.view(buf, i, j), share)
+                numpy.add(share, dt.type(0), out=lay.view(buf, i, j))  # +0.0 + share, as PyTorch's zeroed gx
         else:
             buf[...] = 0
             for i, j in taps:

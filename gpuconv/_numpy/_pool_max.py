@@ -28,16 +28,19 @@ def max_pool2d_fprop(g: PoolGeometry, x):
     idx = numpy.empty(g.output_shape, dtype=numpy.int64)
     taps = list(lay.taps())
     # a tap's offset from its window's origin; int32 (the usual case) makes the lookup twice as fast
-    off_dtype = numpy.int32 if g.H * g.W < 2**31 else numpy.int64
-    tap_offset = numpy.array([i * g.dil_h * g.W + j * g.dil_w for i, j in taps], dtype=off_dtype)
+    offsets = [i * g.dil_h * g.W + j * g.dil_w for i, j in taps]
+    off_dtype = numpy.int32 if max(offsets) < 2**31 else numpy.int64
+    tap_offset = numpy.array(offsets, dtype=off_dtype)
     code_dtype = _code_dtype(2 * len(taps) + 1)
-    first_tap = _first_inbound_taps(g).astype(code_dtype)
     origin = _window_origins(g)
+    first_index = origin + _first_inbound_offsets(g)  # the index of a window whose maximum is -inf
     for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
         buf = lay.fill(x[ns, cs], -numpy.inf, dt)
-        yb, tap = _block_max(lay, buf, code_dtype, first_tap)
+        yb, tap, minus_inf = _block_max(lay, buf, code_dtype)
         y[ns, cs] = yb
         numpy.add(origin, numpy.take(tap_offset, tap), out=idx[ns, cs])
+        if minus_inf is not None:
+            numpy.copyto(idx[ns, cs], first_index, where=minus_inf)
     return y, idx
 
 
@@ -49,21 +52,23 @@ def _code_dtype(largest: int):
     return numpy.dtype(numpy.uint64)
 
 
-def _block_max(lay: TapLayout, buf, code_dtype, first_tap):
-    """Values and the number t of each window's winning tap (row-major tap order) for one block."""
+def _block_max(lay: TapLayout, buf, code_dtype):
+    """Values, the number t of each window's winning tap (in ``lay.taps()`` order) for one block, and the
+    mask of windows whose maximum is -inf (None when there are none): their index is the first in-bound
+    element's, which the caller sets (that tap may be one the layout skips)."""
     taps = list(lay.taps())
     yb = lay.view(buf, *taps[0]).copy()
     for i, j in taps[1:]:
         numpy.maximum(yb, lay.view(buf, i, j), out=yb)  # NaN propagates
     tap = _first_taps_equal(lay, buf, yb, code_dtype)
     # every window whose maximum is neither NaN nor -inf now has its tap; -inf matched the padding
-    special = numpy.equal(yb, -numpy.inf)
-    if special.any():
-        numpy.copyto(tap, first_tap, where=special)
-    numpy.isnan(yb, out=special)
+    minus_inf = numpy.equal(yb, -numpy.inf)
+    if not minus_inf.any():
+        minus_inf = None
+    special = numpy.isnan(yb)
     if special.any():
         numpy.copyto(tap, _last_nan_taps(lay, buf, code_dtype), where=special)
-    return yb, tap
+    return yb, tap, minus_inf
 
 
 def _first_taps_equal(lay: TapLayout, buf, yb, code_dtype):
@@ -73,7 +78,7 @@ def _first_taps_equal(lay: TapLayout, buf, yb, code_dtype):
     numpy.maximum may return either of -0.0 and 0.0, where PyTorch returns the first zero the window
     holds. When yb has zeros, the code carries the matching tap's sign bit in its lowest bit,
     eq * (2*(T - t) + signbit), and yb takes that sign."""
-    T = lay.g.kernel_h * lay.g.kernel_w
+    T = len(lay.rows) * len(lay.cols)
     signed_zeros = not yb.all()
     code = numpy.zeros(yb.shape, dtype=code_dtype)
     term = numpy.empty(yb.shape, dtype=code_dtype)
@@ -121,17 +126,17 @@ def _window_origins(g: PoolGeometry):
     return rows[:, None] * g.W + cols[None, :]
 
 
-def _first_inbound_taps(g: PoolGeometry):
-    """(P, Q): the number i*kw + j of each window's first tap at a row and column >= 0, where PyTorch's scan
-    starts. With dilation that tap may lie past the input (all taps in the padding); PyTorch still reports
-    its index, and so do we."""
+def _first_inbound_offsets(g: PoolGeometry):
+    """(P, Q) int64: the offset ti*dil_h*W + tj*dil_w from its origin of each window's first tap at a row
+    and column >= 0, where PyTorch's scan starts. With dilation that tap may lie past the input (all taps in
+    the padding); PyTorch still reports its index, and so do we."""
     def first_tap(out, s, pad, d):
         start = numpy.arange(out, dtype=numpy.int64) * s - pad
         return -(-numpy.maximum(-start, 0) // d)  # ceil(max(0, -start) / d)
 
     ti = first_tap(g.P, g.stride_h, g.pad_h, g.dil_h)
     tj = first_tap(g.Q, g.stride_w, g.pad_w, g.dil_w)
-    return ti[:, None] * g.kernel_w + tj[None, :]
+    return (ti * g.dil_h * g.W)[:, None] + (tj * g.dil_w)[None, :]
 
 
 def max_pool2d_bprop(gy, indices, input_shape):

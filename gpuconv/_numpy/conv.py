@@ -16,6 +16,7 @@ depthwise. Inputs are never written: every method reads through views and writes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy
@@ -54,6 +55,20 @@ def _ieee(fn):
     return quiet
 
 
+def _single_output_strides(g):
+    """g with stride 1 along an axis that has one output (P == 1 or Q == 1): the stride then moves no window
+    (there is no second one), and every method's workspace (stride phases, padded frames) would otherwise
+    grow with it; pad_bottom / pad_right are recomputed so that the geometry stays self-consistent."""
+    if (g.P > 1 or g.stride_h == 1) and (g.Q > 1 or g.stride_w == 1):
+        return g
+    changes = {}
+    if g.P == 1 and g.stride_h != 1:
+        changes.update(stride_h=1, pad_bottom=g.P - g.H - g.pad_top + g.dil_h * (g.R - 1))
+    if g.Q == 1 and g.stride_w != 1:
+        changes.update(stride_w=1, pad_right=g.Q - g.W - g.pad_left + g.dil_w * (g.S - 1))
+    return dataclasses.replace(g, **changes)
+
+
 def _compute_dtype(dtype) -> numpy.dtype:
     return numpy.dtype(numpy.float32) if dtype == numpy.float16 else numpy.dtype(dtype)
 
@@ -72,6 +87,7 @@ def _finish(out, bias, dtype):
 @_ieee
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
+    g = _single_output_strides(g)
     dt = _compute_dtype(x.dtype)
     return _finish(_fprop_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
@@ -95,9 +111,17 @@ def _dgrad_by_phases(g, gy, w, dtype):
 @_ieee
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d's input given gy (N, K, P, Q), plus bias[c] when given (a
-    transposed convolution's forward)."""
+    transposed convolution's forward).
+
+    The gather methods (stride-1 flipped fprop, stride phases) read gy through a zero frame, so a tap that
+    reaches past gy multiplies a padding zero by its weight: 0 * NaN and 0 * Inf would put NaN on positions
+    that tap never touches, where PyTorch (a scatter of real products) has finite values. With a non-finite
+    weight the scatter methods run instead; checking w costs one pass over the (small) filter."""
+    g = _single_output_strides(g)
     dt = _compute_dtype(gy.dtype)
     w = _contiguous(w, dt)
+    if not numpy.isfinite(w).all():
+        return _finish(_dgrad_method(g).dgrad(g, gy, w, dt, gather=False), bias, gy.dtype)
     if _by_phases(g):
         return _finish(_dgrad_by_phases(g, gy, w, dt), bias, gy.dtype)
     return _finish(_dgrad_method(g).dgrad(g, gy, w, dt), bias, gy.dtype)
@@ -112,5 +136,6 @@ def conv2d_bias_grad(gy):
 @_ieee
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
+    g = _single_output_strides(g)
     dt = _compute_dtype(x.dtype)
     return _gemm.wgrad(g, x, gy, dt).astype(x.dtype, copy=False)

@@ -1,0 +1,112 @@
+"""Issue 14, class 2: a NaN or Inf weight gives PyTorch's NaNs, no more.
+
+A position of the input gradient (and of a transposed convolution's output) that a tap reaches only through
+padding gets nothing from that tap. The old stride-1 dgrad (a forward convolution of zero-padded gy with the
+flipped filter) multiplied padding zeros by the bad tap: 36 NaNs where PyTorch has 25 (the issue's case),
+and NaNs from an Inf weight where PyTorch has none. Checked against PyTorch in float64: the same NaN
+positions, the same values elsewhere, for the forward and all three gradients.
+"""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import gpuconv
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+# (x shape, w shape, stride, padding, dilation, groups, padding_mode)
+CONV_CASES = [
+    ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 1, 1, "zeros"),  # the issue's case
+    ((2, 4, 6, 6), (4, 4, 3, 3), 2, 1, 1, 1, "zeros"),
+    ((1, 2, 9, 9), (6, 2, 3, 3), 1, 2, 1, 1, "zeros"),  # K > C: the GEMM methods
+    ((1, 6, 9, 9), (2, 6, 3, 3), 2, 2, 1, 1, "zeros"),  # K < C at stride 2: the stride phases
+    ((1, 4, 9, 9), (4, 1, 3, 3), 1, 1, 1, 4, "zeros"),  # depthwise: the direct method
+    ((1, 4, 9, 9), (4, 1, 3, 3), 2, 1, 1, 4, "zeros"),
+    ((1, 4, 9, 9), (4, 4, 3, 3), 1, 2, 2, 1, "zeros"),  # dilated
+    ((1, 4, 9, 8), (4, 2, 5, 3), 1, (2, 1), 1, 2, "zeros"),
+    ((2, 3, 9, 9), (6, 3, 3, 3), 3, 2, 1, 1, "zeros"),
+    ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 1, 1, "reflect"),
+    ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 1, 1, "circular"),
+]
+
+# (x shape, w shape (in, out/groups, R, S), stride, padding, output_padding, groups, dilation)
+TRANSPOSE_CASES = [
+    ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 0, 1, 1),
+    ((1, 4, 6, 6), (4, 2, 3, 3), 2, 1, 1, 1, 1),
+    ((1, 4, 5, 5), (4, 1, 3, 3), 1, 0, 0, 4, 1),
+    ((1, 2, 5, 5), (2, 4, 4, 4), 2, 1, 0, 1, 1),
+    ((1, 4, 5, 5), (4, 4, 3, 3), 1, 2, 0, 1, 2),
+]
+
+
+def _assert_like_torch(got, want, what):
+    numpy.testing.assert_array_equal(numpy.isnan(got), numpy.isnan(want), err_msg=f"{what}: NaN positions")
+    numpy.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=what)
+
+
+def _weights(shape, bad, seed):
+    rng = numpy.random.default_rng(seed)
+    w = rng.standard_normal(shape)
+    w[(0, 0, shape[2] - 1, shape[3] - 1)] = bad  # the last tap: it reaches past gy's start
+    w[(shape[0] - 1, shape[1] - 1, 0, 0)] = bad  # the first tap: past its end
+    return w
+
+
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf, -numpy.inf])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_and_backward_with_a_non_finite_weight_match_torch(case, bad):
+    x_shape, w_shape, stride, padding, dilation, groups, mode = case
+    rng = numpy.random.default_rng(3)
+    x = rng.standard_normal(x_shape)
+    w = _weights(w_shape, bad, 4)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = gpuconv.conv2d(x, w, padding_mode=mode, **kw)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, gb = gpuconv.conv2d_backward(gy, x, w, padding_mode=mode, **kw)
+
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    if mode == "zeros":
+        ty = F.conv2d(tx, tw, **kw)
+    else:
+        p = (padding, padding) if isinstance(padding, int) else padding
+        ty = F.conv2d(F.pad(tx, (p[1], p[1], p[0], p[0]), mode=mode), tw, stride=stride, dilation=dilation,
+                      groups=groups)
+    ty.backward(torch.from_numpy(gy))
+    _assert_like_torch(y, ty.detach().numpy(), "output")
+    _assert_like_torch(gx, tx.grad.numpy(), "grad_input")
+    _assert_like_torch(gw, tw.grad.numpy(), "grad_weight")
+    _assert_like_torch(gb, gy.sum(axis=(0, 2, 3)), "grad_bias")
+
+
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES)
+def test_conv_transpose2d_and_backward_with_a_non_finite_weight_match_torch(case, bad):
+    x_shape, w_shape, stride, padding, output_padding, groups, dilation = case
+    rng = numpy.random.default_rng(5)
+    x = rng.standard_normal(x_shape)
+    w = _weights(w_shape, bad, 6)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    y = gpuconv.conv_transpose2d(x, w, **kw)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, _ = gpuconv.conv_transpose2d_backward(gy, x, w, **kw)
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    ty = F.conv_transpose2d(tx, tw, **kw)
+    ty.backward(torch.from_numpy(gy))
+    _assert_like_torch(y, ty.detach().numpy(), "output")
+    _assert_like_torch(gx, tx.grad.numpy(), "grad_input")
+    _assert_like_torch(gw, tw.grad.numpy(), "grad_weight")
+
+
+def test_the_issues_count():
+    """x (1,4,6,6), w (4,4,3,3), w[0,0,2,2] = NaN, padding 1: 25 NaNs in grad_input (were 36); Inf: none."""
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 6, 6))
+    w = rng.standard_normal((4, 4, 3, 3))
+    gy = rng.standard_normal((1, 4, 6, 6))
+    w[0, 0, 2, 2] = numpy.nan
+    assert numpy.isnan(gpuconv.conv2d_backward(gy, x, w, padding=1)[0]).sum() == 25
+    w[0, 0, 2, 2] = numpy.inf
+    assert numpy.isnan(gpuconv.conv2d_backward(gy, x, w, padding=1)[0]).sum() == 0
