@@ -44,7 +44,12 @@ except ImportError as exc:  # pragma: no cover - exercised only where torch is a
 
 import gpuconv
 
-__all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"]
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _BFLOAT16 = numpy.dtype(ml_dtypes.bfloat16)
@@ -84,17 +89,17 @@ def _autocast(op: str, *tensors):
         for t in tensors)
 
 
-def _conv_like(op: str, function, input, weight, bias, *args):
-    """``function.apply(input, weight, bias, *args)`` after ``op``'s autocast casts: one line per convolution."""
+def _conv_like(op: str, function, input, weight, bias, *args, nd: int):
+    """``function.apply(nd, input, weight, bias, *args)`` after ``op``'s autocast casts."""
     input, weight, bias = _autocast(op, input, weight, bias)
-    return function.apply(input, weight, bias, *args)
+    return function.apply(nd, input, weight, bias, *args)
 
 
-def _pool_like(op: str, function, input, *args):
-    """``function.apply(input, *args)`` after ``op``'s autocast cast (none for 1-d / 2-d pooling): one line
-    per pooling op."""
+def _pool_like(op: str, function, input, *args, nd: int, adaptive: bool):
+    """``function.apply(nd, adaptive, input, *args)`` after ``op``'s autocast cast (none for 1-d / 2-d
+    pooling)."""
     (input,) = _autocast(op, input)
-    return function.apply(input, *args)
+    return function.apply(nd, adaptive, input, *args)
 
 
 # ------------------------------------------------------------------------------------ tensor <-> array
@@ -179,71 +184,75 @@ def _on_device(device: torch.device):
 # ------------------------------------------------------------------------------------ autograd functions
 
 
-class Conv2dFunction(torch.autograd.Function):
-    """conv2d with gpuconv's forward and backward. Arguments as :func:`conv2d`, all positional."""
+class ConvFunction(torch.autograd.Function):
+    """conv{nd}d with gpuconv's forward and backward: apply(nd, input, weight, bias, stride, padding,
+    dilation, groups, padding_mode)."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, padding_mode):
-        device = _check_tensors("conv2d", {"input": input, "weight": weight, "bias": bias})
-        ctx.conv_args = (stride, padding, dilation, groups)
-        ctx.padding_mode = padding_mode
+    def forward(ctx, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode):
+        device = _check_tensors(f"conv{nd}d", {"input": input, "weight": weight, "bias": bias})
+        ctx.nd, ctx.conv_args, ctx.padding_mode = nd, (stride, padding, dilation, groups), padding_mode
         ctx.save_for_backward(input, weight)
         with _on_device(device):
-            y = gpuconv.conv2d(_to_array(input), _to_array(weight), _to_array(bias), stride, padding, dilation,
-                               groups, padding_mode=padding_mode)
+            y = getattr(gpuconv, f"conv{nd}d")(_to_array(input), _to_array(weight), _to_array(bias), stride,
+                                               padding, dilation, groups, padding_mode=padding_mode)
             return _to_tensor(y)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
-        mask = tuple(ctx.needs_input_grad[:3])  # the bias entry is False when bias is None
+        mask = tuple(ctx.needs_input_grad[1:4])  # the bias entry is False when bias is None
         grads = (None, None, None)
         if any(mask):
             with _on_device(input.device):
-                grads = gpuconv.conv2d_backward(_to_array(grad_output), _to_array(input), _to_array(weight),
-                                                *ctx.conv_args, padding_mode=ctx.padding_mode, output_mask=mask)
+                grads = getattr(gpuconv, f"conv{ctx.nd}d_backward")(
+                    _to_array(grad_output), _to_array(input), _to_array(weight), *ctx.conv_args,
+                    padding_mode=ctx.padding_mode, output_mask=mask)
                 grads = tuple(_to_tensor(g) for g in grads)
-        return grads + (None,) * 5
+        return (None,) + grads + (None,) * 5
 
 
-class ConvTranspose2dFunction(torch.autograd.Function):
-    """conv_transpose2d with gpuconv's forward and backward. Arguments as :func:`conv_transpose2d`."""
+class ConvTransposeFunction(torch.autograd.Function):
+    """conv_transpose{nd}d with gpuconv's forward and backward: apply(nd, input, weight, bias, stride,
+    padding, output_padding, groups, dilation)."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, output_padding, groups, dilation):
-        device = _check_tensors("conv_transpose2d", {"input": input, "weight": weight, "bias": bias})
-        ctx.conv_args = (stride, padding, output_padding, groups, dilation)
+    def forward(ctx, nd, input, weight, bias, stride, padding, output_padding, groups, dilation):
+        device = _check_tensors(f"conv_transpose{nd}d", {"input": input, "weight": weight, "bias": bias})
+        ctx.nd, ctx.conv_args = nd, (stride, padding, output_padding, groups, dilation)
         ctx.save_for_backward(input, weight)
         with _on_device(device):
-            y = gpuconv.conv_transpose2d(_to_array(input), _to_array(weight), _to_array(bias), stride, padding,
-                                         output_padding, groups, dilation)
+            y = getattr(gpuconv, f"conv_transpose{nd}d")(_to_array(input), _to_array(weight), _to_array(bias),
+                                                         *ctx.conv_args)
             return _to_tensor(y)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
-        mask = tuple(ctx.needs_input_grad[:3])
+        mask = tuple(ctx.needs_input_grad[1:4])
         grads = (None, None, None)
         if any(mask):
             with _on_device(input.device):
-                grads = gpuconv.conv_transpose2d_backward(_to_array(grad_output), _to_array(input),
-                                                          _to_array(weight), *ctx.conv_args, output_mask=mask)
+                grads = getattr(gpuconv, f"conv_transpose{ctx.nd}d_backward")(
+                    _to_array(grad_output), _to_array(input), _to_array(weight), *ctx.conv_args, output_mask=mask)
                 grads = tuple(_to_tensor(g) for g in grads)
-        return grads + (None,) * 5
+        return (None,) + grads + (None,) * 5
 
 
-class MaxPool2dFunction(torch.autograd.Function):
-    """max_pool2d returning (output, indices); the indices are not differentiable."""
+class MaxPoolFunction(torch.autograd.Function):
+    """max_pool{nd}d (adaptive=False: apply(nd, False, input, kernel_size, stride, padding, dilation,
+    ceil_mode)) or adaptive_max_pool{nd}d (apply(nd, True, input, output_size)), returning (output, indices);
+    the indices are not differentiable. Both backwards are the max-pool backward of the indices."""
 
     @staticmethod
-    def forward(ctx, input, kernel_size, stride, padding, dilation, ceil_mode):
-        device = _check_tensors("max_pool2d", {"input": input})
-        ctx.input_shape = tuple(input.shape)
+    def forward(ctx, nd, adaptive, input, *args):
+        op = f"adaptive_max_pool{nd}d" if adaptive else f"max_pool{nd}d"
+        device = _check_tensors(op, {"input": input})
+        ctx.nd, ctx.input_shape = nd, tuple(input.shape)
         with _on_device(device):
-            y, indices = gpuconv.max_pool2d(_to_array(input), kernel_size, stride, padding, dilation, ceil_mode,
-                                            return_indices=True)
+            y, indices = getattr(gpuconv, op)(_to_array(input), *args, return_indices=True)
             y, indices = _to_tensor(y), _to_tensor(indices)
         ctx.mark_non_differentiable(indices)
         ctx.save_for_backward(indices)
@@ -254,59 +263,90 @@ class MaxPool2dFunction(torch.autograd.Function):
     def backward(ctx, grad_output, _grad_indices):
         (indices,) = ctx.saved_tensors
         grad_input = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[2]:
             with _on_device(indices.device):
-                grad_input = _to_tensor(gpuconv.max_pool2d_backward(_to_array(grad_output), _to_array(indices),
-                                                                    ctx.input_shape))
-        return grad_input, None, None, None, None, None
+                grad_input = _to_tensor(getattr(gpuconv, f"max_pool{ctx.nd}d_backward")(
+                    _to_array(grad_output), _to_array(indices), ctx.input_shape))
+        return (None, None, grad_input) + (None,) * 5
 
 
-class AvgPool2dFunction(torch.autograd.Function):
-    """avg_pool2d with gpuconv's forward and backward. Arguments as :func:`avg_pool2d`."""
+class AvgPoolFunction(torch.autograd.Function):
+    """avg_pool{nd}d (adaptive=False: apply(nd, False, input, kernel_size, stride, padding, ceil_mode,
+    count_include_pad[, divisor_override])) or adaptive_avg_pool{nd}d (apply(nd, True, input, output_size))
+    with gpuconv's forward and backward."""
 
     @staticmethod
-    def forward(ctx, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-        device = _check_tensors("avg_pool2d", {"input": input})
-        ctx.input_shape = tuple(input.shape)
-        ctx.device = device
-        ctx.pool_args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    def forward(ctx, nd, adaptive, input, *args):
+        op = f"adaptive_avg_pool{nd}d" if adaptive else f"avg_pool{nd}d"
+        device = _check_tensors(op, {"input": input})
+        ctx.op, ctx.adaptive, ctx.input_shape, ctx.device, ctx.pool_args = op, adaptive, tuple(input.shape), device, args
         with _on_device(device):
-            return _to_tensor(gpuconv.avg_pool2d(_to_array(input), *ctx.pool_args))
+            return _to_tensor(getattr(gpuconv, op)(_to_array(input), *args))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         grad_input = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[2]:
             with _on_device(ctx.device):
-                grad_input = _to_tensor(gpuconv.avg_pool2d_backward(_to_array(grad_output), ctx.input_shape,
-                                                                    *ctx.pool_args))
-        return (grad_input,) + (None,) * 6
+                backward = getattr(gpuconv, ctx.op + "_backward")
+                args = () if ctx.adaptive else ctx.pool_args
+                grad_input = _to_tensor(backward(_to_array(grad_output), ctx.input_shape, *args))
+        return (None, None, grad_input) + (None,) * 6
 
 
 # ------------------------------------------------------------------------- torch.nn.functional signatures
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
-    """``torch.nn.functional.conv2d`` on gpuconv's kernels; ``padding_mode`` as ``nn.Conv2d``'s."""
-    return _conv_like("conv2d", Conv2dFunction, input, weight, bias, stride, padding, dilation, groups, padding_mode)
+def _named(fn, name, doc):
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels."""
-    return _conv_like("conv_transpose2d", ConvTranspose2dFunction, input, weight, bias, stride, padding,
-                      output_padding, groups, dilation)
+def _make(nd):
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
+        return _conv_like(f"conv{nd}d", ConvFunction, input, weight, bias, stride, padding, dilation, groups,
+                          padding_mode, nd=nd)
+
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        return _conv_like(f"conv_transpose{nd}d", ConvTransposeFunction, input, weight, bias, stride, padding,
+                          output_padding, groups, dilation, nd=nd)
+
+    def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        output, indices = _pool_like(f"max_pool{nd}d", MaxPoolFunction, input, kernel_size, stride, padding,
+                                     dilation, ceil_mode, nd=nd, adaptive=False)
+        return (output, indices) if return_indices else output
+
+    if nd == 1:  # torch's avg_pool1d has no divisor_override
+        def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+            return _pool_like("avg_pool1d", AvgPoolFunction, input, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, nd=1, adaptive=False)
+    else:
+        def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                     divisor_override=None):
+            return _pool_like(f"avg_pool{nd}d", AvgPoolFunction, input, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, divisor_override, nd=nd, adaptive=False)
+
+    def adaptive_avg_pool(input, output_size):
+        return _pool_like(f"adaptive_avg_pool{nd}d", AvgPoolFunction, input, output_size, nd=nd, adaptive=True)
+
+    def adaptive_max_pool(input, output_size, return_indices=False):
+        output, indices = _pool_like(f"adaptive_max_pool{nd}d", MaxPoolFunction, input, output_size, nd=nd,
+                                     adaptive=True)
+        return (output, indices) if return_indices else output
+
+    same = "``torch.nn.functional.{}`` on gpuconv's kernels{}."
+    return (
+        _named(conv, f"conv{nd}d", same.format(f"conv{nd}d", f"; ``padding_mode`` as ``nn.Conv{nd}d``'s")),
+        _named(conv_transpose, f"conv_transpose{nd}d", same.format(f"conv_transpose{nd}d", "")),
+        _named(max_pool, f"max_pool{nd}d", same.format(f"max_pool{nd}d", "; indices are int64, flat per (n, c)")),
+        _named(avg_pool, f"avg_pool{nd}d", same.format(f"avg_pool{nd}d", "")),
+        _named(adaptive_avg_pool, f"adaptive_avg_pool{nd}d", same.format(f"adaptive_avg_pool{nd}d", "")),
+        _named(adaptive_max_pool, f"adaptive_max_pool{nd}d", same.format(f"adaptive_max_pool{nd}d", "")),
+    )
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """``torch.nn.functional.max_pool2d`` on gpuconv's kernels; indices are int64, flat h*W + w per plane."""
-    output, indices = _pool_like("max_pool2d", MaxPool2dFunction, input, kernel_size, stride, padding, dilation,
-                                 ceil_mode)
-    return (output, indices) if return_indices else output
-
-
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """``torch.nn.functional.avg_pool2d`` on gpuconv's kernels."""
-    return _pool_like("avg_pool2d", AvgPool2dFunction, input, kernel_size, stride, padding, ceil_mode,
-                      count_include_pad, divisor_override)
+conv1d, conv_transpose1d, max_pool1d, avg_pool1d, adaptive_avg_pool1d, adaptive_max_pool1d = _make(1)
+conv2d, conv_transpose2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d = _make(2)
+conv3d, conv_transpose3d, max_pool3d, avg_pool3d, adaptive_avg_pool3d, adaptive_max_pool3d = _make(3)

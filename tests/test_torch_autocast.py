@@ -45,12 +45,35 @@ OPS = {
     "max_pool2d": (lambda x: gF.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1)),
     "avg_pool2d": (lambda x: gF.avg_pool2d(x, 2, ceil_mode=True), lambda x: F.avg_pool2d(x, 2, ceil_mode=True)),
 }
+for _d in (1, 3):
+    OPS.update({
+        f"conv{_d}d": (lambda x, w, b, d=_d: getattr(gF, f"conv{d}d")(x, w, b, padding=1, groups=2),
+                       lambda x, w, b, d=_d: getattr(F, f"conv{d}d")(x, w, b, padding=1, groups=2)),
+        f"conv_transpose{_d}d": (lambda x, w, b, d=_d: getattr(gF, f"conv_transpose{d}d")(x, w, b, stride=2, groups=2),
+                                 lambda x, w, b, d=_d: getattr(F, f"conv_transpose{d}d")(x, w, b, stride=2, groups=2)),
+        f"max_pool{_d}d": (lambda x, d=_d: getattr(gF, f"max_pool{d}d")(x, 3, 2, 1),
+                           lambda x, d=_d: getattr(F, f"max_pool{d}d")(x, 3, 2, 1)),
+        f"avg_pool{_d}d": (lambda x, d=_d: getattr(gF, f"avg_pool{d}d")(x, 2, ceil_mode=True),
+                           lambda x, d=_d: getattr(F, f"avg_pool{d}d")(x, 2, ceil_mode=True)),
+    })
+for _d in (1, 2, 3):
+    OPS.update({
+        f"adaptive_avg_pool{_d}d": (lambda x, d=_d: getattr(gF, f"adaptive_avg_pool{d}d")(x, 3),
+                                    lambda x, d=_d: getattr(F, f"adaptive_avg_pool{d}d")(x, 3)),
+        f"adaptive_max_pool{_d}d": (lambda x, d=_d: getattr(gF, f"adaptive_max_pool{d}d")(x, 4),
+                                    lambda x, d=_d: getattr(F, f"adaptive_max_pool{d}d")(x, 4)),
+    })
+
+
+def _nd(op):
+    return int(op.rstrip("d")[-1])
 
 
 def _operands(op, device, dtype):
-    x = _rand((2, 4, 7, 6), device, dtype, 1)
+    nd = _nd(op)
+    x = _rand((2, 4) + (7, 6, 5)[:nd], device, dtype, 1)
     if op.startswith("conv"):
-        return x, _rand((4, 2, 3, 3), device, dtype, 2), _rand((4,), device, dtype, 3)
+        return x, _rand((4, 2) + (3,) * nd, device, dtype, 2), _rand((4,), device, dtype, 3)
     return (x,)
 
 
