@@ -34,8 +34,11 @@ from gpuconv._params import BFLOAT16
 _F32 = numpy.dtype(numpy.float32)
 
 __all__ = [
-    "array_module", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Flatten", "Linear",
-    "Sequential", "SoftmaxCrossEntropy", "SGD",
+    "array_module", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "ReLU", "Flatten", "Linear", "Sequential", "SoftmaxCrossEntropy", "SGD",
 ]
 
 
@@ -59,8 +62,8 @@ def _module_of(a):
     return cupy
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _ntuple(v, nd):
+    return (v,) * nd if isinstance(v, int) else tuple(v)
 
 
 def he_normal(shape, fan_in: int, *, xp=numpy, dtype=numpy.float32, rng=None):
@@ -87,13 +90,16 @@ class Layer:
 
 
 class _WeightedConv(Layer):
-    """What Conv2d and ConvTranspose2d share: a weight, an optional bias, the saved input, and a backward
-    that asks only for the gradients it needs. Subclasses set the weight, bias, conv_args and the ops."""
+    """What the convolution layers share: a weight, an optional bias, the saved input, and a backward that
+    asks only for the gradients it needs. Subclasses set ``nd`` and ``transposed``; the op is
+    gpuconv.conv{nd}d or gpuconv.conv_transpose{nd}d."""
 
-    _forward_op = None  # gpuconv.conv2d or gpuconv.conv_transpose2d
-    _backward_op = None  # the matching *_backward
+    nd = 2
+    transposed = False
 
     def _init_state(self, weight_shape, fan_in, out_channels, bias, conv_args, xp, dtype, rng):
+        op = f"conv_transpose{self.nd}d" if self.transposed else f"conv{self.nd}d"
+        self._forward_op, self._backward_op = getattr(gpuconv, op), getattr(gpuconv, op + "_backward")
         self.weight = he_normal(weight_shape, fan_in, xp=xp, dtype=dtype, rng=rng)
         self.bias = xp.zeros(out_channels, dtype=dtype) if bias else None
         self.conv_args = conv_args
@@ -107,82 +113,165 @@ class _WeightedConv(Layer):
 
     def forward(self, x):
         self._x = x
-        return type(self)._forward_op(x, self.weight, self.bias, **self.conv_args)
+        return self._forward_op(x, self.weight, self.bias, **self.conv_args)
 
     def backward(self, grad_output):
         mask = (self.need_input_grad, True, self.bias is not None)
-        gx, gw, gb = type(self)._backward_op(grad_output, self._saved(self._x), self.weight, **self.conv_args,
-                                             output_mask=mask)
+        gx, gw, gb = self._backward_op(grad_output, self._saved(self._x), self.weight, **self.conv_args,
+                                       output_mask=mask)
         self.grads = [gw] + ([gb] if gb is not None else [])
         return gx
 
 
-class Conv2d(_WeightedConv):
-    """A convolution layer over ``gpuconv.conv2d``; arguments as ``torch.nn.Conv2d``'s. The weight is
-    (out_channels, in_channels/groups, kH, kW) with fan-in in_channels/groups*kH*kW.
-
-    Set ``need_input_grad = False`` on a network's first layer: its backward then skips the input
-    gradient (and returns None)."""
-
-    _forward_op = staticmethod(gpuconv.conv2d)
-    _backward_op = staticmethod(gpuconv.conv2d_backward)
-
+class _ConvNd(_WeightedConv):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", *, xp=numpy, dtype=numpy.float32, rng=None):
-        kh, kw = _pair(kernel_size)
-        self._init_state((out_channels, in_channels // groups, kh, kw), in_channels // groups * kh * kw,
+        k = _ntuple(kernel_size, self.nd)
+        self._init_state((out_channels, in_channels // groups) + k, in_channels // groups * math.prod(k),
                          out_channels, bias, dict(stride=stride, padding=padding, dilation=dilation,
                                                   groups=groups, padding_mode=padding_mode), xp, dtype, rng)
 
 
-class ConvTranspose2d(_WeightedConv):
-    """A transposed convolution layer over ``gpuconv.conv_transpose2d``; arguments as
-    ``torch.nn.ConvTranspose2d``'s. The weight is (in_channels, out_channels/groups, kH, kW); its fan-in
-    is taken as in_channels/groups*kH*kW, the inputs that reach one output when the stride is 1."""
-
-    _forward_op = staticmethod(gpuconv.conv_transpose2d)
-    _backward_op = staticmethod(gpuconv.conv_transpose2d_backward)
+class _ConvTransposeNd(_WeightedConv):
+    transposed = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, *, xp=numpy, dtype=numpy.float32, rng=None):
-        kh, kw = _pair(kernel_size)
-        self._init_state((in_channels, out_channels // groups, kh, kw), in_channels // groups * kh * kw,
+        k = _ntuple(kernel_size, self.nd)
+        self._init_state((in_channels, out_channels // groups) + k, in_channels // groups * math.prod(k),
                          out_channels, bias, dict(stride=stride, padding=padding, output_padding=output_padding,
                                                   groups=groups, dilation=dilation), xp, dtype, rng)
 
 
-class MaxPool2d(Layer):
-    """Max pooling over ``gpuconv.max_pool2d``; keeps the argmax indices for backward."""
+class Conv1d(_ConvNd):
+    """A convolution layer over ``gpuconv.conv1d``; arguments as ``torch.nn.Conv1d``'s."""
+
+    nd = 1
+
+
+class Conv2d(_ConvNd):
+    """A convolution layer over ``gpuconv.conv2d``; arguments as ``torch.nn.Conv2d``'s. The weight is
+    (out_channels, in_channels/groups, kH, kW) with fan-in in_channels/groups*kH*kW.
+
+    Set ``need_input_grad = False`` on a network's first layer: its backward then skips the input
+    gradient (and returns None). The same holds for every convolution layer."""
+
+    nd = 2
+
+
+class Conv3d(_ConvNd):
+    """A convolution layer over ``gpuconv.conv3d``; arguments as ``torch.nn.Conv3d``'s."""
+
+    nd = 3
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """A transposed convolution layer over ``gpuconv.conv_transpose1d``; arguments as
+    ``torch.nn.ConvTranspose1d``'s."""
+
+    nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """A transposed convolution layer over ``gpuconv.conv_transpose2d``; arguments as
+    ``torch.nn.ConvTranspose2d``'s. The weight is (in_channels, out_channels/groups, kH, kW); its fan-in
+    is taken as in_channels/groups*kH*kW, the inputs that reach one output when the stride is 1."""
+
+    nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """A transposed convolution layer over ``gpuconv.conv_transpose3d``; arguments as
+    ``torch.nn.ConvTranspose3d``'s."""
+
+    nd = 3
+
+
+class _MaxPoolNd(Layer):
+    """Max pooling; keeps the argmax indices for backward."""
+
+    nd = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         self.pool_args = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                               ceil_mode=ceil_mode)
         self._indices = self._input_shape = None
 
+    def _pool(self, x):
+        return getattr(gpuconv, f"max_pool{self.nd}d")(x, return_indices=True, **self.pool_args)
+
     def forward(self, x):
-        y, self._indices = gpuconv.max_pool2d(x, return_indices=True, **self.pool_args)
+        y, self._indices = self._pool(x)
         self._input_shape = x.shape
         return y
 
     def backward(self, grad_output):
-        return gpuconv.max_pool2d_backward(grad_output, self._saved(self._indices), self._input_shape)
+        return getattr(gpuconv, f"max_pool{self.nd}d_backward")(grad_output, self._saved(self._indices),
+                                                                 self._input_shape)
 
 
-class AvgPool2d(Layer):
-    """Average pooling over ``gpuconv.avg_pool2d``; arguments as ``torch.nn.AvgPool2d``'s."""
+class _AvgPoolNd(Layer):
+    nd = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         self.pool_args = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                              count_include_pad=count_include_pad, divisor_override=divisor_override)
+                              count_include_pad=count_include_pad)
+        if self.nd != 1:  # torch.nn.AvgPool1d has no divisor_override
+            self.pool_args["divisor_override"] = divisor_override
+        elif divisor_override is not None:
+            raise TypeError("AvgPool1d takes no divisor_override (as torch.nn.AvgPool1d)")
         self._input_shape = None
 
     def forward(self, x):
         self._input_shape = x.shape
-        return gpuconv.avg_pool2d(x, **self.pool_args)
+        return getattr(gpuconv, f"avg_pool{self.nd}d")(x, **self.pool_args)
 
     def backward(self, grad_output):
-        return gpuconv.avg_pool2d_backward(grad_output, self._saved(self._input_shape), **self.pool_args)
+        return getattr(gpuconv, f"avg_pool{self.nd}d_backward")(grad_output, self._saved(self._input_shape),
+                                                                **self.pool_args)
+
+
+class _AdaptiveAvgPoolNd(Layer):
+    nd = 2
+
+    def __init__(self, output_size):
+        self.output_size = output_size
+        self._input_shape = None
+
+    def forward(self, x):
+        self._input_shape = x.shape
+        return getattr(gpuconv, f"adaptive_avg_pool{self.nd}d")(x, self.output_size)
+
+    def backward(self, grad_output):
+        return getattr(gpuconv, f"adaptive_avg_pool{self.nd}d_backward")(grad_output,
+                                                                         self._saved(self._input_shape))
+
+
+class _AdaptiveMaxPoolNd(_MaxPoolNd):
+    def __init__(self, output_size):
+        self.output_size = output_size
+        self._indices = self._input_shape = None
+
+    def _pool(self, x):
+        return getattr(gpuconv, f"adaptive_max_pool{self.nd}d")(x, self.output_size, return_indices=True)
+
+
+def _pool_layer(base, name, nd, doc):
+    return type(name, (base,), {"nd": nd, "__doc__": doc, "__module__": __name__})
+
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_pool_layer(_MaxPoolNd, f"MaxPool{d}d", d, f"""Max pooling over
+    ``gpuconv.max_pool{d}d``; arguments as ``torch.nn.MaxPool{d}d``'s. Keeps the indices for backward.""")
+                                   for d in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_pool_layer(_AvgPoolNd, f"AvgPool{d}d", d, f"""Average pooling over
+    ``gpuconv.avg_pool{d}d``; arguments as ``torch.nn.AvgPool{d}d``'s.""") for d in (1, 2, 3))
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
+    _pool_layer(_AdaptiveAvgPoolNd, f"AdaptiveAvgPool{d}d", d, f"""Adaptive average pooling over
+    ``gpuconv.adaptive_avg_pool{d}d``; ``AdaptiveAvgPool2d(1)`` is a global average pool.""") for d in (1, 2, 3))
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (
+    _pool_layer(_AdaptiveMaxPoolNd, f"AdaptiveMaxPool{d}d", d, f"""Adaptive max pooling over
+    ``gpuconv.adaptive_max_pool{d}d``; keeps the indices for backward.""") for d in (1, 2, 3))
 
 
 class ReLU(Layer):
