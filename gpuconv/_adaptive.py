@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy
 
-from ._volume import _xp, compute_dtype
+from ._volume import _xp, compute_dtype, quiet
 
 
 def windows(size: int, out: int):
@@ -62,33 +62,33 @@ def _gather(xp, a, axis: int, idx, valid):
     return block, mask
 
 
+@quiet
 def avg_fprop(x, out: tuple):
     """Adaptive average pooling of x (N, C, *size) to (N, C, *out), in float32 for 16-bit types."""
     xp, dt = _xp(x), compute_dtype(x.dtype)
     a = x.astype(dt, copy=False)
-    with numpy.errstate(all="ignore"):
-        for axis in range(x.ndim - 1, 1, -1):
-            size, o = a.shape[axis], out[axis - 2]
-            idx, valid, length = windows(size, o)
-            block, mask = _gather(xp, a, axis, idx, valid)
-            total = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1) + dt.type(0)  # +0.0: -0.0 sums to +0.0
-            a = total / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (x.ndim - axis - 1))
+    for axis in range(x.ndim - 1, 1, -1):
+        size, o = a.shape[axis], out[axis - 2]
+        idx, valid, length = windows(size, o)
+        block, mask = _gather(xp, a, axis, idx, valid)
+        total = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1) + dt.type(0)  # +0.0: -0.0 sums to +0.0
+        a = total / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (x.ndim - axis - 1))
     return a.astype(x.dtype, copy=False)
 
 
+@quiet
 def avg_bprop(gy, input_shape: tuple):
     """The adjoint of avg_fprop: each gradient divided by its window's length and gathered onto the input
     positions of its window (axis by axis, outermost first)."""
     xp, dt = _xp(gy), compute_dtype(gy.dtype)
     g = gy.astype(dt, copy=False)
-    with numpy.errstate(all="ignore"):
-        for axis in range(2, gy.ndim):
-            size, o = input_shape[axis], g.shape[axis]
-            _, _, length = windows(size, o)
-            g = g / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (gy.ndim - axis - 1))
-            jdx, valid = holders(size, o)
-            block, mask = _gather(xp, g, axis, jdx, valid)
-            g = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1)
+    for axis in range(2, gy.ndim):
+        size, o = input_shape[axis], g.shape[axis]
+        _, _, length = windows(size, o)
+        g = g / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (gy.ndim - axis - 1))
+        jdx, valid = holders(size, o)
+        block, mask = _gather(xp, g, axis, jdx, valid)
+        g = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1)
     return g.astype(gy.dtype, copy=False)
 
 
@@ -109,6 +109,7 @@ def _take_picked(xp, block, pos, axis: int):
     return xp.take_along_axis(block, xp.expand_dims(pos, axis + 1), axis=axis + 1).squeeze(axis + 1)
 
 
+@quiet
 def max_fprop(x, out: tuple):
     """(y, indices int64) of adaptive max pooling of x (N, C, *size) to (N, C, *out); indices flat within
     each (n, c) plane or volume."""
@@ -116,16 +117,15 @@ def max_fprop(x, out: tuple):
     size = x.shape[2:]
     vals = x.astype(compute_dtype(x.dtype), copy=False)  # exact: a max only moves values
     coords = []  # per reduced axis (innermost first): the input coordinate kept, shaped like vals
-    with numpy.errstate(all="ignore"):
-        for axis in range(x.ndim - 1, 1, -1):
-            idx, valid, _ = windows(vals.shape[axis], out[axis - 2])
-            block, mask = _gather(xp, vals, axis, idx, valid)
-            pos = _pick(xp, block, mask, axis)
-            vals = _take_picked(xp, block, pos, axis)
-            # Coordinates already chosen along inner axes follow the pick; this axis's own is idx[i, pos].
-            coords = [_take_picked(xp, _gather(xp, c, axis, idx, valid)[0], pos, axis) for c in coords]
-            here = xp.asarray(idx)[xp.arange(idx.shape[0]).reshape((-1,) + (1,) * (x.ndim - axis - 1)), pos]
-            coords.append(here)
+    for axis in range(x.ndim - 1, 1, -1):
+        idx, valid, _ = windows(vals.shape[axis], out[axis - 2])
+        block, mask = _gather(xp, vals, axis, idx, valid)
+        pos = _pick(xp, block, mask, axis)
+        vals = _take_picked(xp, block, pos, axis)
+        # Coordinates already chosen along inner axes follow the pick; this axis's own is idx[i, pos].
+        coords = [_take_picked(xp, _gather(xp, c, axis, idx, valid)[0], pos, axis) for c in coords]
+        here = xp.asarray(idx)[xp.arange(idx.shape[0]).reshape((-1,) + (1,) * (x.ndim - axis - 1)), pos]
+        coords.append(here)
     flat = xp.zeros(vals.shape, dtype=numpy.int64)
     stride = 1
     for axis, c in zip(range(x.ndim - 1, 1, -1), coords):
@@ -134,19 +134,20 @@ def max_fprop(x, out: tuple):
     return vals.astype(x.dtype, copy=False), flat
 
 
+@quiet
 def global_max(x):
     """(y, indices) of adaptive max pooling to size 1 along every spatial axis: one window, the flat plane."""
     xp = _xp(x)
     N, C = x.shape[:2]
     flat = x.astype(compute_dtype(x.dtype), copy=False).reshape(N, C, 1, -1)
     mask = xp.ones((1, flat.shape[-1]), dtype=bool)
-    with numpy.errstate(all="ignore"):
-        pos = _pick(xp, flat, mask, 2)  # (N, C, 1)
-        vals = _take_picked(xp, flat, pos, 2)
+    pos = _pick(xp, flat, mask, 2)  # (N, C, 1)
+    vals = _take_picked(xp, flat, pos, 2)
     shape = (N, C) + (1,) * (x.ndim - 2)
     return vals.astype(x.dtype, copy=False).reshape(shape), pos.astype(numpy.int64).reshape(shape)
 
 
+@quiet
 def global_avg(x):
     """Adaptive average pooling to size 1 along every spatial axis: the mean over each plane."""
     dt = compute_dtype(x.dtype)
@@ -154,11 +155,11 @@ def global_avg(x):
     count = 1
     for s in x.shape[2:]:
         count *= s
-    with numpy.errstate(all="ignore"):
-        total = x.sum(axis=axes, dtype=dt, keepdims=True) + dt.type(0)
-        return (total / dt.type(count)).astype(x.dtype, copy=False)
+    total = x.sum(axis=axes, dtype=dt, keepdims=True) + dt.type(0)
+    return (total / dt.type(count)).astype(x.dtype, copy=False)
 
 
+@quiet
 def global_avg_bprop(gy, input_shape):
     xp, dt = _xp(gy), compute_dtype(gy.dtype)
     count = 1

@@ -77,7 +77,7 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
         x = _volume.to_compute(x)
         if c.padded:
             x = _volume.pad3d(be, x, c.mode_pads, c.padding_mode)
-        return _unbatch(_volume.conv3d_fprop(be, s, x, weight, bias).astype(input.dtype, copy=False), c.unbatched)
+        return _unbatch(_volume.cast(_volume.conv3d_fprop(be, s, x, weight, bias), input.dtype), c.unbatched)
     be = _backend_for(c.kind, input.dtype)
     x = _as_plane(x, nd)
     if c.padded:
@@ -103,12 +103,12 @@ def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation
             gx = _volume.conv3d_dgrad(be, s, gy, weight)
             if c.padded:
                 gx = _volume.pad3d_backward(be, gx, c.mode_pads, c.padding_mode)
-            gx = _unbatch(gx.astype(dtype, copy=False), c.unbatched)
+            gx = _unbatch(_volume.cast(gx, dtype), c.unbatched)
         if mask[1]:
             xk = _volume.pad3d(be, _volume.to_compute(x), c.mode_pads, c.padding_mode) if c.padded else x
-            gw = _volume.conv3d_wgrad(be, s, xk, gy).astype(dtype, copy=False)
+            gw = _volume.cast(_volume.conv3d_wgrad(be, s, xk, gy), dtype)
         if mask[2]:
-            gb = _volume.bias_grad(gy).astype(dtype, copy=False)
+            gb = _volume.cast(_volume.bias_grad(gy), dtype)
         return gx, gw, gb
     be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
@@ -135,7 +135,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     x = _batch4(input, c.unbatched)
     if nd == 3:
         y = _volume.conv3d_dgrad(_raw_backend(c.kind), s, x, weight, bias)
-        return _unbatch(y.astype(input.dtype, copy=False), c.unbatched)
+        return _unbatch(_volume.cast(y, input.dtype), c.unbatched)
     y = _backend_for(c.kind, input.dtype).conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
     return _unbatch(_from_plane(y, nd), c.unbatched)
 
@@ -154,11 +154,11 @@ def _conv_transpose_backward(op, nd, grad_output, input, weight, stride, padding
     if nd == 3:
         be, dtype = _raw_backend(c.kind), input.dtype
         if mask[0]:
-            gx = _unbatch(_volume.conv3d_fprop(be, s, gy, weight).astype(dtype, copy=False), c.unbatched)
+            gx = _unbatch(_volume.cast(_volume.conv3d_fprop(be, s, gy, weight), dtype), c.unbatched)
         if mask[1]:
-            gw = _volume.conv3d_wgrad(be, s, gy, x).astype(dtype, copy=False)
+            gw = _volume.cast(_volume.conv3d_wgrad(be, s, gy, x), dtype)
         if mask[2]:
-            gb = _volume.bias_grad(gy).astype(dtype, copy=False)
+            gb = _volume.cast(_volume.bias_grad(gy), dtype)
         return gx, gw, gb
     be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry

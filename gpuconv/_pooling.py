@@ -25,7 +25,7 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         x = _batch4(input, c.unbatched)
         if nd == 3:
             y, idx = _volume.max_pool3d_fprop(_raw_backend(c.kind), s, x)
-            y = y.astype(input.dtype, copy=False)
+            y = _volume.cast(y, input.dtype)
         else:
             y, idx = _backend_for(c.kind, input.dtype).max_pool2d_fprop(c.geometry, _as_plane(x, nd))
             y, idx = _from_plane(y, nd), _from_plane(idx, nd)
@@ -64,7 +64,7 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     x = _batch4(input, c.unbatched)
     if nd == 3:
         y = _volume.avg_pool3d_fprop(_raw_backend(c.kind), s, x)
-        return _unbatch(y.astype(input.dtype, copy=False), c.unbatched)
+        return _unbatch(_volume.cast(y, input.dtype), c.unbatched)
     be = _backend_for(c.kind, input.dtype)
     return _unbatch(_from_plane(be.avg_pool2d_fprop(c.geometry, _as_plane(x, nd)), nd), c.unbatched)
 
@@ -80,7 +80,7 @@ def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, pa
     gy = _batch4(grad_output, c.unbatched)
     if nd == 3:
         gx = _volume.avg_pool3d_bprop(_raw_backend(c.kind), s, gy)
-        return _unbatch(gx.astype(grad_output.dtype, copy=False), c.unbatched)
+        return _unbatch(_volume.cast(gx, grad_output.dtype), c.unbatched)
     be = _backend_for(c.kind, grad_output.dtype)
     return _unbatch(_from_plane(be.avg_pool2d_bprop(c.geometry, _as_plane(gy, nd)), nd), c.unbatched)
 

@@ -28,6 +28,8 @@ returns its result in the compute dtype; the caller rounds once, at the end.
 
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 WORKSPACE_BYTES = 64 << 20  # the largest stacked input one chunk may build
@@ -40,6 +42,22 @@ def _xp(a):
     import cupy
 
     return cupy
+
+
+def quiet(fn):
+    """fn with NumPy's floating-point warnings off: like PyTorch, inf and NaN simply propagate, and a caller's
+    numpy.errstate(all="raise") cannot turn values in valid arrays into exceptions."""
+    @functools.wraps(fn)
+    def quietly(*args, **kwargs):
+        with numpy.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return quietly
+
+
+@quiet
+def cast(a, dtype):
+    """a rounded once to the caller's dtype (float32 results of 16-bit calls may overflow to inf)."""
+    return a.astype(dtype, copy=False)
 
 
 def compute_dtype(dtype) -> numpy.dtype:
@@ -120,6 +138,7 @@ class _Conv3d:
         return xp.ascontiguousarray(part.reshape(((n1 - n0) * (z1 - z0),) + part.shape[2:]), dtype=dtype)
 
 
+@quiet
 def conv3d_fprop(be, spec, x, w, bias=None):
     """y (N, K, Z, P, Q) = conv3d of x (N, C, D, H, W) with w (K, C/groups, T, R, S), plus bias[k]."""
     f = _Conv3d(spec)
@@ -136,6 +155,7 @@ def conv3d_fprop(be, spec, x, w, bias=None):
     return xp.ascontiguousarray(y.transpose(0, 2, 1, 3, 4))
 
 
+@quiet
 def conv3d_dgrad(be, spec, gy, w, bias=None):
     """gx (N, C, D, H, W): the gradient of conv3d in its input given gy (N, K, Z, P, Q), plus bias[c] (a
     transposed convolution's forward)."""
@@ -161,6 +181,7 @@ def conv3d_dgrad(be, spec, gy, w, bias=None):
     return gx
 
 
+@quiet
 def conv3d_wgrad(be, spec, x, gy):
     """gw (K, C/groups, T, R, S): the gradient of conv3d in its weight."""
     f = _Conv3d(spec)
@@ -177,6 +198,7 @@ def conv3d_wgrad(be, spec, x, gy):
     return xp.ascontiguousarray(gw)
 
 
+@quiet
 def bias_grad(gy):
     """gb (K,): gy (N, K, *spatial) summed over every axis but 1, in float32 for 16-bit types."""
     return to_compute(gy).sum(axis=(0,) + tuple(range(2, gy.ndim)))
@@ -196,6 +218,7 @@ def _depth_source(D: int, front: int, back: int, mode: str) -> numpy.ndarray:
     return numpy.where(j >= D, 2 * (D - 1) - j, j)
 
 
+@quiet
 def pad3d(be, x, pads, mode):
     """x (N, C, D, H, W) padded by pads = (front, back, top, bottom, left, right) in mode reflect /
     replicate / circular: height and width by the backend's pad2d, depth by a gather of whole slices."""
@@ -210,6 +233,7 @@ def pad3d(be, x, pads, mode):
     return x
 
 
+@quiet
 def pad3d_backward(be, gxp, pads, mode):
     """The adjoint of pad3d: every padded copy's gradient summed onto its source, in a fixed order."""
     xp = _xp(gxp)
@@ -244,6 +268,7 @@ def _flat_view(a, N, C, D, H, W):
     return a.reshape(N, C * D, H, W)
 
 
+@quiet
 def max_pool3d_fprop(be, spec, x):
     """(y, indices int64) of a 3-d max pooling, indices flat d*H*W + h*W + w within each (n, c) volume."""
     xp, dt = _xp(x), compute_dtype(x.dtype)  # 16-bit values compare in float32 (exact)
@@ -281,6 +306,7 @@ def _sum_box_divisor(spec, xp, dtype):
     return xp.asarray(div.astype(dtype))
 
 
+@quiet
 def avg_pool3d_fprop(be, spec, x):
     """A 3-d average pooling: 2-d window sums per depth slice, summed over the depth taps in order, divided
     by the 3-d divisor (``_sum_box_divisor``)."""
@@ -295,6 +321,7 @@ def avg_pool3d_fprop(be, spec, x):
     return total / _sum_box_divisor(spec, xp, dt)
 
 
+@quiet
 def avg_pool3d_bprop(be, spec, gy):
     """The adjoint of avg_pool3d_fprop: divide by the divisor, spread along depth (a gather over the taps
     that read each slice, in tap order), then the 2-d window-sum adjoint of every depth slice."""
