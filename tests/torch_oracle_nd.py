@@ -15,6 +15,10 @@ import torch.nn.functional as F
 import torch_oracle  # noqa: F401  (its import turns off TF32 and reduced-precision reductions)
 from reference_nd import conv_pads
 
+# The oracle's tensors are tiny: with several intra-op threads on a shared machine one call took ~160 ms
+# instead of ~0.3 ms (measured on the 2-core CI-like box). One thread for the whole test process.
+torch.set_num_threads(1)
+
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
