@@ -84,8 +84,6 @@ def test_conv_transpose_reference(case, rng):
 def test_max_pool_reference(case, rng):
     nd = case.nd
     x, gy = case.arrays(rng, F64)
-    if x.shape[0] == 0:
-        pytest.skip("torch refuses some empty batches")
     y, idx = ref.max_pool(batch(x, nd), **case.kwargs())
     ty, tidx = torch_oracle_nd.max_pool(nd, x, **case.kwargs())
     _close(unbatch(y, nd, x.ndim), ty, "values")
@@ -98,8 +96,6 @@ def test_max_pool_reference(case, rng):
 def test_avg_pool_reference(case, rng):
     nd = case.nd
     x, gy = case.arrays(rng, F64)
-    if x.shape[0] == 0:
-        pytest.skip("torch refuses some empty batches")
     y = ref.avg_pool(batch(x, nd), **case.reference_kwargs())
     _close(unbatch(y, nd, x.ndim), torch_oracle_nd.avg_pool(nd, x, **case.kwargs()), "forward")
     gx = ref.avg_pool_backward(batch(gy, nd), batch(x, nd).shape, **case.reference_kwargs())
@@ -111,15 +107,14 @@ def test_avg_pool_reference(case, rng):
 def test_adaptive_references(case, rng):
     nd = case.nd
     x, gy = case.max_arrays(rng, F64)
-    if x.shape[0] == 0:
-        pytest.skip("torch refuses some empty batches")
     y, idx = ref.adaptive_max_pool(batch(x, nd), case.output_size)
     ty, tidx = torch_oracle_nd.adaptive_max_pool(nd, x, case.output_size)
     _close(unbatch(y, nd, x.ndim), ty, "max values")
     numpy.testing.assert_array_equal(unbatch(idx, nd, x.ndim), tidx)
-    gx = ref.max_pool_backward(batch(gy, nd), idx, batch(x, nd).shape)
-    _close(unbatch(gx, nd, x.ndim), torch_oracle_nd.adaptive_max_pool_backward(nd, gy, x, case.output_size),
-           "max grad_input")
+    if 0 not in case.out():  # torch's adaptive max backward refuses an empty grad_output; its forward takes it
+        gx = ref.max_pool_backward(batch(gy, nd), idx, batch(x, nd).shape)
+        _close(unbatch(gx, nd, x.ndim), torch_oracle_nd.adaptive_max_pool_backward(nd, gy, x, case.output_size),
+               "max grad_input")
     x, gy = case.avg_arrays(rng, F64)
     y = ref.adaptive_avg_pool(batch(x, nd), case.output_size)
     _close(unbatch(y, nd, x.ndim), torch_oracle_nd.adaptive_avg_pool(nd, x, case.output_size), "avg")
