@@ -118,9 +118,10 @@ def test_adaptive_references(case, rng):
     x, gy = case.avg_arrays(rng, F64)
     y = ref.adaptive_avg_pool(batch(x, nd), case.output_size)
     _close(unbatch(y, nd, x.ndim), torch_oracle_nd.adaptive_avg_pool(nd, x, case.output_size), "avg")
-    gx = ref.adaptive_avg_pool_backward(batch(gy, nd), batch(x, nd).shape)
-    _close(unbatch(gx, nd, x.ndim), torch_oracle_nd.adaptive_avg_pool_backward(nd, gy, x, case.output_size),
-           "avg grad_input")
+    if 0 not in case.out():
+        gx = ref.adaptive_avg_pool_backward(batch(gy, nd), batch(x, nd).shape)
+        _close(unbatch(gx, nd, x.ndim), torch_oracle_nd.adaptive_avg_pool_backward(nd, gy, x, case.output_size),
+               "avg grad_input")
 
 
 def test_max_pool3d_reference_nan_and_inf():
