@@ -215,7 +215,7 @@ def check_index_array(op: str, name: str, a, kind: str) -> None:
     if k != kind:
         raise TypeError(f"{op}: {name} is a {k}.ndarray but grad_output is a {kind}.ndarray")
     if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must have an integer dtype (max_pool2d returns int64), but got {a.dtype}")
+        raise TypeError(f"{op}: {name} must have an integer dtype (max pooling returns int64 indices), but got {a.dtype}")
 
 
 # ------------------------------------------------------------------------------------- memoisation
@@ -764,7 +764,7 @@ def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         raise ValueError(
             f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
         )
-    shape = _input_shape(op, input_shape) if backward else input.shape
+    shape = _input_shape(op, input_shape, nd) if backward else input.shape
     full, unbatched = batched(op, "input_shape" if backward else "input", shape, nd=nd)
     _check_spatial(op, "input", full, unbatched)
     size = full[2:]
@@ -872,6 +872,8 @@ class AdaptiveCall:
 
 def _output_size(op, nd, output_size, size) -> tuple:
     """output_size: an int, or a sequence of nd ints or None (None keeps the input's size)."""
+    if output_size is None:  # None only as an entry of a sequence, as PyTorch (which fails on a bare None)
+        raise TypeError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got None")
     if isinstance(output_size, (list, tuple)):
         if len(output_size) != nd:
             raise ValueError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got "
