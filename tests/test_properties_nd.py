@@ -26,7 +26,7 @@ except ImportError:  # no torch: the loop reference is the oracle
 # The backend fixtures only set environment variables, so reusing them across examples is safe.
 _health = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 settings_1d = settings(suppress_health_check=_health)
-settings_3d = settings(suppress_health_check=_health, max_examples=20)
+settings_3d = settings(suppress_health_check=_health, max_examples=settings.default.max_examples // 2)  # 20 in CI
 
 small = st.integers(1, 3)
 dtypes = st.sampled_from(DTYPES)
