@@ -173,6 +173,11 @@ def test_adaptive_matches_torch(backend, case, dtype, rng):
         assert_close(gx, torch_oracle_nd.adaptive_max_pool_backward(nd, gy64, x64, out),
                      _route(case, *absolute(gy), idx, x.shape), dtype, n, "adaptive_max grad_input vs torch")
     if backend.is_gpu and torch_oracle_nd.cuda_available():
+        xa, _ = case.avg_arrays(numpy.random.default_rng(0), dtype)
+        ya = backend.get(_run_avg(backend, case, xa))
+        assert_close(ya, torch_oracle_nd.adaptive_avg_pool(nd, xa, out, device="cuda"),
+                     torch_oracle_nd.adaptive_avg_pool(nd, *absolute(xa), out), dtype, n,
+                     "adaptive_avg vs torch CUDA", slack=2)
         ty, tidx = torch_oracle_nd.adaptive_max_pool(nd, x, out, device="cuda")
         numpy.testing.assert_array_equal(y, ty, err_msg="adaptive_max values vs torch CUDA")
         numpy.testing.assert_array_equal(idx, tidx, err_msg="adaptive_max indices vs torch CUDA")
