@@ -293,3 +293,52 @@ def test_conv_transpose_deterministic(backend, case, dtype, rng):
     runs = [[_run_convt(backend, case, x, w, b), *_run_convt_backward(backend, case, gy, x, w)] for _ in range(2)]
     for name, a, b_ in zip(("output",) + GRAD_NAMES, *runs):
         assert numpy.array_equal(backend.get(a), backend.get(b_), equal_nan=True), f"{name} differs between runs"
+
+
+@pytest.mark.parametrize("dtype", (numpy.float32, numpy.float16))
+@pytest.mark.parametrize("nd, groups", [(1, 1), (1, 4), (3, 1), (3, 4)], ids=("1d", "1d_depthwise", "3d",
+                                                                              "3d_depthwise"))
+def test_conv_backward_ignores_inputs_no_window_reads(backend, nd, groups, dtype, rng):
+    """Kernel 3, stride 2, no padding over size 8: no window reads the last position along any axis. NaN
+    and inf there (the last depth slice, the last column) stay out of the output and of grad_weight, as in
+    PyTorch: the 3-d composition must not stack unread slices with a multiplication by zero."""
+    size = (8,) * nd
+    x = rng.standard_normal((2, 4) + size).astype(dtype)
+    w = rng.standard_normal((4, 4 // groups) + (3,) * nd).astype(dtype)
+    gy = rng.standard_normal((2, 4) + (3,) * nd).astype(dtype)
+    x[..., 7] = numpy.nan
+    if nd == 3:
+        x[:, :, 7] = numpy.inf
+    clean = numpy.where(numpy.isfinite(x), x, 0)
+    kw = dict(stride=2, groups=groups)
+    if nd == 1 and backend.algo in ("implicit_gemm", "depthwise"):
+        call = _params.conv_call("conv1d", 1, x, w, None, 2, 0, 1, groups, "zeros")
+        backend.skip_unsupported_conv(call.geometry, dtype, ["fprop", "wgrad"])
+    y = backend.get(_op("conv{nd}d", nd)(backend.put(x), backend.put(w), **kw))
+    gw = backend.get(_op("conv{nd}d_backward", nd)(backend.put(gy), backend.put(x), backend.put(w), **kw,
+                                                  output_mask=(False, True, False))[1])
+    assert numpy.isfinite(y).all(), "a value no window reads reached the output"
+    assert numpy.isfinite(gw).all(), "a value no window reads reached grad_weight"
+    args = (2, None, 1, groups)
+    _, expected, _ = ref.conv_backward(gy, clean, w, *args)
+    _, bound, _ = ref.conv_backward(*absolute(gy, clean, w), *args)
+    assert_close(gw, expected, bound, dtype, 2 * 3**nd, "grad_weight vs reference")
+
+
+@pytest.mark.parametrize("nd", (1, 3))
+def test_conv_transpose_backward_ignores_grad_output_no_tap_reaches(backend, nd, rng):
+    """With output_padding 1 (stride 2, kernel 2) the last output position along each axis gets only the
+    bias: NaN in grad_output there reaches grad_bias (a sum over everything) but neither grad_input nor
+    grad_weight, as in PyTorch."""
+    x = rng.standard_normal((2, 3) + (3,) * nd)
+    w = rng.standard_normal((3, 2) + (2,) * nd)
+    gy = rng.standard_normal((2, 2) + (7,) * nd)
+    gy[..., 6] = numpy.nan
+    kw = dict(stride=2, output_padding=1)
+    gx, gw, gb = (backend.get(g) for g in _op("conv_transpose{nd}d_backward", nd)(
+        backend.put(gy), backend.put(x), backend.put(w), **kw))
+    assert numpy.isfinite(gx).all() and numpy.isfinite(gw).all()
+    assert numpy.isnan(gb).all()
+    clean = numpy.where(numpy.isnan(gy), 0, gy)
+    for g, e in zip((gx, gw), ref.conv_transpose_backward(clean, x, w, **kw)[:2]):
+        numpy.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)

@@ -280,3 +280,15 @@ def test_avg_pool1d_takes_no_divisor_override():
     """PyTorch's avg_pool1d has no divisor_override; neither has gpuconv's (the fixed API)."""
     with pytest.raises(TypeError):
         gpuconv.avg_pool1d(numpy.ones((1, 1, 4)), 2, divisor_override=2)
+
+
+@pytest.mark.parametrize("dtype", ["<i8", ">i8", "<i4", ">i4", "i2", "<u8", ">u4", "u2"])
+@pytest.mark.parametrize("nd", (1, 3))
+def test_max_pool_backward_indices_of_any_integer_dtype(backend, nd, dtype, rng):
+    """The 1-d and 3-d backward (the flattened 2-d one) takes indices of any integer width and byte order."""
+    case = cases_nd.MaxPoolCase(nd, (2, 3) + (4,) * nd, 3, stride=1, padding=1)
+    x, gy = case.arrays(rng, numpy.float64)
+    _, idx = _max_reference(case, x)
+    backward = _op("max_pool{nd}d_backward", nd)
+    got = backend.get(backward(backend.put(gy), backend.put(idx.astype(dtype)), x.shape))
+    numpy.testing.assert_allclose(got, _route(case, gy, idx, x.shape), rtol=1e-12, atol=1e-12)
