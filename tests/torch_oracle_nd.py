@@ -48,7 +48,10 @@ def _unbatched(x, nd):
 
 
 def _conv(nd, x, w, b, stride, padding, dilation, groups, padding_mode):
-    """torch's conv takes no 'full' and no padding_mode: both become an explicit F.pad."""
+    """torch's conv takes no 'full' and no padding_mode: both become an explicit F.pad. 'same' and 'valid'
+    with zero padding go to torch as they are (its own rule for an odd total: the extra at the end)."""
+    if padding_mode == "zeros" and padding in ("same", "valid"):
+        return _CONV[nd](x, w, b, stride, padding, dilation, groups)
     pads = conv_pads(padding, tuple(w.shape[2:]), dilation)
     if padding_mode == "zeros" and all(lo == hi for lo, hi in pads):
         return _CONV[nd](x, w, b, stride, tuple(lo for lo, _ in pads), dilation, groups)
