@@ -8,6 +8,8 @@ on ``device``; pass float64 arrays for a reference-grade answer.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,9 @@ def _conv(nd, x, w, b, stride, padding, dilation, groups, padding_mode):
     """torch's conv takes no 'full' and no padding_mode: both become an explicit F.pad. 'same' and 'valid'
     with zero padding go to torch as they are (its own rule for an odd total: the extra at the end)."""
     if padding_mode == "zeros" and padding in ("same", "valid"):
-        return _CONV[nd](x, w, b, stride, padding, dilation, groups)
+        with warnings.catch_warnings():  # torch warns that an even 'same' kernel copies the input
+            warnings.simplefilter("ignore", UserWarning)
+            return _CONV[nd](x, w, b, stride, padding, dilation, groups)
     pads = conv_pads(padding, tuple(w.shape[2:]), dilation)
     if padding_mode == "zeros" and all(lo == hi for lo, hi in pads):
         return _CONV[nd](x, w, b, stride, tuple(lo for lo, _ in pads), dilation, groups)
