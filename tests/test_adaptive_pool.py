@@ -273,3 +273,39 @@ def test_adaptive_deterministic(backend, case, dtype, rng):
             _run_avg_backward(backend, case, gy, x.shape))])
     for name, a, b in zip(("max", "indices", "max grad_input", "avg", "avg grad_input"), *runs):
         assert numpy.array_equal(a, b, equal_nan=True), f"{name} differs between runs"
+
+
+@pytest.mark.parametrize("case", [p for p in ADAPTIVE if p.id in (
+    "1d_not_dividing", "1d_global", "2d_divides", "2d_not_dividing", "2d_larger_than_input", "2d_global_tuple",
+    "3d_divides", "3d_not_dividing", "3d_global", "3d_mixed")])
+def test_adaptive_max_ties_first_maximum_wins(backend, case, rng):
+    """Ties everywhere (values in {0, 1, 2}, like ReLU outputs): the first maximum in row-major window order
+    gives the index on every route, as the reference and PyTorch say (the separable gathers pick per axis;
+    the first row holding the maximum, then its first column, is the row-major first)."""
+    x = rng.integers(0, 3, size=case.x).astype(numpy.float32)
+    y, idx = _run_max(backend, case, x)
+    expected_y, expected_idx = _max_reference(case, x)
+    numpy.testing.assert_array_equal(backend.get(y), expected_y)
+    numpy.testing.assert_array_equal(backend.get(idx), expected_idx)
+    try:
+        import torch_oracle_nd
+    except ImportError:
+        return
+    numpy.testing.assert_array_equal(backend.get(idx), torch_oracle_nd.adaptive_max_pool(
+        case.nd, x, case.output_size)[1])
+
+
+@pytest.mark.parametrize("output_size", (1, 2, 3), ids=("global", "regular", "uneven"))
+@pytest.mark.parametrize("nd", (1, 2, 3))
+def test_adaptive_avg_float16_accumulates_in_float32(backend, nd, output_size):
+    """Averages of values near float16's largest (65504) are representable, their sums are not: a float16
+    accumulator overflows to inf; the contract's float32 accumulation gives the average. Backward likewise
+    (gradients that large divided by the window size)."""
+    x = numpy.full((1, 2) + (6 if output_size != 3 else 7,) * nd, 60000.0, dtype=numpy.float16)
+    y = backend.get(_op("adaptive_avg_pool{nd}d", nd)(backend.put(x), output_size))
+    numpy.testing.assert_array_equal(y, numpy.full(y.shape, 60000.0, dtype=numpy.float16))
+    gy = numpy.full(y.shape, 60000.0, dtype=numpy.float16)
+    gx = backend.get(_op("adaptive_avg_pool{nd}d_backward", nd)(backend.put(gy), x.shape))
+    assert numpy.isfinite(gx).all()
+    expected = ref.adaptive_avg_pool_backward(gy, x.shape)
+    numpy.testing.assert_allclose(gx.astype(numpy.float64), expected, rtol=2e-3)

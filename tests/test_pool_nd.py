@@ -292,3 +292,31 @@ def test_max_pool_backward_indices_of_any_integer_dtype(backend, nd, dtype, rng)
     backward = _op("max_pool{nd}d_backward", nd)
     got = backend.get(backward(backend.put(gy), backend.put(idx.astype(dtype)), x.shape))
     numpy.testing.assert_allclose(got, _route(case, gy, idx, x.shape), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [p for p in MAX_POOL if p.id.split("-", 1)[1] in (
+    "k3_s2_p1", "overlapping_s1", "dilation2_pad1", "c3d_2x2x2", "3x3x3_s2_p1", "dilation_asym_pad",
+    "ceil_mode_window_past_padding")])
+def test_max_pool_ties_first_maximum_wins(backend, case, rng):
+    """Ties everywhere (values in {0, 1, 2}, like ReLU outputs): the first maximum in window order (depth,
+    then row, then column) gives the index, as the reference and PyTorch say."""
+    nd = case.nd
+    x = rng.integers(0, 3, size=case.x).astype(numpy.float32)
+    y, idx = _run_max(backend, case, x)
+    expected_y, expected_idx = _max_reference(case, x)
+    numpy.testing.assert_array_equal(backend.get(y), expected_y)
+    numpy.testing.assert_array_equal(backend.get(idx), expected_idx)
+    try:
+        import torch_oracle_nd
+    except ImportError:
+        return
+    numpy.testing.assert_array_equal(backend.get(idx), torch_oracle_nd.max_pool(nd, x, **case.kwargs())[1])
+
+
+@pytest.mark.parametrize("nd", (1, 3))
+def test_avg_pool_float16_accumulates_in_float32(backend, nd):
+    """Averages of values near float16's largest are representable, their window sums are not: float32
+    accumulation (the contract) gives the average instead of inf."""
+    x = numpy.full((1, 2) + (6,) * nd, 60000.0, dtype=numpy.float16)
+    y = backend.get(_op("avg_pool{nd}d", nd)(backend.put(x), 3, stride=1, padding=1, count_include_pad=False))
+    numpy.testing.assert_array_equal(y, numpy.full(y.shape, 60000.0, dtype=numpy.float16))
