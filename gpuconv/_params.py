@@ -243,10 +243,10 @@ def check_index_array(op: str, name: str, a, kind: str) -> None:
     if k == "numpy" and type(a) is not numpy.ndarray:
         _reject_subclass(op, name, a)
     # int64 only, as PyTorch: a narrower or unsigned dtype would need its own range rules (int8 -1 must not
-    # pass as 255), and max_pool2d returns int64 anyway. Any byte order ('>i8' from a file) is accepted.
+    # pass as 255), and max pooling returns int64 anyway. Any byte order ('>i8' from a file) is accepted.
     if a.dtype.kind != "i" or a.dtype.itemsize != 8:
         raise TypeError(
-            f"{op}: {name} must have dtype int64 (as max_pool2d returns them), but got {a.dtype}"
+            f"{op}: {name} must have dtype int64 (as max pooling returns them), but got {a.dtype}"
         )
 
 
@@ -838,7 +838,7 @@ def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         raise ValueError(
             f"{op}: padding should be at most half of the kernel size, but got padding={p} and kernel_size={k}"
         )
-    shape = _input_shape(op, input_shape) if backward else input.shape
+    shape = _input_shape(op, input_shape, nd) if backward else input.shape
     if backward:
         check_size(op, "input_shape", shape, grad_output.dtype.itemsize)
     full, unbatched = batched(op, "input_shape" if backward else "input", shape, nd=nd)
@@ -952,6 +952,8 @@ class AdaptiveCall:
 
 def _output_size(op, nd, output_size, size) -> tuple:
     """output_size: an int, or a sequence of nd ints or None (None keeps the input's size)."""
+    if output_size is None:  # None only as an entry of a sequence, as PyTorch (which fails on a bare None)
+        raise TypeError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got None")
     if isinstance(output_size, (list, tuple)):
         if len(output_size) != nd:
             raise ValueError(f"{op}: output_size must be an int or a tuple of {nd} ints or None, but got "
