@@ -219,8 +219,11 @@ def write(out, meta, rows, summary, summary_min, memory):
     os.makedirs(out, exist_ok=True)
     report.write_json(os.path.join(out, "results.json"), meta, rows, summary,
                       {"summary_min": summary_min, "memory": memory})
-    report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
-                plot_title(meta))
+    try:
+        report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
+                    plot_title(meta))
+    except ImportError as e:  # matplotlib is the bench extra's; the tables do without it
+        print(f"no plot: {e}")
     md = [f"# CPU benchmark: gpuconv NumPy path vs PyTorch {meta['torch']} CPU kernels", "",
           f"Ratio = PyTorch time / gpuconv time (above 1: gpuconv is faster). Median of repeats after a "
           f"warm-up; every pass checked against a float64 reference first. {meta['dtype']}, "

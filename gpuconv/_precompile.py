@@ -1,8 +1,8 @@
 """Compile every CUDA kernel now, for a container build or before a timed run, instead of at first use.
 
 gpuconv compiles its kernels lazily: the first call that needs a kernel compiles that kernel's source file
-(every instantiation the file lists in ``gpuconv._cuda._kernel_table.KERNELS``, all dtypes together) for
-the current device, and CuPy keeps the binary in its disk cache (``CUPY_CACHE_DIR``, by default
+for that kernel's dtype (the instantiations of that dtype the file lists in
+``gpuconv._cuda._kernel_table.KERNELS``) for the current device, and CuPy keeps the binary in its disk cache (``CUPY_CACHE_DIR``, by default
 ``~/.cupy/kernel_cache``), keyed by the source text, the options and the GPU architecture. Later processes
 read it back instead of compiling (CuPy >= 14.2 for modules built with name expressions, as gpuconv's are).
 
@@ -37,7 +37,7 @@ def precompile(device=None, files=None, *, verbose=False) -> list:
             start = time.perf_counter()
             error = None
             try:
-                for name in KERNELS[source_file]:  # the first compiles the file, the rest are lookups
+                for name in KERNELS[source_file]:  # the first of each dtype compiles, the rest are lookups
                     _loader.get_function(source_file, name)
             except Exception as exc:  # noqa: BLE001 - reported per file, the others still compile
                 error = f"{type(exc).__name__}: {exc}"

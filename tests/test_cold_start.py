@@ -1,9 +1,9 @@
-"""Cold start: gpuconv compiles nothing at import, compiles one source file (all its dtypes) at the first call
-that needs a kernel of it, and ``precompile()`` compiles every file of the kernel table.
+"""Cold start: gpuconv compiles nothing at import, compiles one source file for one dtype at the first call
+that needs a kernel of it, and ``precompile()`` compiles every file of the kernel table, each dtype once.
 
 Runs the CUDA path on the CPU with the stand-in CuPy (``tests/fake_cupy.py``), in a process of its own,
-counting ``cupy.RawModule`` constructions (one per compiled file: CuPy compiles a RawModule with name
-expressions at its first ``get_function``) and those lookups.
+counting ``cupy.RawModule`` constructions (one per compiled file and dtype: CuPy compiles a RawModule with
+name expressions at its first ``get_function``) and those lookups.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 SCRIPT = r"""
 import json, sys
-sys.path[:0] = [{tests!r}, {root!r}]
+sys.path[:0] = [__TESTS__, __ROOT__]
 import fake_cupy
 fake_cupy.install()
 compiled, looked_up = [], []
@@ -31,7 +31,7 @@ class Recording(fake_cupy.RawModule):
         looked_up.append(name)
         return super().get_function(name)
 fake_cupy.RawModule = Recording
-out = {{}}
+out = {}
 import importlib, pkgutil
 import gpuconv, gpuconv._cuda
 for m in pkgutil.iter_modules(gpuconv._cuda.__path__):
@@ -40,8 +40,17 @@ import gpuconv._precompile
 out["after_import"] = len(compiled)
 import numpy, cupy
 from gpuconv._cuda._kernel_table import KERNELS
+from gpuconv._cuda._loader import dtype_group
 def files():
-    return sorted(f for f, names in KERNELS.items() if "|".join(names) in compiled)
+    # (file, dtype group) of every module compiled so far
+    out = []
+    for joined in compiled:
+        names = joined.split("|")
+        (f,) = [f for f, listed in KERNELS.items() if names[0] in listed and set(names) <= set(listed)]
+        groups = {dtype_group(n) for n in names}
+        assert len(groups) == 1 and set(names) == {n for n in KERNELS[f] if dtype_group(n) in groups}, names
+        out.append(f + ":" + groups.pop())
+    return sorted(out)
 x = cupy.asarray(numpy.ones((1, 16, 8, 8), numpy.float32)); w = cupy.asarray(numpy.ones((16, 16, 3, 3), numpy.float32))
 gpuconv.conv2d(x, w, padding=1)
 out["after_conv2d"] = files()
@@ -55,6 +64,7 @@ results = gpuconv._precompile.precompile()
 out["precompile"] = [[f, e] for f, _, e in results]
 out["after_precompile"] = files()
 out["modules"] = len(compiled)
+out["groups"] = sorted({f + ":" + dtype_group(n) for f, names in KERNELS.items() for n in names})
 out["names"] = sorted(set(looked_up))
 print(json.dumps(out))
 """
@@ -62,7 +72,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def record():
-    code = SCRIPT.format(tests=str(HERE), root=str(HERE.parent))
+    code = SCRIPT.replace("__TESTS__", repr(str(HERE))).replace("__ROOT__", repr(str(HERE.parent)))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -72,23 +82,23 @@ def test_import_compiles_nothing(record):
     assert record["after_import"] == 0
 
 
-def test_first_use_compiles_one_file_with_all_its_dtypes(record):
-    """A small float32 conv2d runs the direct kernel: conv_direct.cu (float16, float32, float64 together)
-    is the only file compiled; calling again or in another dtype of the same file compiles nothing more;
-    max pooling then adds pool.cu alone."""
-    assert record["after_conv2d"] == ["conv_direct.cu"]
+def test_first_use_compiles_one_file_for_one_dtype(record):
+    """A small float32 conv2d runs the direct kernel: conv_direct.cu's float instantiations are the only
+    ones compiled; calling again compiles nothing, float16 adds that file's __half group; max pooling then
+    adds pool.cu's float group alone."""
+    assert record["after_conv2d"] == ["conv_direct.cu:float"]
     assert record["names_after_conv2d"] == ["conv2d_fprop_direct<float>"]
-    assert record["after_more_conv2d"] == ["conv_direct.cu"]
-    assert record["after_max_pool2d"] == ["conv_direct.cu", "pool.cu"]
+    assert record["after_more_conv2d"] == ["conv_direct.cu:__half", "conv_direct.cu:float"]
+    assert record["after_max_pool2d"] == ["conv_direct.cu:__half", "conv_direct.cu:float", "pool.cu:float"]
 
 
-def test_precompile_compiles_every_file_once(record):
+def test_precompile_compiles_every_file_and_dtype_once(record):
     sys.path.insert(0, str(HERE.parent))
     from gpuconv._cuda._kernel_table import KERNELS
 
     assert record["precompile"] == [[f, None] for f in sorted(KERNELS)]
-    assert record["after_precompile"] == sorted(KERNELS)
-    assert record["modules"] == len(KERNELS)  # files compiled before were not compiled again
+    assert record["after_precompile"] == record["groups"]
+    assert record["modules"] == len(record["groups"])  # groups compiled before were not compiled again
     assert record["names"] == sorted({n for names in KERNELS.values() for n in names})
 
 
