@@ -31,7 +31,7 @@ def main(folder) -> None:
     meta = runs["bfloat16"]["meta"]
     lines = [
         "# The NumPy path in bfloat16 against float32 and against PyTorch's CPU bfloat16", "",
-        f"Short runs (`bench/bench_cpu.py --quick --dtype bfloat16` and `--dtype float32`, the same layers, "
+        f"Two runs of `bench/bench_cpu.py` (`--dtype bfloat16`, then `--dtype float32`) on the same layers, "
         f"{meta.get('threads')} threads, each library in a process of its own, fastest of "
         f"{min(r.get('reps') or 0 for r in runs['bfloat16']['rows'])}+ calls), on {meta.get('cpu_model')}, "
         f"PyTorch {meta.get('torch')}, NumPy {meta.get('numpy')}. {meta.get('note', '')}", "",
@@ -57,6 +57,12 @@ def main(folder) -> None:
               f"Machine load (1-minute average) during the bfloat16 run: "
               f"{min(r.get('loadavg_1min', 0) for r in runs['bfloat16']['rows']):.0f}-"
               f"{max(r.get('loadavg_1min', 0) for r in runs['bfloat16']['rows']):.0f}.", ""]
+    cost = folder / "bf16_cost.md"
+    if cost.is_file():  # bench/bf16_cost.py: float32 and bfloat16 alternating in one process, steadier
+        lines += ["## bfloat16 against float32 in one process (bench/bf16_cost.py)", "",
+                  "The two runs above ran minutes apart on a loaded machine; here each pass's float32 and "
+                  "bfloat16 calls alternate in one process, with the conversions alone timed beside them.", "",
+                  cost.read_text()]
     (folder / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
