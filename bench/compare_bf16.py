@@ -33,7 +33,7 @@ def main(folder) -> None:
         "# The NumPy path in bfloat16 against float32 and against PyTorch's CPU bfloat16", "",
         f"Two runs of `bench/bench_cpu.py` (`--dtype bfloat16`, then `--dtype float32`) on the same layers, "
         f"{meta.get('threads')} threads, each library in a process of its own, fastest of "
-        f"{min(r.get('reps') or 0 for r in runs['bfloat16']['rows'])}+ calls), on {meta.get('cpu_model')}, "
+        f"{min(r.get('reps') or 0 for r in runs['bfloat16']['rows'])}+ calls, on {meta.get('cpu_model')}, "
         f"PyTorch {meta.get('torch')}, NumPy {meta.get('numpy')}. {meta.get('note', '')}", "",
         "gpuconv's bfloat16 is its float32 code between two conversions (`gpuconv/_backend.py`, Float32Proxy); "
         "'bf16 / f32' is what that costs. 'torch bf16 / gpuconv bf16' above 1 means gpuconv is faster.", "",
