@@ -98,9 +98,9 @@ def main(argv=None) -> int:
                 cold = child(op, dtype, cache, args.fake)
                 warm = child(op, dtype, cache, args.fake)
                 rows.append({"op": op, "dtype": dtype, "cold": cold, "warm": warm})
-                print(f"{op:22s} {dtype:9s} cold first call {cold.get('first_s', float('nan')):8.3f} s, "
-                      f"warm {warm.get('first_s', float('nan')):8.3f} s, second {warm.get('second_s', float('nan')):.4f} s",
-                      flush=True)
+                nan = float("nan")
+                print(f"{op:22s} {dtype:9s} cold first call {cold.get('first_s', nan):8.3f} s, "
+                      f"warm {warm.get('first_s', nan):8.3f} s, second {warm.get('second_s', nan):.4f} s", flush=True)
         extra = {}
         if not args.fake:
             pre = Path(tmp) / "precompiled"

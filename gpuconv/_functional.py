@@ -188,4 +188,5 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     g = c.geometry
     if g.N == 0:
         return _unbatch(_zeros(grad_output, g.input_shape), c.unbatched)
-    return _unbatch(_backend.get(c.kind, grad_output.dtype).avg_pool2d_bprop(g, _batch4(grad_output, c.unbatched)), c.unbatched)
+    be = _backend.get(c.kind, grad_output.dtype)
+    return _unbatch(be.avg_pool2d_bprop(g, _batch4(grad_output, c.unbatched)), c.unbatched)

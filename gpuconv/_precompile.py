@@ -2,9 +2,10 @@
 
 gpuconv compiles its kernels lazily: the first call that needs a kernel compiles that kernel's source file
 for that kernel's dtype (the instantiations of that dtype the file lists in
-``gpuconv._cuda._kernel_table.KERNELS``) for the current device, and CuPy keeps the binary in its disk cache (``CUPY_CACHE_DIR``, by default
-``~/.cupy/kernel_cache``), keyed by the source text, the options and the GPU architecture. Later processes
-read it back instead of compiling (CuPy >= 14.2 for modules built with name expressions, as gpuconv's are).
+``gpuconv._cuda._kernel_table.KERNELS``) for the current device, and CuPy keeps the binary in its disk
+cache (``CUPY_CACHE_DIR``, by default ``~/.cupy/kernel_cache``), keyed by the source text, the options,
+the name expressions and the GPU architecture. Later processes read it back instead of compiling (CuPy >=
+14.2 for modules built with name expressions, as gpuconv's are).
 
 ``precompile()`` walks the whole table on one device, so a container image built with it (on a machine
 with the same GPU architecture, or with the cache directory copied over) never compiles at run time.
