@@ -5,9 +5,10 @@ before any kernel runs, and what compiling one dtype at a time would save.
 
 For each file of ``gpuconv._cuda._kernel_table.KERNELS`` it compiles, as the loader does (headers inlined,
 the table's options plus CuPy's ``-ftz=true``), (a) the whole file with every name expression, which is what
-the first use of any kernel of the file costs today, and (b) the file once per dtype group with only that
-group's names (a name's dtype is its first template argument: ``__half``, ``float``, ``double``; the rest,
-such as index-only kernels, go with every group that has none of its own... they are counted as 'other').
+the first use of any kernel of the file cost before the loader compiled per dtype, and (b) the file once
+per dtype group with only that group's names, as the loader now compiles them (``_loader.dtype_group``: a
+name's first template argument, ``__half``, ``float``, ``double``; names without one form the group
+'other').
 ``-arch=sm_XX`` produces a cubin (NVRTC runs ptxas), as CuPy does for a device it knows. One thread, wall
 and process CPU time; needs libnvrtc (found as tests/test_nvrtc_compile.py finds it), no GPU.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,12 +27,11 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import test_nvrtc_compile as nv  # noqa: E402  (the ctypes NVRTC binding and its discovery)
 
-DTYPE_OF = {"__half": "float16", "float": "float32", "double": "float64"}
+DTYPE_OF = {"__half": "float16", "__nv_bfloat16": "bfloat16", "float": "float32", "double": "float64"}
 
 
 def dtype_of(name: str) -> str:
-    match = re.search(r"<\s*([^,>]+)", name)
-    return DTYPE_OF.get(match.group(1).strip(), "other") if match else "other"
+    return DTYPE_OF.get(nv.loader.dtype_group(name), "other")
 
 
 def compile_seconds(source_file: str, names, arch: str) -> tuple:
