@@ -31,7 +31,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few layers, few repeats: a smoke run")
     ap.add_argument("--layers", nargs="*", help="layer names (default: all; see bench/layers.py)")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"),
+                    help="bfloat16: the NumPy path's float32 compute with conversions, against PyTorch's CPU "
+                         "bfloat16 kernels (pair it with a float32 run on the same layers: compare_bf16.py)")
     ap.add_argument("--out", help="output folder (default: bench/results/cpu-<date>)")
     ap.add_argument("--threads", type=int, help="threads for both sides (default: numpy's BLAS threads)")
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per side and measurement")
@@ -217,8 +219,11 @@ def write(out, meta, rows, summary, summary_min, memory):
     os.makedirs(out, exist_ok=True)
     report.write_json(os.path.join(out, "results.json"), meta, rows, summary,
                       {"summary_min": summary_min, "memory": memory})
-    report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
-                plot_title(meta))
+    try:
+        report.plot(os.path.join(out, "ratio.png"), rows, [("cpu", meta["dtype"], "numpy")],
+                    plot_title(meta))
+    except ImportError as e:  # matplotlib is the bench extra's; the tables do without it
+        print(f"no plot: {e}")
     md = [f"# CPU benchmark: gpuconv NumPy path vs PyTorch {meta['torch']} CPU kernels", "",
           f"Ratio = PyTorch time / gpuconv time (above 1: gpuconv is faster). Median of repeats after a "
           f"warm-up; every pass checked against a float64 reference first. {meta['dtype']}, "

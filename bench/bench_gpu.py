@@ -34,7 +34,8 @@ import report  # noqa: E402
 
 # H100 SXM peaks, the yardstick of the % peak columns: dense FP32 on CUDA cores, dense FP16 on tensor cores
 # (float32 accumulation), HBM3 bandwidth.
-PEAK_FLOPS = {"float32": 67e12, "float16": 990e12, "float64": 34e12}
+PEAK_FLOPS = {"float32": 67e12, "float16": 990e12, "bfloat16": 990e12, "float64": 34e12}
+DTYPE_ORDER = ["float32", "float16", "bfloat16", "float64"]
 PEAK_BYTES_PER_S = 3.35e12
 
 ALGOS = ("auto", "autotune", "direct", "im2col", "implicit_gemm", "depthwise")
@@ -46,8 +47,9 @@ def parse_args(argv=None):
     ap.add_argument("--out", help="output folder (default: bench/results/gpu-<date>)")
     ap.add_argument("--quick", action="store_true", help="a few layers, float32, few repeats: a smoke run")
     ap.add_argument("--layers", nargs="*", help="layer names (default: all; see bench/layers.py)")
-    ap.add_argument("--dtypes", nargs="*", choices=("float32", "float16", "float64"),
-                    help="default: float32 float16 (float32 alone with --quick)")
+    ap.add_argument("--dtypes", nargs="*", choices=("float32", "float16", "bfloat16", "float64"),
+                    help="default: float32 float16 (float32 alone with --quick); bfloat16 runs gpuconv's "
+                         "float32 kernels between casts, against cuDNN's bfloat16")
     ap.add_argument("--algos", nargs="*", choices=ALGOS, default=list(ALGOS))
     ap.add_argument("--suites", nargs="*", choices=("batch", "batch1"), default=["batch", "batch1"],
                     help="the layers at their GPU batch size, at batch 1, or both (default)")
@@ -73,8 +75,7 @@ def merge(paths, out):
     meta = dict(docs[0]["meta"])
     meta["command"] = " ; ".join(d["meta"].get("command", "?") for d in docs)
     meta["merged_from"] = [os.path.relpath(p, out) for p in paths]
-    meta["dtypes"] = sorted({r["dtype"] for d in docs for r in d["rows"]}, key=["float32", "float16",
-                                                                                  "float64"].index)
+    meta["dtypes"] = sorted({r["dtype"] for d in docs for r in d["rows"]}, key=DTYPE_ORDER.index)
     meta["algos"] = list(ALGOS)
     meta["benchmark_seconds"] = sum(d["meta"].get("benchmark_seconds") or 0 for d in docs)
     stopped = [d["meta"]["stopped_early"] for d in docs if d["meta"].get("stopped_early")]
@@ -219,8 +220,6 @@ def _free_memory(device):
 def algos_for(layer, pass_name, dtype_name, wanted) -> list:
     """The algorithms that apply: pooling has one; a convolution has 'auto', direct and im2col, and
     implicit_gemm and depthwise where their module's supports() says so for the kernel this pass runs."""
-    import numpy
-
     if not layer.is_conv:
         return ["auto"]
     out = [a for a in wanted if a in ("auto", "autotune", "direct", "im2col")]
@@ -231,11 +230,19 @@ def algos_for(layer, pass_name, dtype_name, wanted) -> list:
             import importlib
 
             module = importlib.import_module(f"gpuconv._cuda.{module_name}")
-            if module.supports(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name)):
+            if module.supports(layer.geometry(), kernel_dtype(dtype_name), layer.kernel_pass(pass_name)):
                 out.append(algo)
         except Exception as e:  # a broken module is reported, not fatal to the run
             print(f"{algo}: supports failed for {layer.name} {pass_name}: {e}", file=sys.stderr)
     return out
+
+
+def kernel_dtype(dtype_name):
+    """The dtype gpuconv's kernels run for a call of dtype_name: bfloat16 goes through the float32 kernels
+    (gpuconv._backend.Float32Proxy), so the float32 rules decide which algorithms apply."""
+    import numpy
+
+    return numpy.dtype("float32" if dtype_name == "bfloat16" else dtype_name)
 
 
 def autotune_choice(layer, pass_name):
@@ -254,11 +261,10 @@ def auto_choice(layer, pass_name, dtype_name):
     """The algorithm gpuconv's auto rule picks for this pass (recorded beside algo=auto rows)."""
     try:
         from gpuconv._cuda import _algo
-        import numpy
 
         with_env_cleared = os.environ.pop("GPUCONV_CONV_ALGO", None)
         try:
-            return _algo.choose(layer.geometry(), numpy.dtype(dtype_name), layer.kernel_pass(pass_name))
+            return _algo.choose(layer.geometry(), kernel_dtype(dtype_name), layer.kernel_pass(pass_name))
         finally:
             if with_env_cleared is not None:
                 os.environ["GPUCONV_CONV_ALGO"] = with_env_cleared

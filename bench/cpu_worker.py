@@ -127,7 +127,9 @@ class _Side:
         """An input set in memory of the library's own allocator, as a user would have it (arrays out of a
         pickle sit at arbitrary offsets in its buffer, unaligned, which slows some kernels)."""
         if self.name == "torch":
-            return {k: self._torch.from_numpy(v).clone() for k, v in s.items()}
+            import interop  # this worker has torch already; interop crosses bfloat16 as int16 bits
+
+            return {k: interop.from_numpy(v).clone() for k, v in s.items()}
         return {k: v.copy() for k, v in s.items()}
 
     def output(self, r):
@@ -135,7 +137,9 @@ class _Side:
         if isinstance(r, tuple):
             return tuple(self.output(x) for x in r)
         if self.name == "torch":
-            return r.numpy()
+            import interop
+
+            return interop.numpy_view(r)
         return r
 
     def info(self, threads):

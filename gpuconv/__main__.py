@@ -3,6 +3,10 @@ from the definition on small random inputs, then time a few real layers.
 
 Options: ``--backend numpy|cupy|auto`` (default auto: CuPy when a GPU is usable), ``--no-bench``.
 Exits non-zero when a check fails.
+
+``python -m gpuconv --precompile`` instead compiles every CUDA kernel for the current GPU into CuPy's kernel
+cache (``CUPY_CACHE_DIR``, default ``~/.cupy/kernel_cache``), for container builds: later processes then
+load the binaries instead of compiling at first use. Exits non-zero when a file fails to compile.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import platform
 import sys
 import time
 
+import ml_dtypes
 import numpy as np
 
 import gpuconv as gc
@@ -48,8 +53,8 @@ class _Checker:
 
             self.xp = cupy
         self.dtype = np.dtype(dtype)
-        # float16 stores 11 significant bits; the sums run in float32.
-        self.tol = {np.float64: 1e-10, np.float32: 1e-5, np.float16: 2e-3}[self.dtype.type]
+        # float16 stores 11 significant bits, bfloat16 8; the sums run in float32.
+        self.tol = {np.float64: 1e-10, np.float32: 1e-5, np.float16: 2e-3, ml_dtypes.bfloat16: 1.6e-2}[self.dtype.type]
         self.failures = 0
         self.count = 0
 
@@ -108,7 +113,10 @@ def run_checks(backend: str, dtype, rng) -> _Checker:
     ck.compare("conv_transpose2d_backward: grad_bias", gbt, gt.sum(axis=(0, 2, 3)))
 
     # max pooling on a shuffled range (no ties), with indices
-    xm = rng.permutation(2 * 3 * 9 * 10).reshape(2, 3, 9, 10).astype(np.float64)
+    xm = rng.permutation(2 * 3 * 9 * 10).reshape(2, 3, 9, 10)
+    if ck.dtype == ml_dtypes.bfloat16:  # 8 significant bits: consecutive bfloat16 numbers from 1 up instead
+        xm = (np.uint16(0x3F80) + xm.astype(np.uint16)).view(ml_dtypes.bfloat16)
+    xm = xm.astype(np.float64)
     k, s, p, d = (3, 2), (2, 2), (1, 1), (1, 2)
     ym, im = ref.max_pool2d(xm, k, s, p, d)
     out, idx = gc.max_pool2d(ck.to(xm), k, s, p, d, return_indices=True)
@@ -172,11 +180,34 @@ def run_bench(backend: str) -> None:
               f" | {(t_f + t_b) * 1e3:8.2f} ms {3 * flops / (t_f + t_b) / 1e9:7.1f} GFLOP/s", flush=True)
 
 
+def _precompile() -> int:
+    from . import _precompile as pc
+
+    if not _gpu_available():
+        print("gpuconv --precompile: needs CuPy and a CUDA GPU; none is usable here", file=sys.stderr)
+        return 2
+    print(f"gpuconv {gc.__version__}: compiling every kernel for {_describe('cupy')}")
+    if pc.cache_on_disk():
+        print(f"into CuPy's kernel cache at {pc.cache_dir()} (set CUPY_CACHE_DIR to choose another place)")
+    else:
+        print("warning: CUPY_CACHE_IN_MEMORY is set: the binaries will not outlive this process", file=sys.stderr)
+    start = time.perf_counter()
+    results = pc.precompile(verbose=True)
+    failed = [f for f, _, error in results if error is not None]
+    print(f"{len(results) - len(failed)} of {len(results)} files compiled in {time.perf_counter() - start:.1f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gpuconv", description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     ap.add_argument("--no-bench", action="store_true", help="skip the timing of real layers")
+    ap.add_argument("--precompile", action="store_true",
+                    help="compile every CUDA kernel for the current GPU into CuPy's cache, then exit")
     args = ap.parse_args(argv)
+    if args.precompile:
+        return _precompile()
     backend = args.backend
     if backend == "auto":
         backend = "cupy" if _gpu_available() else "numpy"
@@ -187,7 +218,7 @@ def main(argv=None) -> int:
     print("Checking every op and gradient against float64 references from the definition:")
     rng = np.random.default_rng(2026)
     failures = count = 0
-    for dtype in (np.float64, np.float32, np.float16):
+    for dtype in (np.float64, np.float32, np.float16, ml_dtypes.bfloat16):
         ck = run_checks(backend, dtype, rng)
         failures += ck.failures
         count += ck.count

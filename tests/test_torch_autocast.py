@@ -116,12 +116,17 @@ def test_mixed_leaf_dtypes_are_cast_like_torch(device, autocast_dtype):
     assert (x.grad.dtype, w.grad.dtype, b.grad.dtype) == (torch.bfloat16, torch.float32, torch.float16)
 
 
-def test_autocast_off_or_for_another_device_changes_nothing():
+def test_autocast_state_is_read_at_each_call():
+    """Off, on, and switched off again inside an enabled region (as torch's own ops see it)."""
     x, w = _rand((1, 2, 6, 6), "cpu", seed=7), _rand((3, 2, 3, 3), "cpu", seed=8)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
         assert gF.conv2d(x, w).dtype == torch.float32
-    with torch.autocast("cuda", dtype=torch.float16):  # CPU tensors: CUDA's autocast leaves them alone
-        assert gF.conv2d(x, w).dtype == F.conv2d(x, w).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gF.conv2d(x, w).dtype == torch.bfloat16
+        with torch.autocast("cpu", enabled=False):
+            assert gF.conv2d(x, w).dtype == F.conv2d(x, w).dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.float16):
+            assert gF.conv2d(x, w).dtype == F.conv2d(x, w).dtype == torch.float16
 
 
 @pytest.mark.parametrize("device", DEVICES)
