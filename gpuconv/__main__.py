@@ -134,7 +134,62 @@ def run_checks(backend: str, dtype, rng) -> _Checker:
     gya = rnd(*ya.shape)
     ck.compare("avg_pool2d_backward", gc.avg_pool2d_backward(ck.to(gya), xa.shape, k, s, p),
                ref.avg_pool2d_grad(gya, xa.shape, k, s, p))
+    _check_1d_3d(ck, rnd, rng)
     return ck
+
+
+def _check_1d_3d(ck, rnd, rng):
+    """The 1-d and 3-d convolutions and pools and the adaptive pools against the n-d references."""
+    for nd, x_shape, w_shape, stride, pad, dil, groups in (
+            (1, (2, 4, 11), (6, 2, 3), (2,), (1,), (2,), 2),
+            (3, (2, 4, 5, 6, 5), (6, 2, 3, 2, 3), (2, 1, 1), (1, 0, 1), (1, 2, 1), 2)):
+        x, w, b = rnd(*x_shape), rnd(*w_shape), rnd(w_shape[0])
+        op = f"conv{nd}d"
+        y = ref.conv_nd(x, w, b, stride, pad, dil, groups)
+        ck.compare(op, getattr(gc, op)(ck.to(x), ck.to(w), ck.to(b), stride, pad, dil, groups), y)
+        gy = rnd(*y.shape)
+        want = ref.conv_nd_grads(gy, x, w, stride, pad, dil, groups)
+        got = getattr(gc, op + "_backward")(ck.to(gy), ck.to(x), ck.to(w), stride, pad, dil, groups)
+        for part, g, r in zip(("grad_input", "grad_weight", "grad_bias"), got, want):
+            ck.compare(f"{op}_backward: {part}", g, r)
+        if nd == 3:  # the transposed conv is the input gradient (output_padding restores the size)
+            opad = tuple(int(s - ((o - 1) * st - 2 * p + d * (k - 1) + 1)) for s, o, st, p, d, k in
+                         zip(x.shape[2:], y.shape[2:], stride, pad, dil, w.shape[2:]))
+            ck.compare("conv_transpose3d", gc.conv_transpose3d(ck.to(gy), ck.to(w), None, stride, pad, opad,
+                                                               groups, dil), want[0])
+
+    shape = (2, 3, 6, 7, 6)
+    xm = rng.permutation(int(np.prod(shape))).reshape(shape)
+    if ck.dtype == ml_dtypes.bfloat16:
+        xm = (np.uint16(0x3F80) + xm.astype(np.uint16)).view(ml_dtypes.bfloat16)
+    xm = xm.astype(np.float64)
+    k, s, p = (3, 2, 3), (2, 2, 1), (1, 1, 1)
+    ym, im = ref.pool_nd(xm, k, s, p, "max")
+    out, idx = gc.max_pool3d(ck.to(xm), k, s, p, return_indices=True)
+    ck.compare("max_pool3d", out, ym)
+    ck.exact("max_pool3d: indices", idx, im)
+    gym = rnd(*ym.shape)
+    want = np.zeros((2, 3, int(np.prod(shape[2:]))))
+    for n in range(2):
+        for c in range(3):
+            np.add.at(want[n, c], im[n, c].ravel(), gym[n, c].ravel())
+    ck.compare("max_pool3d_backward", gc.max_pool3d_backward(ck.to(gym), idx, shape), want.reshape(shape))
+    xa = rnd(*shape)
+    ya, _ = ref.pool_nd(xa, k, s, p, "avg")
+    ck.compare("avg_pool3d", gc.avg_pool3d(ck.to(xa), k, s, p), ya)
+    # adaptive pooling with uneven windows; its backward through the adjoint <avg(x), g> = <x, avg'(g)>
+    out_size = (4, 3, 5)
+    yaa = ref.adaptive_avg_nd(xa, out_size)
+    ck.compare("adaptive_avg_pool3d", gc.adaptive_avg_pool3d(ck.to(xa), out_size), yaa)
+    g = rnd(*yaa.shape)
+    gx = ck.back(gc.adaptive_avg_pool3d_backward(ck.to(g), shape)).astype(np.float64)
+    ck.compare("adaptive_avg_pool3d_backward (adjoint)", np.array([np.vdot(xa, gx)]), np.array([np.vdot(yaa, g)]))
+    ymax, imax = gc.adaptive_max_pool2d(ck.to(xm[:, :, 0]), (4, 5), return_indices=True)
+    windows = [[(slice((i * 7) // 4, -((-(i + 1) * 7) // 4)), slice((j * 6) // 5, -((-(j + 1) * 6) // 5)))
+                for j in range(5)] for i in range(4)]
+    want = np.array([[[[xm[n, c, 0][rows, cols].max() for rows, cols in row] for row in windows]
+                      for c in range(3)] for n in range(2)])
+    ck.compare("adaptive_max_pool2d", ymax, want)
 
 
 # (name, input shape, weight shape, stride, padding, dilation, groups)

@@ -6,6 +6,8 @@ slow and meant for tiny shapes. The test suite has its own, independent referenc
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -110,3 +112,80 @@ def max_pool2d_grad(gy, idx, x_shape):
         for c in range(C):
             np.add.at(gx[n, c], idx[n, c].ravel(), gy[n, c].ravel())
     return gx.reshape(x_shape)
+
+
+# ------------------------------------------------------------------ any number of spatial dimensions
+
+
+def _positions(shape):
+    return itertools.product(*(range(s) for s in shape))
+
+
+def conv_nd(x, w, b, stride, pad, dil, groups):
+    """The n-d definition: y[n, k, o] = b[k] + sum over c in group(k) and taps t of
+    x_pad[n, c, o*stride + t*dil] * w[k, c', t]; every tuple argument has one entry per spatial dimension."""
+    nd = x.ndim - 2
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple((p, p) for p in pad))
+    K, Cg = w.shape[:2]
+    out = tuple((s + 2 * p - d * (k - 1) - 1) // st + 1
+                for s, p, d, k, st in zip(x.shape[2:], pad, dil, w.shape[2:], stride))
+    y = np.zeros((x.shape[0], K) + out)
+    Kg = K // groups
+    for k in range(K):
+        c0 = (k // Kg) * Cg
+        for o in _positions(out):
+            win = xp[(slice(None), slice(c0, c0 + Cg)) + tuple(
+                slice(i * st, i * st + d * (kk - 1) + 1, d) for i, st, d, kk in zip(o, stride, dil, w.shape[2:]))]
+            y[(slice(None), k) + o] = (win * w[k]).reshape(x.shape[0], -1).sum(axis=1)
+    if b is not None:
+        y += b.reshape((1, -1) + (1,) * nd)
+    return y
+
+
+def conv_nd_grads(gy, x, w, stride, pad, dil, groups):
+    """The adjoint of :func:`conv_nd`: every product x*w sends gy back to both factors."""
+    nd = x.ndim - 2
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple((p, p) for p in pad))
+    gxp, gw = np.zeros_like(xp), np.zeros(w.shape)
+    K, Cg = w.shape[:2]
+    Kg = K // groups
+    for k in range(K):
+        c0 = (k // Kg) * Cg
+        for o in _positions(gy.shape[2:]):
+            idx = (slice(None), slice(c0, c0 + Cg)) + tuple(
+                slice(i * st, i * st + d * (kk - 1) + 1, d) for i, st, d, kk in zip(o, stride, dil, w.shape[2:]))
+            g = gy[(slice(None), k) + o].reshape((-1,) + (1,) * (nd + 1))
+            gxp[idx] += g * w[k]
+            gw[k] += (g * xp[idx]).sum(axis=0)
+    gx = gxp[(slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pad, x.shape[2:]))]
+    return gx, gw, gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
+
+
+def pool_nd(x, k, stride, pad, kind):
+    """Max (with flat indices) or average (padding counted in the divisor) pooling in n dimensions."""
+    size = x.shape[2:]
+    out = tuple((s + 2 * p - kk) // st + 1 for s, p, kk, st in zip(size, pad, k, stride))
+    y = np.zeros(x.shape[:2] + out)
+    idx = np.zeros(x.shape[:2] + out, dtype=np.int64)
+    flat = x.reshape(x.shape[:2] + (-1,))
+    for o in _positions(out):
+        taps = [tuple(i * st - p + t for i, st, p, t in zip(o, stride, pad, tap)) for tap in _positions(k)]
+        inside = [t for t in taps if all(0 <= c < s for c, s in zip(t, size))]
+        where = [int(np.ravel_multi_index(t, size)) for t in inside]
+        vals = flat[:, :, where]
+        if kind == "max":
+            best = np.argmax(vals, axis=2)  # first maximum (the inputs here have no ties or NaN)
+            y[(Ellipsis,) + o] = np.take_along_axis(vals, best[..., None], 2)[..., 0]
+            idx[(Ellipsis,) + o] = np.asarray(where)[best]
+        else:
+            y[(Ellipsis,) + o] = vals.sum(axis=2) / np.prod(k)
+    return y, idx
+
+
+def adaptive_avg_nd(x, out):
+    """Average over PyTorch's adaptive windows [floor(i*L/O), ceil((i+1)*L/O)) along every axis."""
+    y = np.zeros(x.shape[:2] + tuple(out))
+    for o in _positions(out):
+        win = tuple(slice((i * s) // n, -((-(i + 1) * s) // n)) for i, s, n in zip(o, x.shape[2:], out))
+        y[(Ellipsis,) + o] = x[(Ellipsis,) + win].reshape(x.shape[:2] + (-1,)).mean(axis=2)
+    return y
