@@ -89,7 +89,7 @@ def emu_lib(tmp_path_factory):
         # (threadIdx, blockIdx, ...) with other types; exported, the dynamic linker would merge them
         [gxx, "-std=c++20", "-O1", "-w", "-pthread", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique",
          f"-I{HARNESS / 'fake'}", f"-I{HARNESS}",
-         f"-I{ROOT / 'kernels'}", str(HARNESS / "nhwc_lib.cpp"), "-o", str(out)],
+         f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'experimental'}", str(HARNESS / "nhwc_lib.cpp"), "-o", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     if build.returncode != 0 and ("barrier" in build.stderr or "_Float16" in build.stderr):

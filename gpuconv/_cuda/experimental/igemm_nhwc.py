@@ -1,6 +1,6 @@
 """Opt-in channels-last implicit-GEMM fprop for float16: kernels/implicit_gemm_nhwc.cu.
 
-With ``GPUCONV_UNVERIFIED=igemm_nhwc`` (gpuconv/_cuda/_unverified.py), ``implicit_gemm.conv2d_fprop`` hands float16 forward convolutions that this
+With ``GPUCONV_UNVERIFIED=igemm_nhwc`` (gpuconv/_cuda/experimental/__init__.py), ``implicit_gemm.conv2d_fprop`` hands float16 forward convolutions that this
 module ``supports`` (groups == 1, C and K multiples of 8, sm_80 or newer) to ``conv2d_fprop`` below, and
 ``implicit_gemm.conv2d_dgrad`` the input gradients of such convolutions at stride 1 (``conv2d_dgrad``: the
 same kernel on gy and the flipped filter):
@@ -21,11 +21,12 @@ import functools
 
 import numpy
 
-from . import _alloc
-from . import implicit_gemm as _igemm
-from ._loader import get_function
+from .. import _alloc, _runtime
+from .. import implicit_gemm as _igemm
+from .._launch import pointer_or_null
+from .._runtime import get_function
 
-SOURCE = "implicit_gemm_nhwc.cu"
+SOURCE = "experimental/implicit_gemm_nhwc.cu"
 LAYOUT_KERNEL = "nchw_to_nhwc<__half>"
 STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
 THREADS = 256
@@ -41,6 +42,20 @@ def kernel_name(bm: int, bn: int) -> str:
 def kernel_names() -> tuple:
     """Every instantiation of implicit_gemm_nhwc.cu (the kernel table lists these)."""
     return (LAYOUT_KERNEL,) + tuple(kernel_name(bm, bn) for bm, bn in _igemm.TILES)
+
+
+def kernels() -> dict:
+    """{source file: instantiations} (a registry declaration)."""
+    return {SOURCE: kernel_names()}
+
+
+def check_aligned(*arrays) -> None:
+    """The kernels copy 16-byte chunks (8 channels at C % 8 == 0): every base must be 16-byte aligned. A real
+    check, not an assert, so that ``python -O`` keeps it (CuPy's pool aligns to 256 bytes: it never fires)."""
+    for a in arrays:
+        if a.data.ptr % 16:
+            raise RuntimeError(f"gpuconv: an NHWC workspace of shape {a.shape} is not 16-byte aligned "
+                               f"(address {a.data.ptr:#x})")
 
 
 def supports(g, dtype, pass_name: str) -> bool:
@@ -89,21 +104,19 @@ def conv2d_fprop(g, x, w, bias=None):
     xh = _to_nhwc(x, g.N, g.C, g.H * g.W)
     wh = _to_nhwc(w, g.K, g.C, g.R * g.S)
     # 16-byte chunks: C % 8 == 0 puts every pixel's channels on a 16-byte boundary of an aligned base.
-    assert xh.data.ptr % 16 == 0 and wh.data.ptr % 16 == 0, "gpuconv: NHWC workspace not 16-byte aligned"
+    check_aligned(xh, wh)
     y = _alloc.empty(g.output_shape, x.dtype)
     rows, cols = g.N * g.P * g.Q, g.K
     if rows == 0 or cols == 0:
         return y
-    bm, bn = _igemm._tile("mma", rows, cols, 1)
+    bm, bn = _igemm._tile(_igemm.MMA_HALF, rows, cols, 1)
     grid = (_igemm._cdiv(rows, bm), _igemm._cdiv(cols, bn), 1)
-    get_function(SOURCE, kernel_name(bm, bn))(grid, (THREADS,), (xh, wh, _igemm._pointer_or_null(bias), y) + _sizes(g))
+    get_function(SOURCE, kernel_name(bm, bn))(grid, (THREADS,), (xh, wh, pointer_or_null(bias), y) + _sizes(g))
     return y
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W) of a stride-1, groups-1 convolution, + bias[c]: the forward convolution of gy with
     the flipped, channel-swapped filter (``ConvGeometry.dgrad_as_fprop``) through the kernel above."""
-    import cupy
-
-    flipped = cupy.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, R, S)
+    flipped = _runtime.xp().ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, R, S)
     return conv2d_fprop(g.dgrad_as_fprop(), gy, flipped, bias)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy
 
-from host_modules import host_compiler
+from support.host_modules import host_compiler
 
 CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
           numpy.dtype(numpy.float64): "double"}

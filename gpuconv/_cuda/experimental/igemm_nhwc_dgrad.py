@@ -1,6 +1,6 @@
 """Opt-in channels-last implicit-GEMM dgrad of strided convolutions, float16: kernels/implicit_gemm_nhwc_dgrad.cu.
 
-With ``GPUCONV_UNVERIFIED=nhwc_dgrad`` (gpuconv/_cuda/_unverified.py), ``implicit_gemm.conv2d_dgrad`` hands
+With ``GPUCONV_UNVERIFIED=nhwc_dgrad`` (gpuconv/_cuda/experimental/__init__.py), ``implicit_gemm.conv2d_dgrad`` hands
 the float16 input gradients that this module ``supports`` (stride > 1 along an axis, groups == 1, C and K
 multiples of 8, sm_80 or newer) to ``conv2d_dgrad`` below; conv_transpose2d's forward is such a dgrad.
 (Stride 1 stays with ``_igemm_nhwc``'s fprop-of-the-flipped-filter path under ``igemm_nhwc``, or with the
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import numpy
 
-from . import _alloc, _igemm_nhwc
-from . import implicit_gemm as _igemm
-from ._loader import get_function
+from .. import _alloc
+from .. import implicit_gemm as _igemm
+from .._launch import pointer_or_null
+from .._runtime import get_function
+from . import igemm_nhwc as _igemm_nhwc
 
-SOURCE = "implicit_gemm_nhwc_dgrad.cu"
+SOURCE = "experimental/implicit_gemm_nhwc_dgrad.cu"
 STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
 THREADS = 256
 _TAP_HEADROOM = 4  # the kernel's tap position runs at most ceil(32 / K) <= 4 taps past the last one
@@ -33,6 +35,12 @@ _TAP_HEADROOM = 4  # the kernel's tap position runs at most ceil(32 / K) <= 4 ta
 def kernel_name(bm: int, bn: int) -> str:
     """The name expression of one instantiation, spelled exactly as in ``_kernel_table.KERNELS``."""
     return f"conv2d_dgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+
+
+def kernels() -> dict:
+    """{source file: instantiations}, the layout kernel of implicit_gemm_nhwc.cu included (a registry
+    declaration)."""
+    return {SOURCE: kernel_names(), _igemm_nhwc.SOURCE: (_igemm_nhwc.LAYOUT_KERNEL,)}
 
 
 def kernel_names() -> tuple:
@@ -71,7 +79,7 @@ def supports(g, dtype, pass_name: str = "dgrad") -> bool:
 
 def tile(g) -> tuple:
     """(BM, BN) of this problem (``implicit_gemm._tile`` over the largest phase)."""
-    return _igemm._tile("mma", _largest_phase_rows(g), g.C, g.stride_h * g.stride_w)
+    return _igemm._tile(_igemm.MMA_HALF, _largest_phase_rows(g), g.C, g.stride_h * g.stride_w)
 
 
 def _sizes(g) -> tuple:
@@ -85,10 +93,10 @@ def conv2d_dgrad(g, gy, w, bias=None):
     gyh = _igemm_nhwc._to_nhwc(gy, g.N, g.K, g.P * g.Q)
     wt = _igemm_nhwc._to_nhwc(w, 1, g.K, g.C * g.R * g.S)
     # 16-byte chunks: K % 8 == 0 puts every chunk on a 16-byte boundary of an aligned base.
-    assert gyh.data.ptr % 16 == 0 and wt.data.ptr % 16 == 0, "gpuconv: NHWC workspace not 16-byte aligned"
+    _igemm_nhwc.check_aligned(gyh, wt)
     gx = _alloc.empty(g.input_shape, gy.dtype)
     bm, bn = tile(g)
     grid = (_igemm._cdiv(_largest_phase_rows(g), bm), _igemm._cdiv(g.C, bn), g.stride_h * g.stride_w)
     get_function(SOURCE, kernel_name(bm, bn))(grid, (THREADS,),
-                                              (gyh, wt, _igemm._pointer_or_null(bias), gx) + _sizes(g))
+                                              (gyh, wt, pointer_or_null(bias), gx) + _sizes(g))
     return gx

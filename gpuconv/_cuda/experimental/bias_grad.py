@@ -2,7 +2,7 @@
 
 ``bias_grad(gy)`` returns ``gb[k] = sum over n, p, q of gy[n, k, p, q]`` for a 4-D gy (N, K, P, Q) of float16 /
 float32 / float64, as a new (K,) array of gy's dtype, summed in float32 (float16 and float32) or float64 and
-rounded once. Opt-in (``GPUCONV_UNVERIFIED=bias_grad``, ``gpuconv._cuda._unverified``) until a GPU session has
+rounded once. Opt-in (``GPUCONV_UNVERIFIED=bias_grad``, ``gpuconv._cuda.experimental``) until a GPU session has
 verified it; the backend otherwise sums with CuPy's reduction, whose host time (~36 us a call on the H100 host)
 is most of conv2d_backward's excess at batch 1.
 
@@ -28,7 +28,8 @@ P*Q is a multiple of it, one element otherwise; the kernel loads a unit with one
 aligned and element by element otherwise, in the same order: misalignment changes no bit.
 
 The launch plan (names, grid, blocks and the exact numpy scalar arguments) is cached per (N, K, P*Q, dtype,
-SPLIT_BYTES) (tests and the GPU workload shrink SPLIT_BYTES to reach many splits on small tensors).
+split size) (tests and the GPU workload shrink the tunable ``bias_split_bytes`` to reach many splits on small
+tensors).
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import cupy
 import numpy
 
-from . import _launch
-from ._alloc import empty
+from .. import _config, _launch, _runtime
+from .._alloc import empty
 
-SOURCE = "bias_grad.cu"
+SOURCE = "experimental/bias_grad.cu"
 
 THREADS = 256  # = BG_THREADS of the kernel: its shared tree's size, a power of two
 MIN_THREADS = 32
@@ -117,8 +117,8 @@ def bias_grad(gy):
     if K == 0:
         return gb
     if not gy.flags.c_contiguous:  # RawKernel ignores strides
-        gy = cupy.ascontiguousarray(gy)
-    p = plan(N, K, P * Q, gy.dtype, SPLIT_BYTES)
+        gy = _runtime.xp().ascontiguousarray(gy)
+    p = plan(N, K, P * Q, gy.dtype, _config.current().bias_split_bytes)
     if p.splits == 1:
         _launch.get_function(SOURCE, p.name)((p.grid,), (p.threads,),
                                              (gy, _launch.pointer_or_null(None), gb) + p.scalars)

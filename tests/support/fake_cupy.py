@@ -1,18 +1,23 @@
-"""A stand-in for CuPy with NumPy arrays and kernels that do nothing but record their launch.
+"""A stand-in for CuPy with NumPy arrays and kernels that do nothing but record their launch: the recording
+double of the CUDA path's runtime seam (``RecordingRuntime``, installed with ``gpuconv._cuda._runtime.use`` or
+``install``; this module is its array module, ``xp``).
 
 It lets the CUDA backend's Python code (argument checks, algorithm choice, launch arguments) run end to end on
-a machine without a GPU, for three uses:
+a machine without a GPU, for four uses:
 
 - ``bench/python_overhead.py`` times that code alone: CuPy's own costs (allocation, the driver's launch) are
   near zero here, so what is left is gpuconv's share of a call's host time.
 - ``tests/test_cuda_dispatch_host.py`` records which kernels a call launches, with which grid and scalar
   arguments, and compares the record with the one committed: a refactoring of the launchers must not change it.
-- dry runs of the GPU scripts before a device session (bench/gpu_checks/workload.py, host_overhead.py,
-  bias_grad_bench.py): their plumbing runs; their numbers mean nothing (events read 1 ms).
+- dry runs of the GPU scripts before a device session (bench/gpu_checks/): their plumbing runs; their numbers
+  mean nothing (events read 1 ms).
+- ``tests/test_capture_safe.py`` counts host transfers and synchronisations per op (``("transfer", ...)`` and
+  ``("sync", ...)`` entries): an op that a CUDA graph can capture makes none.
 
 Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (max, a comparison)
-compute on those values, and sum returns zeros of the right shape and dtype. ``install()`` must run before
-anything imports ``cupy`` or ``gpuconv._cuda``, in a process of its own (the tests start one).
+compute on those values, and sum returns zeros of the right shape and dtype. Arrays made here pass for CuPy
+arrays (``gpuconv._params`` goes by the type's module name), so the public functions send them to the CUDA
+path, which must then run on a ``RecordingRuntime``.
 
 Only what gpuconv's default paths call is here; the cuBLAS wrapper of the ``gemm_1x1`` feature is not.
 """
@@ -80,6 +85,32 @@ class ndarray:
     @property
     def data(self):
         return _DevicePointer(self._a.ctypes.data)
+
+    # Reading a device value on the host: a transfer and a synchronisation on a real GPU.
+    def _to_host(self, how):
+        record(("transfer", how, _describe(self)))
+        return self._a
+
+    def get(self, *args, **kwargs):
+        return numpy.array(self._to_host("get"))
+
+    def item(self, *args):
+        return self._to_host("item").item(*args)
+
+    def tolist(self):
+        return self._to_host("tolist").tolist()
+
+    def __bool__(self):
+        return bool(self._to_host("bool"))
+
+    def __int__(self):
+        return int(self._to_host("int"))
+
+    def __float__(self):
+        return float(self._to_host("float"))
+
+    def __index__(self):
+        return int(self._to_host("index"))
 
     def __array__(self, dtype=None, copy=None):
         return self._a if dtype is None else self._a.astype(dtype)
@@ -157,7 +188,9 @@ def asarray(a, dtype=None):
 
 
 def asnumpy(a):
-    return numpy.array(a._a if isinstance(a, ndarray) else a)
+    if isinstance(a, ndarray):
+        return numpy.array(a._to_host("asnumpy"))
+    return numpy.array(a)
 
 
 def empty(shape, dtype=float, order="C"):
@@ -234,17 +267,17 @@ class _Stream:
     ptr = 0
 
     def synchronize(self):
-        pass
+        record(("sync", "stream"))
 
 
 class _Event:
-    """A CUDA event of the fake: records nothing; every elapsed time is 1 ms."""
+    """A CUDA event of the fake; every elapsed time is 1 ms."""
 
     def record(self, stream=None):
         pass
 
     def synchronize(self):
-        pass
+        record(("sync", "event"))
 
 
 class _MemoryPool:
@@ -301,8 +334,42 @@ cuda = _namespace(
 )
 
 
-def install() -> None:
-    """Makes ``import cupy`` return this module (for the rest of the process)."""
-    if "gpuconv._cuda" in sys.modules:
-        raise RuntimeError("fake_cupy.install() must run before gpuconv._cuda is imported")
-    sys.modules["cupy"] = sys.modules[__name__]
+class RecordingRuntime:
+    """The runtime seam (gpuconv._cuda._runtime) over this fake: arrays from this module, kernels that record
+    their launch, an H100's properties, 1 ms per timed run. ``record=False`` keeps the log empty (the
+    Python-overhead benchmark)."""
+
+    xp = sys.modules[__name__]
+
+    def __init__(self, record: bool = True):
+        RECORDING[0] = record
+        self._functions = {}
+
+    def get_function(self, source_file: str, name: str):
+        function = self._functions.get((source_file, name))
+        if function is None:
+            from gpuconv._cuda import _kernel_table, _loader  # noqa: F401 - the table registers the names
+
+            _loader.check_listed(source_file, name)  # only listed names compile (NVRTC's name expressions)
+            function = self._functions[(source_file, name)] = _Function(name)
+        return function
+
+    @staticmethod
+    def cublas():
+        raise NotImplementedError("the recording fake does not model cuBLAS (gemm_1x1)")
+
+    @staticmethod
+    def device_id() -> int:
+        return 0
+
+    @staticmethod
+    def properties(device_id: int) -> tuple:
+        attributes = _DEVICE.attributes
+        return int(_DEVICE.compute_capability), attributes["MultiProcessorCount"], attributes[
+            "MaxSharedMemoryPerBlockOptin"]
+
+    @staticmethod
+    def elapsed_ms(run) -> float:
+        run()
+        record(("sync", "event"))
+        return 1.0

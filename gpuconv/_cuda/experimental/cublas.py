@@ -18,16 +18,17 @@ except under CuPy's own CUPY_TF32=1, which sets CUBLAS_TF32_TENSOR_OP_MATH, as f
 float64 -> float64, CUBLAS_COMPUTE_64F. alpha and beta are
 host scalars of the compute type (CuPy's handle is in CUBLAS_POINTER_MODE_HOST, as its own calls assume).
 
-The call goes through ``cupy_backends.cuda.libs.cublas.gemmStridedBatchedEx`` on CuPy's handle for the
-current device (``cupy.cuda.device.get_cublas_handle()``); that wrapper sets the handle's stream to CuPy's
-current stream before every call (its ``_setStream``), so the GEMM is ordered with our kernels.
+The call goes through the runtime's cuBLAS (``_runtime``: ``cupy_backends.cuda.libs.cublas.gemmStridedBatchedEx``
+on CuPy's handle for the current device); that wrapper sets the handle's stream to CuPy's current stream before
+every call (its ``_setStream``), so the GEMM is ordered with our kernels.
 """
 
 from __future__ import annotations
 
 import numpy
 
-import cupy
+from .. import _runtime
+
 
 # cuBLAS / CUDA enum values (cublas_api.h, library_types.h; fixed by the ABI).
 OP_N, OP_T = 0, 1
@@ -45,18 +46,6 @@ _COMBINATIONS = {
     (numpy.dtype(numpy.float64), numpy.dtype(numpy.float64)): (COMPUTE_64F, numpy.float64),
 }
 _INT32_MAX = (1 << 31) - 1
-
-
-def _library():
-    """CuPy's cuBLAS binding, imported at the first call (importing it loads libcublas)."""
-    from cupy_backends.cuda.libs import cublas
-
-    return cublas
-
-
-def _handle() -> int:
-    """CuPy's cuBLAS handle for the current device."""
-    return cupy.cuda.device.get_cublas_handle()
 
 
 def _pointer(a) -> int:
@@ -144,8 +133,9 @@ def gemm_strided_batched(a, b, out, *, trans_a: bool = False, trans_b: bool = Fa
     alpha_host = numpy.array(alpha, dtype=scalar_type)
     beta_host = numpy.array(beta, dtype=scalar_type)
     # Column-major: out^T (n x m, ldc) = op(b)^T (n x k) @ op(a)^T (k x m); b is cuBLAS's A, a its B.
-    _library().gemmStridedBatchedEx(
-        _handle(), OP_T if trans_b else OP_N, OP_T if trans_a else OP_N,
+    library, handle = _runtime.current().cublas()
+    library.gemmStridedBatchedEx(
+        handle, OP_T if trans_b else OP_N, OP_T if trans_a else OP_N,
         _int32("n", n), _int32("m", m), _int32("k", k),
         alpha_host.ctypes.data,
         _pointer(b), _DATA_TYPES[b.dtype], _int32("ldb", ldb), stride_b,

@@ -12,10 +12,12 @@ pixels, and NCHW already stores every operand as a row-major matrix: x[n, gi] is
 Each product set is one ``_cublas.gemm_strided_batched`` call per group with the batch running over the
 images (w's batch stride 0), or one per image with the batch running over the groups, whichever makes
 fewer calls. wgrad's sum over n is ``workspace.sum(axis=0)`` (a CuPy reduction: fixed order, no atomics)
-followed by an ordered sum over batch chunks, which keep the workspace under ``_algo.WORKSPACE_BYTES``.
+followed by an ordered sum over batch chunks, which keep the workspace under the configured workspace size.
 
-Dilation does not matter at 1x1. Used from ``_conv_im2col`` (the im2col algorithm) where ``applies(g)``
-and ``GPUCONV_UNVERIFIED`` names ``gemm_1x1``.
+Dilation does not matter at 1x1. Two experimental variants of the im2col algorithm (feature ``gemm_1x1``):
+``gemm_1x1`` where ``applies(g)``, and ``im2col_half_batched``, im2col whose float16 products over more than
+``_conv_im2col.MAX_LOOPED_GROUPS`` groups are one float16 ``cublas.gemm_strided_batched`` call instead of
+CuPy's converting batched matmul.
 
 Precision: float16 multiplies on tensor cores and sums in float32 (CUBLAS_COMPUTE_32F), rounding each
 output once; wgrad keeps the per-image products and their sum in float32 and rounds once at the end.
@@ -26,13 +28,10 @@ from __future__ import annotations
 
 import numpy
 
-import cupy
 
-from . import _algo, _unverified
-from ._alloc import empty
-from ._cublas import gemm_strided_batched
-
-FEATURE = "gemm_1x1"
+from .. import _config, _conv_im2col, _runtime
+from .._alloc import empty
+from .cublas import gemm_strided_batched
 
 
 def applies(g) -> bool:
@@ -42,9 +41,21 @@ def applies(g) -> bool:
             and (g.P, g.Q) == (g.H, g.W))
 
 
-def use(g) -> bool:
-    """Whether the im2col algorithm hands pass of g to this module."""
-    return applies(g) and _unverified.enabled(FEATURE)
+def half_batched_applies(g, dtype) -> bool:
+    """Where ``im2col_half_batched`` differs from im2col: float16 products batched over many groups."""
+    return numpy.dtype(dtype) == numpy.float16 and not _conv_im2col._per_group(numpy.dtype(dtype), g.groups)
+
+
+def half_batched_fprop(g, x, w, bias=None):
+    return _conv_im2col.conv2d_fprop(g, x, w, bias, batched=gemm_strided_batched)
+
+
+def half_batched_dgrad(g, gy, w, bias=None):
+    return _conv_im2col.conv2d_dgrad(g, gy, w, bias, batched=gemm_strided_batched)
+
+
+def half_batched_wgrad(g, x, gy):
+    return _conv_im2col.conv2d_wgrad(g, x, gy, batched=gemm_strided_batched)
 
 
 def _gemms(a, b, out, *, trans_a=False, trans_b=False, beta=0.0):
@@ -91,9 +102,9 @@ def conv2d_dgrad(g, gy, w, bias=None):
 
 def wgrad_chunk(g, dtype) -> int:
     """Images per wgrad chunk: as many per-image products (K x Cg, float32 or float64) as fit
-    WORKSPACE_BYTES, at least one."""
+    the configured workspace, at least one."""
     per_image = g.K * g.c_per_group * numpy.dtype(_sum_dtype(dtype)).itemsize
-    return max(1, min(g.N, _algo.WORKSPACE_BYTES // max(1, per_image)))
+    return max(1, min(g.N, _config.current().workspace_bytes // max(1, per_image)))
 
 
 def _sum_dtype(dtype):
@@ -113,5 +124,5 @@ def conv2d_wgrad(g, x, gy):
         part = products.sum(axis=0)
         total = part if total is None else total + part
     gw = empty(g.weight_shape, x.dtype)
-    cupy.copyto(gw.reshape(groups, kg, cg), total, casting="unsafe")
+    _runtime.xp().copyto(gw.reshape(groups, kg, cg), total, casting="unsafe")
     return gw

@@ -1,6 +1,6 @@
 """Opt-in channels-last implicit-GEMM wgrad for float16: kernels/implicit_gemm_nhwc_wgrad.cu.
 
-With ``GPUCONV_UNVERIFIED=nhwc_wgrad`` (gpuconv/_cuda/_unverified.py), ``implicit_gemm.conv2d_wgrad`` hands
+With ``GPUCONV_UNVERIFIED=nhwc_wgrad`` (gpuconv/_cuda/experimental/__init__.py), ``implicit_gemm.conv2d_wgrad`` hands
 the float16 weight gradients that this module ``supports`` (groups == 1, C and K multiples of 8, sm_80 or
 newer) to ``conv2d_wgrad`` below:
 
@@ -25,11 +25,13 @@ import functools
 
 import numpy
 
-from . import _alloc, _igemm_nhwc
-from . import implicit_gemm as _igemm
-from ._loader import get_function
+from .. import _alloc, _config
+from .. import implicit_gemm as _igemm
+from .._launch import pointer_or_null
+from .._runtime import get_function
+from . import igemm_nhwc as _igemm_nhwc
 
-SOURCE = "implicit_gemm_nhwc_wgrad.cu"
+SOURCE = "experimental/implicit_gemm_nhwc_wgrad.cu"
 REDUCE_KERNEL = "conv2d_wgrad_nhwc_reduce<__half>"
 STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
 BK = 32  # pixels per k-tile (the kernel's igemm::nhwc_wgrad::BK)
@@ -40,15 +42,20 @@ _GRID_Z = 65535
 MIN_BLOCKS = {(128, 128): 2, (128, 64): 3, (64, 128): 3, (64, 64): 4}
 MAX_SPLITS = 256
 MIN_TILES_PER_SPLIT = 8
-# The split choice's two rates (estimates for an H100, to be refined by measurement): the GEMM's FLOP/s at
-# full waves, and the bytes/s of the workspace traffic a split adds.
-GEMM_RATE = 450e12
-WORKSPACE_RATE = 2.5e12
+# The split choice's two rates are tunables (``_config.Config.nhwc_gemm_rate``, ``nhwc_workspace_rate``):
+# estimates for an H100, NOT measured (no GPU has run this kernel); the one-run GPU check times the split
+# counts around the rule's choice (bench/gpu_checks/) so that a session can replace them with measured rates.
 
 
 def kernel_name(bm: int, bn: int) -> str:
     """The name expression of one GEMM instantiation, spelled exactly as in ``_kernel_table.KERNELS``."""
     return f"conv2d_wgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+
+
+def kernels() -> dict:
+    """{source file: instantiations}, the layout kernel of implicit_gemm_nhwc.cu included (a registry
+    declaration)."""
+    return {SOURCE: kernel_names(), _igemm_nhwc.SOURCE: (_igemm_nhwc.LAYOUT_KERNEL,)}
 
 
 def kernel_names() -> tuple:
@@ -91,16 +98,18 @@ def _sizes(g) -> tuple:
 
 
 @functools.lru_cache(maxsize=256)
-def choose_splits(rows: int, cols: int, reduction: int, bm: int, bn: int, sm_count: int) -> int:
+def choose_splits(rows: int, cols: int, reduction: int, bm: int, bn: int, sm_count: int,
+                  gemm_rate: float = 450e12, workspace_rate: float = 2.5e12) -> int:
     """The split count s in [1, most] (most: 256, or fewer so that each split has 8 k-tiles) minimising
     t_gemm / fill(s) + s * t_split, where fill(s) = blocks*s / (ceil(blocks*s / slots) * slots) is the
-    fraction of the block slots (MIN_BLOCKS per SM) its waves use, t_gemm = 2*rows*cols*reduction / GEMM_RATE
-    and t_split = rows*cols*8 bytes / WORKSPACE_RATE. Ties go to the smaller s."""
+    fraction of the block slots (MIN_BLOCKS per SM) its waves use, t_gemm = 2*rows*cols*reduction / gemm_rate
+    and t_split = rows*cols*8 bytes / workspace_rate (both rates unmeasured estimates, see above). Ties go
+    to the smaller s."""
     blocks = _igemm._cdiv(rows, bm) * _igemm._cdiv(cols, bn)
     slots = MIN_BLOCKS[(bm, bn)] * sm_count
     most = max(1, min(reduction // (MIN_TILES_PER_SPLIT * BK), MAX_SPLITS))
-    t_gemm = 2.0 * rows * cols * reduction / GEMM_RATE
-    t_split = rows * cols * 8.0 / WORKSPACE_RATE
+    t_gemm = 2.0 * rows * cols * reduction / gemm_rate
+    t_split = rows * cols * 8.0 / workspace_rate
 
     def cost(s):
         fill = blocks * s / (_igemm._cdiv(blocks * s, slots) * slots)
@@ -113,7 +122,9 @@ def plan(g) -> tuple:
     """(BM, BN, splits, k_chunk) of this problem: k_chunk a multiple of BK, every split non-empty."""
     rows, cols, reduction = g.K, g.R * g.S * g.C, g.N * g.P * g.Q
     bm, bn = tile(rows, cols)
-    wanted = choose_splits(rows, cols, reduction, bm, bn, _igemm._sm_count())
+    config = _config.current()
+    wanted = choose_splits(rows, cols, reduction, bm, bn, _igemm._sm_count(), config.nhwc_gemm_rate,
+                           config.nhwc_workspace_rate)
     k_chunk = _igemm._cdiv(_igemm._cdiv(reduction, wanted), BK) * BK
     return bm, bn, _igemm._cdiv(reduction, k_chunk), k_chunk
 
@@ -123,7 +134,7 @@ def conv2d_wgrad(g, x, gy):
     xh = _igemm_nhwc._to_nhwc(x, g.N, g.C, g.H * g.W)
     gyh = _igemm_nhwc._to_nhwc(gy, g.N, g.K, g.P * g.Q)
     # 16-byte chunks: C % 8 == 0 and K % 8 == 0 put every chunk on a 16-byte boundary of an aligned base.
-    assert xh.data.ptr % 16 == 0 and gyh.data.ptr % 16 == 0, "gpuconv: NHWC workspace not 16-byte aligned"
+    _igemm_nhwc.check_aligned(xh, gyh)
     bm, bn, splits, k_chunk = plan(g)
     cols, RS = g.R * g.S * g.C, g.R * g.S
     workspace = _alloc.empty((splits, g.K, cols), numpy.float32)
