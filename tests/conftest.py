@@ -133,6 +133,23 @@ def monkeypatch():
 
 
 @pytest.fixture
+def tunables():
+    """set(**values): overrides CUDA-path tunables (gpuconv._cuda._config.Config fields) for this test."""
+    from gpuconv._cuda import _config
+
+    saved = _config.set_tunables({})
+    _config.set_tunables(saved)
+    current = dict(saved)
+
+    def set_(**values):
+        current.update(values)
+        _config.set_tunables(current)
+
+    yield set_
+    _config.set_tunables(saved)
+
+
+@pytest.fixture
 def rng(request):
     """A generator seeded from the test's id: fresh data per test, yet a failure reproduces."""
     return numpy.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

@@ -101,15 +101,21 @@ def refresh() -> Config:
     return config
 
 
+def set_tunables(tunables: dict) -> dict:
+    """Replaces the overridden tunables (fields of Config other than the switches; {} restores every
+    default) and returns the previous ones."""
+    saved = dict(_tunables)
+    _tunables.clear()
+    _tunables.update(tunables)
+    refresh()
+    return saved
+
+
 @contextlib.contextmanager
 def override(**tunables):
-    """Runs the body with these tunables (fields of Config other than the switches) changed."""
-    saved = dict(_tunables)
-    _tunables.update(tunables)
+    """Runs the body with these tunables changed."""
+    saved = set_tunables({**_tunables, **tunables})
     try:
-        refresh()
         yield current()
     finally:
-        _tunables.clear()
-        _tunables.update(saved)
-        refresh()
+        set_tunables(saved)

@@ -7,7 +7,7 @@ host build of the kernels, the emulation). A runtime offers:
 
     xp                       the array module: empty, ascontiguousarray, matmul, copyto, add (CuPy's)
     get_function(src, name)  a compiled kernel of kernels/<src> (the loader's NVRTC cache)
-    cublas()                 (the cuBLAS binding, the current device's handle)
+    cublas(), pointer(a)     (the cuBLAS binding, the current device's handle); an array's device address
     device_id(), properties(device_id)   (compute capability, SM count, opt-in shared memory per block)
     elapsed_ms(run)          device time of run() between CUDA events: autotune's timing, the only host
                              synchronisation the CUDA path makes (first call of a problem under autotune)
@@ -37,6 +37,11 @@ class CupyRuntime:
     @staticmethod
     def get_function(source_file: str, name: str):
         return _loader.get_function(source_file, name)
+
+    @staticmethod
+    def pointer(a) -> int:
+        """The device address of a's first element."""
+        return a.data.ptr
 
     @staticmethod
     def cublas() -> tuple:

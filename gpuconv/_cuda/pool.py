@@ -129,7 +129,7 @@ def avg_pool2d_bprop(g, gy):
     return gx
 
 
-def bprop_chunks(planes: int, HW: int, PQ: int, max_keys: int = 1 << 27) -> list:
+def bprop_chunks(planes: int, HW: int, PQ: int, max_keys: int = 1 << 27, int_limit: int = (1 << 31) - 1) -> list:
     """How max_pool2d_bprop splits ``planes`` (n, c) planes: a list of (first_plane, plane_count, key_dtype).
 
     A chunk of b planes has keys in [0, b*HW*PQ): b is capped so they fit in int64, and so the chunk holds at
@@ -145,7 +145,7 @@ def bprop_chunks(planes: int, HW: int, PQ: int, max_keys: int = 1 << 27) -> list
     chunks = []
     for first in range(0, planes, per_chunk):
         count = min(per_chunk, planes - first)
-        key_dtype = numpy.dtype(numpy.int32 if count * span - 1 <= (1 << 31) - 1 else numpy.int64)
+        key_dtype = numpy.dtype(numpy.int32 if count * span - 1 <= int_limit else numpy.int64)
         chunks.append((first, count, key_dtype))
     return chunks
 
@@ -164,9 +164,9 @@ def smem_limit() -> int:
     return min(MAX_PLANE_SMEM_BYTES, max(_runtime.device_properties()[2], DEFAULT_SMEM_BYTES))
 
 
-def use_plane_kernel(HW: int, PQ: int, smem_limit: int) -> bool:
+def use_plane_kernel(HW: int, PQ: int, smem_limit: int, int_limit: int = (1 << 31) - 1) -> bool:
     """Whether max_pool2d_bprop runs max_pool2d_bprop_plane (int positions, shared arrays that fit)."""
-    return HW + PQ <= (1 << 31) - 1 and plane_smem_bytes(HW, PQ) <= smem_limit
+    return HW + PQ <= int_limit and plane_smem_bytes(HW, PQ) <= smem_limit
 
 
 _raised_smem: dict = {}  # id(kernel) -> the dynamic shared memory its attribute allows (loader caches kernels)
@@ -191,13 +191,14 @@ def max_bprop_plane(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
 
 def plane_supports(problem, dtype) -> bool:
     planes, HW, PQ = problem
-    return use_plane_kernel(HW, PQ, smem_limit())
+    return use_plane_kernel(HW, PQ, smem_limit(), _config.current().index_limit)
 
 
 def max_bprop_sort(gy, indices, gx, planes: int, HW: int, PQ: int) -> None:
     """Chunks of planes: sort each output's (plane, element, position) key, then gather runs in output order."""
     value_ctype = VALUE_CTYPES[gy.dtype]
-    for first, count, key_dtype in bprop_chunks(planes, HW, PQ, _config.current().max_keys_per_chunk):
+    config = _config.current()
+    for first, count, key_dtype in bprop_chunks(planes, HW, PQ, config.max_keys_per_chunk, config.index_limit):
         key_ctype = KEY_CTYPES[key_dtype]
         outs = slice(first * PQ, (first + count) * PQ)
         ins = slice(first * HW, (first + count) * HW)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class HostRuntime:
     """The runtime seam over NumPy: ``xp`` is numpy, ``get_function`` hands out ``make_kernel(name)`` for a
     listed name (unlisted names are refused as the real loader refuses them), ``cublas()`` the given
-    emulator, an H100's properties by default."""
+    ``(library, handle)``, an H100's properties by default; ``pointer(a)`` a NumPy array's address."""
 
     xp = numpy
 
@@ -35,7 +35,11 @@ class HostRuntime:
     def cublas(self):
         if self._cublas is None:
             raise RuntimeError("no cuBLAS stand-in given to this HostRuntime")
-        return self._cublas, 0
+        return self._cublas
+
+    @staticmethod
+    def pointer(a):
+        return a.ctypes.data
 
     @staticmethod
     def device_id():

@@ -49,8 +49,8 @@ _INT32_MAX = (1 << 31) - 1
 
 
 def _pointer(a) -> int:
-    """The device address of a's first element."""
-    return a.data.ptr
+    """The device address of a's first element (the runtime's: a stand-in may track host addresses)."""
+    return _runtime.current().pointer(a)
 
 
 def _as_batch(name: str, a):
