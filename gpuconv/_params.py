@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy
@@ -662,11 +663,13 @@ def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBa
             f"{op}: grad_output of shape {_shape_str(grad_output.shape)} does not match input_shape "
             f"{_shape_str(shape)}: expected the same rank and the same leading (batch, channel) sizes"
         )
+    # CuPy arrays: no host check unless GPUCONV_CHECK_INDICES=1 (it would synchronise; the kernels guard bounds).
     # One reduction and one transfer to the host (on the GPU, a sync): viewed as unsigned integers of the same
     # size and byte order, negative indices are larger than any valid one, so the largest is below H*W exactly
     # when every index lies in [0, H*W). The two-sided range is computed only for the message.
     as_unsigned = indices if indices.dtype.kind == "u" else indices.view(indices.dtype.str.replace("i", "u"))
-    if indices.size and int(as_unsigned.max()) >= H * W:
+    checked = kind == "numpy" or os.environ.get("GPUCONV_CHECK_INDICES") == "1"
+    if checked and indices.size and int(as_unsigned.max()) >= H * W:
         lo, hi = int(indices.min()), int(indices.max())
         raise ValueError(
             f"{op}: indices must lie in [0, {H * W}) (flat positions in an input plane of {H} x {W}), but "

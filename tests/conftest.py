@@ -121,7 +121,7 @@ def _fresh_cuda_config():
     import sys
 
     if "gpuconv._cuda._config" in sys.modules:
-        sys.modules["gpuconv._cuda._config"].refresh()
+        sys.modules["gpuconv._cuda._config"].set_tunables({})  # default tunables, and the environment re-read
 
 
 @pytest.fixture

@@ -108,26 +108,29 @@ class Runner:
 
     # --- kernel recording
     def install_recorder(self):
-        # imports every launcher (the opt-in _igemm_nhwc too: implicit_gemm imports it only when asked)
-        from gpuconv._cuda import (_igemm_nhwc, _igemm_nhwc_dgrad, _igemm_nhwc_wgrad, _launch, _loader,  # noqa: F401
-                                   implicit_gemm, pool)
-        import gpuconv._cuda.conv  # noqa: F401
-        import gpuconv._cuda.pad  # noqa: F401
+        """Wraps the runtime in use (gpuconv._cuda._runtime, the seam every kernel lookup goes through) so
+        that each kernel is recorded; returns the runtime's name."""
+        from gpuconv._cuda import _kernel_table, _runtime  # noqa: F401 - the table registers the names
 
-        original = _loader.get_function
+        inner = _runtime.current()
+        runner = self
 
-        def recording(source_file, name):
-            self.launched.add((source_file, name))
-            if self._current is not None:
-                self._current.add(name)
-            return original(source_file, name)
+        class Recording:
+            def __getattr__(self, name):
+                return getattr(inner, name)
 
-        patched = []
-        for mod_name, mod in list(sys.modules.items()):
-            if mod_name.startswith("gpuconv._cuda") and getattr(mod, "get_function", None) is original:
-                mod.get_function = recording
-                patched.append(mod_name)
-        return patched
+            @property
+            def xp(self):
+                return inner.xp
+
+            def get_function(self, source_file, name):
+                runner.launched.add((source_file, name))
+                if runner._current is not None:
+                    runner._current.add(name)
+                return inner.get_function(source_file, name)
+
+        _runtime.install(Recording())
+        return [type(inner).__name__]
 
     def coverage(self):
         from gpuconv._cuda._kernel_table import KERNELS
@@ -251,6 +254,14 @@ def _rel_err(got, ref):
     return err, bad_nan
 
 
+def _refresh():
+    try:
+        from gpuconv._cuda import _config
+    except ImportError:  # pragma: no cover
+        return
+    _config.refresh()
+
+
 @contextlib.contextmanager
 def _env(values):
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
@@ -258,6 +269,7 @@ def _env(values):
         for k in ENV_KEYS:
             os.environ.pop(k, None)
         os.environ.update(values)
+        _refresh()  # the CUDA path reads one configuration snapshot
         yield
     finally:
         for k, v in saved.items():
@@ -265,67 +277,40 @@ def _env(values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        _refresh()
 
 
-def _patch(module_name, attr, value):
-    """A context-manager factory setting module.attr = value (no-op when the module cannot import: --numpy)."""
-    @contextlib.contextmanager
+def _tunables(**values):
+    """A context-manager factory overriding CUDA-path tunables (gpuconv._cuda._config.Config fields)."""
     def cm():
-        try:
-            import importlib
+        from gpuconv._cuda import _config
 
-            mod = importlib.import_module(module_name)
-        except Exception:
-            yield
-            return
-        old = getattr(mod, attr)
-        setattr(mod, attr, value)
-        try:
-            yield
-        finally:
-            setattr(mod, attr, old)
+        return _config.override(**values)
     return cm
 
 
 def _sm_count(n):
-    return _patch("gpuconv._cuda.implicit_gemm", "_sm_count", lambda: n)
+    return _tunables(sm_count=n)
 
 
-def _pool_int64_keys_and_chunks():
-    """max_pool2d_backward with int64 keys (INT32_MAX pretended -1) and 2 planes per chunk."""
-    @contextlib.contextmanager
-    def cm():
-        try:
-            from gpuconv._cuda import pool
-        except Exception:
-            yield
-            return
-        old_max, old_chunks = pool.INT32_MAX, pool.bprop_chunks
-
-        def chunks(planes, HW, PQ, max_keys=None):
-            return old_chunks(planes, HW, PQ, max_keys=2 * PQ)
-
-        pool.INT32_MAX, pool.bprop_chunks = -1, chunks
-        try:
-            yield
-        finally:
-            pool.INT32_MAX, pool.bprop_chunks = old_max, old_chunks
-    return cm
+def _pool_int64_keys_and_chunks(pq=None):
+    """max_pool2d_backward with int64 keys (32-bit index limit pretended -1) and small chunks of planes."""
+    return _tunables(index_limit=-1, smem_limit=1, max_keys_per_chunk=2 * pq if pq else 2)
 
 
 def _pool_sort_path():
     """max_pool2d_backward on the sort path with int32 keys (as for planes too large for shared memory),
-    by pretending the device grants no shared memory to the per-plane kernel."""
-    return _patch("gpuconv._cuda.pool", "_smem_limit", lambda: 0)
+    by pretending the device grants one byte of shared memory to the per-plane kernel."""
+    return _tunables(smem_limit=1)
 
 
 def _pool_int64_index():
-    """The 64-bit index variants of the elementwise pooling kernels (INT32_MAX pretended -1)."""
-    return _patch("gpuconv._cuda.pool", "INT32_MAX", -1)
+    """The 64-bit index variants of the elementwise pooling kernels (32-bit index limit pretended -1)."""
+    return _tunables(index_limit=-1)
 
 
 def _workspace_bytes(n):
-    return _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", n)
+    return _tunables(workspace_bytes=n)
 
 
 # ------------------------------------------------------------------------------------ conv checks
@@ -401,10 +386,7 @@ def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=
     if not runner.gpu:
         return numpy.dtype(dtype) != numpy.float64 if algo == "implicit_gemm" else kwargs.get("groups", 1) == C
     from gpuconv import _params
-    from gpuconv._cuda import _conv_depthwise
-    from gpuconv._cuda import implicit_gemm as igemm
-
-    implicit_gemm = igemm if algo == "implicit_gemm" else _conv_depthwise
+    from gpuconv._cuda import _algo
 
     x = numpy.empty((N or 1, C, H, W), dtype)
     if transposed:  # geometry built inside; let the run show the kernels
@@ -414,7 +396,7 @@ def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                             kwargs.get("dilation", 1), groups, "zeros").geometry
     with _env(env):
-        return all(implicit_gemm.supports(g, numpy.dtype(dtype), p) for p in ("fprop", "dgrad", "wgrad"))
+        return all(_algo.first(algo, g, numpy.dtype(dtype), p) is not None for p in ("fprop", "dgrad", "wgrad"))
 
 
 def conv_checks(runner, rng, dtypes, small):
@@ -524,7 +506,8 @@ def nhwc_supported(runner, module_name, N, C, H, W, K, R, S, kwargs, *pass_name)
     w = numpy.empty((K, C, R, S), numpy.float16)
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                             kwargs.get("dilation", 1), 1, "zeros").geometry
-    return importlib.import_module(f"gpuconv._cuda.{module_name}").supports(g, numpy.float16, *pass_name)
+    return importlib.import_module(f"gpuconv._cuda.experimental.{module_name}").supports(g, numpy.float16,
+                                                                                        *pass_name)
 
 
 def nhwc_checks(runner, rng, dtypes, small):
@@ -536,7 +519,7 @@ def nhwc_checks(runner, rng, dtypes, small):
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
         for sms, tile in ((1 << 20, "BM=64"), (1, "BM=128")):
             name = f"implicit_gemm nhwc {glabel} {tile} conv2d+backward"
-            if not nhwc_supported(runner, "_igemm_nhwc", N, C, H, W, K, R, S, kwargs, "fprop"):
+            if not nhwc_supported(runner, "igemm_nhwc", N, C, H, W, K, R, S, kwargs, "fprop"):
                 runner.skip(f"{name} [float16]", "the NHWC kernel does not run here")
                 continue
             runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_ENV, patches=(_sm_count(sms),))
@@ -562,7 +545,7 @@ def nhwc_wgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_wgrad {glabel} conv2d+backward"
-        if not nhwc_supported(runner, "_igemm_nhwc_wgrad", N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "igemm_nhwc_wgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC wgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
@@ -624,7 +607,7 @@ def nhwc_dgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_dgrad {glabel} conv2d+backward"
-        if not nhwc_supported(runner, "_igemm_nhwc_dgrad", N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "igemm_nhwc_dgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC dgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
@@ -664,7 +647,7 @@ def gemm_1x1_checks(runner, rng, dtypes, small):
         runner.check("conv_transpose2d+backward gemm_1x1 1x1 g2", dname, transposed_fn(kwargs), inputs,
                      env=GEMM_1X1_ENV)
         inputs = conv_inputs(rng, DTYPES[dname], 5, 12, 6, 7, 20, 1, 1, {})
-        chunked = _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", 2 * 20 * 12 * 8)
+        chunked = _workspace_bytes(2 * 20 * 12 * 8)
         runner.check("conv2d+backward gemm_1x1 wgrad in chunks", dname, conv_fn({}), inputs, env=GEMM_1X1_ENV,
                      patches=(chunked,))
     if "float16" in dtypes:  # more than MAX_LOOPED_GROUPS groups: one float16 strided-batched GEMM
@@ -698,7 +681,7 @@ def bias_grad_checks(runner, rng, dtypes, small):
     for label, N, K, P, Q, split_bytes, in_small in BIAS_GRAD_GEOMS:
         if small and not in_small:
             continue
-        patches = () if split_bytes is None else (_patch("gpuconv._cuda._bias_grad", "SPLIT_BYTES", split_bytes),)
+        patches = () if split_bytes is None else (_tunables(bias_split_bytes=split_bytes),)
         for dname in dtypes:
             dtype = DTYPES[dname]
             inputs = [rand(rng, (N, 1, P, Q), dtype), rand(rng, (K, 1, 1, 1), dtype), rand(rng, (N, K, P, Q), dtype)]
@@ -784,7 +767,7 @@ def pool_checks(runner, rng, dtypes, small):
             runner.check(f"max_pool2d+backward {label}", dname, max_pool_fn(kwargs), [x, gy], exact=(0, 1))
             if in_small:
                 runner.check(f"max_pool2d+backward {label} int64 keys, 2-plane chunks", dname, max_pool_fn(kwargs),
-                             [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(),))
+                             [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(y.shape[2] * y.shape[3]),))
                 runner.check(f"max_pool2d+backward {label} sort path, int32 keys", dname, max_pool_fn(kwargs),
                              [x, gy], exact=(0, 1), patches=(_pool_sort_path(),))
     for dname in dtypes:  # NaN propagates to the value and its index (PyTorch semantics)

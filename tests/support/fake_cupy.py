@@ -127,7 +127,10 @@ class ndarray:
             if name == "sum":  # the values are never read: sum a stand-in with the reduced axes of length 1
                 return _wrap_result(_reduced_stand_in(self._a, kwargs.get("axis")).sum(**kwargs))
             with numpy.errstate(all="ignore"):
-                return _wrap_result(value(*_unwrap(args), **kwargs))
+                result = value(*_unwrap(args), **kwargs)
+            if name in _KERNEL_METHODS and isinstance(result, numpy.generic):
+                result = numpy.asarray(result)  # CuPy's reductions return 0-d device arrays, not host scalars
+            return _wrap_result(result)
         return method
 
     def __getitem__(self, key):
