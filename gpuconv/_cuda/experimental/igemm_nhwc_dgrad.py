@@ -14,6 +14,10 @@ existing kernels.)
 
 Tiles follow ``implicit_gemm._tile`` for the largest phase (BN = 64 for C <= 64, else 128; BM = 64 when 128
 would leave fewer blocks than SMs). Without the variable nothing here runs.
+
+Known cost: with nhwc_dgrad (or igemm_nhwc at stride 1) and nhwc_wgrad both on, one conv2d_backward copies gy
+to channels-last twice, once per pass (each pass is its own backend call). Sharing the copy needs the backend
+interface to pass a workspace from dgrad to wgrad; left until the GPU verdict says these variants stay.
 """
 
 from __future__ import annotations
