@@ -22,13 +22,13 @@ arrays and keeps the fastest for the rest of the process (gpuconv._cuda._autotun
 mode does.
 
 The auto rule, first match wins. The thresholds were measured on an H100; the runs and their numbers are in
-bench/notes/history.md ("auto rule").
+bench/notes/history.md, "auto rule".
 1. depthwise where it supports the pass (groups == C), else direct, when the GEMM would be thin:
    c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3 has 9) or k_per_group < 8. Every GEMM
    formulation wastes most of each tile on such shapes.
 2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: launches cost more than the arithmetic.
 2a. only with GPUCONV_UNVERIFIED=gemm_1x1: im2col for 1x1 stride-1 unpadded layers (run as cuBLAS GEMMs on
-   the NCHW tensors, ``_conv_gemm1x1``; not yet measured).
+   the NCHW tensors, ``experimental/gemm_1x1.py``; not yet measured).
 3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
    channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
    float32 layers whose weight (per group, K/g*C/g*R*S) exceeds IGEMM_MAX_WEIGHT: there cuBLAS's large

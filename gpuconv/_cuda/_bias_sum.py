@@ -1,6 +1,6 @@
 """The verified bias gradient: CuPy's reduction of gy (N, K, P, Q) over N, P and Q (float16 in float32).
 
-About 36 us of host time a call on the H100 host; the experimental one-launch kernel is
+Its host time: bench/notes/history.md, "bias gradient"; the experimental one-launch kernel is
 ``experimental/bias_grad.py``.
 """
 

@@ -4,8 +4,7 @@ For a chunk of n images, im2col builds cols = (C*R*S, n*P*Q), which the GEMMs re
 n*P*Q). ``_gemm`` multiplies the group batches: float16 as one 2-D cupy.matmul per group when there are few
 groups (CuPy runs a 2-D product as one cublasGemmEx in the operands' dtype: float16 in, float32 compute, tensor
 cores), one batched cupy.matmul for many (CuPy's batched matmul converts float16 operands to float32
-copies and runs a float32 GEMM: in the H100 run r2, before this split, every float16 im2col pass was
-slower than the float32 one, e.g. VGG-16 conv4_2 fprop 2.06 against 1.73 ms).
+copies and runs a float32 GEMM; the measurement: bench/notes/history.md, "im2col float16 GEMMs").
 
     fprop  y  = w (G, Kg, CgRS) @ cols                  -> (G, Kg, n*PQ), i.e. (K, n, PQ), permuted to y
     dgrad  cols = w^T (G, CgRS, Kg) @ gy (G, Kg, n*PQ)  -> col2im gathers cols into gx (+ bias)

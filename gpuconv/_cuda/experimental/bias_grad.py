@@ -3,8 +3,8 @@
 ``bias_grad(gy)`` returns ``gb[k] = sum over n, p, q of gy[n, k, p, q]`` for a 4-D gy (N, K, P, Q) of float16 /
 float32 / float64, as a new (K,) array of gy's dtype, summed in float32 (float16 and float32) or float64 and
 rounded once. Opt-in (``GPUCONV_UNVERIFIED=bias_grad``, ``gpuconv._cuda.experimental``) until a GPU session has
-verified it; the backend otherwise sums with CuPy's reduction, whose host time (~36 us a call on the H100 host)
-is most of conv2d_backward's excess at batch 1.
+verified it; the backend otherwise sums with CuPy's reduction, whose host time (bench/notes/history.md, "bias
+gradient") is most of conv2d_backward's excess at batch 1.
 
 The split rule. Channel k's N*P*Q elements are cut into ``splits`` contiguous chunks, one 256-thread block
 each (the kernel's header describes the mapping and the fixed summation order):

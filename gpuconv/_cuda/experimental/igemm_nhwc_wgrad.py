@@ -43,8 +43,8 @@ MIN_BLOCKS = {(128, 128): 2, (128, 64): 3, (64, 128): 3, (64, 64): 4}
 MAX_SPLITS = 256
 MIN_TILES_PER_SPLIT = 8
 # The split choice's two rates are tunables (``_config.Config.nhwc_gemm_rate``, ``nhwc_workspace_rate``):
-# estimates for an H100, NOT measured (no GPU has run this kernel); the one-run GPU check times the split
-# counts around the rule's choice (bench/gpu_checks/) so that a session can replace them with measured rates.
+# estimates for an H100, NOT measured (no GPU has run this kernel; bench/notes/history.md, "NHWC wgrad split
+# rates").
 
 
 def kernel_name(bm: int, bn: int) -> str:
