@@ -167,26 +167,23 @@ def test_depthwise_passes(dw, name, dtype):
 
 
 @pytest.mark.parametrize("name", ["3x3_s1", "3x3_s2_n1", "3x3_m2_dil2_pad2", "images_per_tile"])
-def test_generic_kernels_on_3x3(dw, monkeypatch, name):
+def test_generic_kernels_on_3x3(dw, tunables, name):
     """The <T, 0, 0> kernels (any filter) on 3x3 layers, which otherwise take the specialised ones."""
-    monkeypatch.setattr(dw._conv_depthwise, "SPECIALISED", ())
+    tunables(depthwise_specialised=False)
     HostKernel.launches.clear()
     _check_all_passes(dw, GEOMETRIES[name], numpy.float32, seed=3)
     assert all("<float, 0, 0>" in n for n in HostKernel.launches if "reduce" not in n), HostKernel.launches
 
 
-def test_wgrad_several_chunks_and_rounds(dw, monkeypatch):
+def test_wgrad_several_chunks_and_rounds(dw, tunables):
     """wgrad with one tile per chunk (many partial sums per channel), and with the reduction in several
     rounds (a shared memory that holds fewer than TAPS x threads sums)."""
-    monkeypatch.setattr(dw._conv_depthwise, "WGRAD_TARGET_BLOCKS", 1 << 30)
-    dw._conv_depthwise._plan.cache_clear()
-    try:
-        g = GEOMETRIES["tall_row_tiles"]
-        assert dw._conv_depthwise.plan(g, numpy.float32, "wgrad").tiles_per_chunk == 1
-        _check_all_passes(dw, g, numpy.float32, seed=4)
-        _check_all_passes(dw, GEOMETRIES["3x3_m2_dil2_pad2"], numpy.float64, seed=4)
-    finally:
-        dw._conv_depthwise._plan.cache_clear()
+    tunables(depthwise_wgrad_blocks=1 << 30)
+    g = GEOMETRIES["tall_row_tiles"]
+    assert dw._conv_depthwise.plan(g, numpy.float32, "wgrad").tiles_per_chunk == 1
+    _check_all_passes(dw, g, numpy.float32, seed=4)
+    _check_all_passes(dw, GEOMETRIES["3x3_m2_dil2_pad2"], numpy.float64, seed=4)
+    tunables(depthwise_wgrad_blocks=4096)
     # float64 3x3 at 256 threads (29 rows x 8 threads): 9 taps x 256 > 2048 doubles, two rounds.
     g = _conv_geometry((2, 1, 29, 32, 1, 3, 3, 1, 1, 1))
     assert dw._conv_depthwise.plan(g, numpy.float64, "wgrad").threads * 9 > 2048

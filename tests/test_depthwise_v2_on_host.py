@@ -26,7 +26,7 @@ import reference
 from gpuconv import _params
 from gpuconv._cuda import _kernel_table as kernel_table
 from gpuconv._cuda import _loader as loader
-from support.host_modules import cuda_modules_on_host
+from support.host_modules import Family, cuda_modules_on_host
 
 V2_SOURCES = ("experimental/conv_depthwise_v2.cu", "experimental/conv_depthwise_v2_5x5.cu")
 HOST_GRID = 3
@@ -76,32 +76,19 @@ class HostKernel(host_kernels.HostKernel):
         return super().checks_block() or self.kernel.endswith("_v2")
 
 
-class Depthwise:
-    """The depthwise family as the CUDA path runs it: each pass through the selection (``_algo``: version 2
-    where GPUCONV_UNVERIFIED turns it on and it supports the pass, else version 1); other names are those of
-    the version-2 module (gpuconv/_cuda/experimental/depthwise_v2.py)."""
+class Depthwise(Family):
+    """The depthwise family (version 2 where switched on and supported, else version 1); other names are
+    those of the version-2 module (gpuconv/_cuda/experimental/depthwise_v2.py)."""
 
     def __init__(self, modules):
+        super().__init__("depthwise")
         self._m = modules
 
     def __getattr__(self, name):
         return getattr(self._m.depthwise_v2, name)
 
     def v2_applies(self, g, dtype, pass_name):
-        variant = self._m._algo.first("depthwise", g, dtype, pass_name)
-        return variant is not None and variant.name == "depthwise_v2"
-
-    def _run(self, pass_name, g, *arrays):
-        return self._m._algo.first("depthwise", g, arrays[0].dtype, pass_name).run[pass_name](g, *arrays)
-
-    def conv2d_fprop(self, g, x, w, bias=None):
-        return self._run("fprop", g, x, w, bias)
-
-    def conv2d_dgrad(self, g, gy, w, bias=None):
-        return self._run("dgrad", g, gy, w, bias)
-
-    def conv2d_wgrad(self, g, x, gy):
-        return self._run("wgrad", g, x, gy)
+        return self.chosen(g, pass_name, dtype) == "depthwise_v2"
 
 
 @pytest.fixture(scope="module")
@@ -279,11 +266,11 @@ def test_v2_matches_version_1(dw, monkeypatch):
 
 
 @pytest.mark.parametrize("target", [1, 1 << 30])
-def test_v2_wgrad_chunking(dw, monkeypatch, target):
+def test_v2_wgrad_chunking(dw, tunables, target):
     """wgrad with one chunk per channel (each thread several units) and with one unit per thread per
     chunk (many chunks): the same sums, added in fixed orders."""
     cd = dw._conv_depthwise
-    monkeypatch.setattr(dw.depthwise_v2, "V2_WGRAD_TARGET_BLOCKS", target)
+    tunables(depthwise_v2_wgrad_blocks=target)
     g = conv_geometry((3, 2, 30, 24, 1, 3, 3, 1, 1))  # 3 images x 5 strips x 6 groups = 90 units per channel
     L = cd.v2_launch(g, numpy.float32, "wgrad")
     threads, per_chunk, chunks = cd.v2_wgrad_chunking(L)

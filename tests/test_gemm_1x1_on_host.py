@@ -26,7 +26,7 @@ from gpuconv import _params
 import importlib
 
 from gpuconv._cuda import _runtime
-from support.host_modules import HostRuntime
+from support.host_modules import Family, HostRuntime
 
 HANDLE = 0x5EED
 OP_N, OP_T = 0, 1
@@ -87,31 +87,12 @@ class CublasEmulator:
         self.calls.append(dict(m=m, n=n, k=k, batch=batchCount, transa=transa, transb=transb))
 
 
-class Im2colFamily:
-    """The im2col algorithm as the CUDA path runs it: each pass through the selection (``_algo``: the
-    experimental gemm_1x1 variants where GPUCONV_UNVERIFIED turns them on and they apply, else im2col)."""
-
-    def _run(self, pass_name, g, *arrays):
-        from gpuconv._cuda import _algo
-
-        return _algo.first("im2col", g, arrays[0].dtype, pass_name).run[pass_name](g, *arrays)
-
-    def conv2d_fprop(self, g, x, w, bias=None):
-        return self._run("fprop", g, x, w, bias)
-
-    def conv2d_dgrad(self, g, gy, w, bias=None):
-        return self._run("dgrad", g, gy, w, bias)
-
-    def conv2d_wgrad(self, g, x, gy):
-        return self._run("wgrad", g, x, gy)
-
-
 @pytest.fixture(scope="module")
 def host():
     names = {"_algo": "_algo", "_cublas": "experimental.cublas", "_conv_gemm1x1": "experimental.gemm_1x1",
              "_conv_im2col": "_conv_im2col", "conv": "conv"}
     modules = {k: importlib.import_module(f"gpuconv._cuda.{v}") for k, v in names.items()}
-    return types.SimpleNamespace(im2col=Im2colFamily(), **modules)
+    return types.SimpleNamespace(im2col=Family("im2col"), **modules)
 
 
 def _no_kernel(name):

@@ -24,7 +24,7 @@ import reference
 from gpuconv import _params
 from gpuconv._cuda import _kernel_table as table
 from gpuconv._cuda import _runtime
-from support.host_modules import HostRuntime, cuda_modules_on_host
+from support.host_modules import Family, HostRuntime, cuda_modules_on_host
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "host_cuda" / "implicit_gemm_emulation"
@@ -53,29 +53,15 @@ class HostXp:
         return numpy.empty(shape, dtype=dtype).view(HostArray)
 
 
-class ImplicitGemm:
-    """The implicit-GEMM family as the CUDA path runs it: each pass through the selection (``_algo``: an
-    experimental channels-last variant where GPUCONV_UNVERIFIED turns it on and it supports the pass, else
-    the tensor-core kernels)."""
+class ImplicitGemm(Family):
+    """The implicit-GEMM family (a channels-last variant where switched on and supported, else the tensor-core
+    kernels), float16 by default."""
+
+    def __init__(self):
+        super().__init__("implicit_gemm")
 
     def chosen(self, g, pass_name, dtype=numpy.float16):
-        from gpuconv._cuda import _algo
-
-        return _algo.first("implicit_gemm", g, numpy.dtype(dtype), pass_name).name
-
-    def _run(self, pass_name, g, *arrays):
-        from gpuconv._cuda import _algo
-
-        return _algo.first("implicit_gemm", g, arrays[0].dtype, pass_name).run[pass_name](g, *arrays)
-
-    def conv2d_fprop(self, g, x, w, bias=None):
-        return self._run("fprop", g, x, w, bias)
-
-    def conv2d_dgrad(self, g, gy, w, bias=None):
-        return self._run("dgrad", g, gy, w, bias)
-
-    def conv2d_wgrad(self, g, x, gy):
-        return self._run("wgrad", g, x, gy)
+        return super().chosen(g, pass_name, dtype)
 
 
 class EmulatedKernel:

@@ -223,15 +223,14 @@ def test_direct_algorithm(backend, g, dtype):
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("workspace", ("one_chunk", "chunked"))
 @pytest.mark.parametrize("gemm", ("per_group", "batched"))
-def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace, gemm):
+def test_im2col_algorithm(backend, g, dtype, workspace, gemm):
     """The whole im2col path (im2col / col2im kernels, per-group or group-batched GEMMs, layout permutes,
     bias, batch chunks), numpy's matmul standing in for cuBLAS (float16 is left to the GPU: numpy's float16
     matmul does not sum in float32)."""
     # chunked: room for one image's cols, every image is its own chunk
     workspace_bytes = backend._conv_im2col.im2col_bytes_per_image(g, dtype) if workspace == "chunked" else 1 << 30
     # either GEMM form for every dtype and group count (the real choice depends on both)
-    monkeypatch.setattr(backend._conv_im2col, "_per_group", lambda dtype, groups: gemm == "per_group")
-    with backend._config.override(workspace_bytes=workspace_bytes):
+    with backend._config.override(workspace_bytes=workspace_bytes, im2col_gemm_form=gemm):
         _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
         _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
 

@@ -48,6 +48,10 @@ class Config:
     sm_count: int = 0  # 0: the device's; else the SM count the tile and split rules assume
     compute_capability: int = 0  # 0: the device's; else the one supports() assumes (e.g. 90)
     smem_limit: int = 0  # 0: the device's opt-in limit; else the most dynamic shared memory a block may take
+    im2col_gemm_form: str = "auto"  # im2col's products: "auto", or "per_group" / "batched" for every dtype
+    depthwise_specialised: bool = True  # False: every depthwise filter takes the generic <T, 0, 0> kernels
+    depthwise_wgrad_blocks: int = 4096  # the depthwise wgrad's target block count (chunks per channel)
+    depthwise_v2_wgrad_blocks: int = 4096  # the same for the experimental version 2
     nhwc_gemm_rate: float = 450e12  # FLOP/s the NHWC wgrad split rule assumes (unmeasured: an H100 estimate)
     nhwc_workspace_rate: float = 2.5e12  # bytes/s of the NHWC wgrad split workspace (unmeasured estimate)
 

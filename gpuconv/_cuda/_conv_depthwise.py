@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from . import _launch
+from . import _config, _launch
 from ._alloc import empty
 from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
@@ -35,8 +35,8 @@ OUTPUTS_PER_THREAD = 4  # DW_OUTPUTS_PER_THREAD
 SMEM_BYTES = 16384  # DW_SMEM_BYTES
 # Filters with a specialised kernel (loops unrolled, taps in registers); others use <T, 0, 0>.
 SPECIALISED = ((3, 3),)
-# Aim for about this many wgrad blocks (several waves on an H100's 132 SMs at 8 blocks each).
-WGRAD_TARGET_BLOCKS = 4096
+# The wgrad aims at about Config.depthwise_wgrad_blocks blocks (4096: several waves on an H100's 132 SMs at 8
+# blocks each).
 PASSES = ("fprop", "dgrad", "wgrad")
 KERNELS = {"fprop": "conv2d_fprop_depthwise", "dgrad": "conv2d_dgrad_depthwise",
            "wgrad": "conv2d_wgrad_depthwise"}
@@ -60,7 +60,8 @@ def _acc_itemsize(dtype) -> int:
 
 def _filter(g) -> tuple:
     """The (KR, KS) template arguments: the filter size when specialised, else (0, 0)."""
-    return (g.R, g.S) if (g.R, g.S) in SPECIALISED else (0, 0)
+    specialised = _config.current().depthwise_specialised and (g.R, g.S) in SPECIALISED
+    return (g.R, g.S) if specialised else (0, 0)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _pitch(g, pass_name: str, images: int, rows: int, threads_x: int, iw: int, i
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(g, itemsize: int, pass_name: str):
+def _plan(g, itemsize: int, pass_name: str, target_blocks: int):
     """The launch plan of one pass (module docstring), or None when even a one-row tile does not fit."""
     out_h, out_w = (g.H, g.W) if pass_name == "dgrad" else (g.P, g.Q)
     capacity = SMEM_BYTES // itemsize
@@ -149,13 +150,13 @@ def _plan(g, itemsize: int, pass_name: str):
         tiles_per_chunk = 1
         if pass_name == "wgrad":
             tiles = _cdiv(g.N, images) * _cdiv(g.P, rows) * _cdiv(g.Q, cols)
-            tiles_per_chunk = max(1, min(tiles, _cdiv(g.K * tiles, WGRAD_TARGET_BLOCKS)))
+            tiles_per_chunk = max(1, min(tiles, _cdiv(g.K * tiles, target_blocks)))
         return Plan(rows, tx, images, pitch, threads, tiles_per_chunk)
 
 
 def plan(g, dtype, pass_name: str):
     """The launch plan of ``pass_name`` for geometry g in dtype, or None when the kernels cannot run it."""
-    return _plan(g, _acc_itemsize(dtype), pass_name)
+    return _plan(g, _acc_itemsize(dtype), pass_name, _config.current().depthwise_wgrad_blocks)
 
 
 def supports(g, dtype, pass_name: str) -> bool:

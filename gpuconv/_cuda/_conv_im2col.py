@@ -67,7 +67,11 @@ MAX_LOOPED_GROUPS = 16
 
 
 def _per_group(dtype, groups: int) -> bool:
-    """Whether _gemm runs one 2-D matmul per group (else one batched call)."""
+    """Whether _gemm runs one 2-D matmul per group (else one batched call); Config.im2col_gemm_form forces
+    either form (tests reach both for every dtype)."""
+    form = _config.current().im2col_gemm_form
+    if form != "auto":
+        return form == "per_group"
     return groups == 1 or (dtype == numpy.float16 and groups <= MAX_LOOPED_GROUPS)
 
 

@@ -54,6 +54,36 @@ class HostRuntime:
         return 1.0
 
 
+class Family:
+    """One algorithm's family of variants as the CUDA path runs it: each pass through the selection
+    (``_algo.first``: an experimental variant where GPUCONV_UNVERIFIED turns it on and it supports the pass,
+    else the verified one)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def chosen(self, g, pass_name: str, dtype):
+        """The name of the variant that runs the pass, or None."""
+        from gpuconv._cuda import _algo
+
+        variant = _algo.first(self.name, g, numpy.dtype(dtype), pass_name)
+        return None if variant is None else variant.name
+
+    def _run(self, pass_name, g, *arrays):
+        from gpuconv._cuda import _algo
+
+        return _algo.first(self.name, g, arrays[0].dtype, pass_name).run[pass_name](g, *arrays)
+
+    def conv2d_fprop(self, g, x, w, bias=None):
+        return self._run("fprop", g, x, w, bias)
+
+    def conv2d_dgrad(self, g, gy, w, bias=None):
+        return self._run("dgrad", g, gy, w, bias)
+
+    def conv2d_wgrad(self, g, x, gy):
+        return self._run("wgrad", g, x, gy)
+
+
 _MODULES = {  # the names the host tests use -> gpuconv._cuda's modules
     "_bias_grad": "experimental.bias_grad", "_conv_gemm1x1": "experimental.gemm_1x1", "_cublas": "experimental.cublas",
     "_igemm_nhwc": "experimental.igemm_nhwc", "_igemm_nhwc_dgrad": "experimental.igemm_nhwc_dgrad",

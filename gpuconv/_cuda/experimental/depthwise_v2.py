@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from .. import _launch
+from .. import _config, _launch
 from .._alloc import empty
 from .._conv_depthwise import PASSES, SOURCE, _cdiv
 from .._launch import MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
@@ -38,8 +38,8 @@ V2_STRIDES = (1, 2)  # square strides instantiated
 V2_CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float"}
 V2_KERNELS = {"fprop": "conv2d_fprop_depthwise_v2", "wgrad": "conv2d_wgrad_depthwise_v2",
               "dgrad": "conv2d_dgrad_depthwise_v2"}
-# Aim for about this many wgrad blocks (each ~one unit per thread on the MobileNetV2 layers).
-V2_WGRAD_TARGET_BLOCKS = 4096
+# The wgrad aims at about Config.depthwise_v2_wgrad_blocks blocks (4096: each ~one unit per thread on the
+# MobileNetV2 layers).
 _INT32_LIMIT = 1 << 31
 
 
@@ -214,11 +214,11 @@ def _v2_fprop(L: V2Launch, x, w, bias, y) -> None:
 
 
 def v2_wgrad_chunking(L: V2Launch) -> tuple:
-    """(threads, units_per_chunk, chunks) of the v2 wgrad: about V2_WGRAD_TARGET_BLOCKS blocks of
+    """(threads, units_per_chunk, chunks) of the v2 wgrad: about Config.depthwise_v2_wgrad_blocks blocks of
     (k, chunk), each thread of a block taking units_per_chunk / threads units of channel k."""
     per_channel = L.N * L.strips * L.groups
     threads = min(V2_THREADS, _cdiv(per_channel, 32) * 32)
-    per_thread = max(1, _cdiv(L.K * per_channel, threads * V2_WGRAD_TARGET_BLOCKS))
+    per_thread = max(1, _cdiv(L.K * per_channel, threads * _config.current().depthwise_v2_wgrad_blocks))
     units_per_chunk = min(threads * per_thread, _cdiv(per_channel, threads) * threads)
     return threads, units_per_chunk, _cdiv(per_channel, units_per_chunk)
 

@@ -34,9 +34,15 @@ _LAYOUT_GRID_Z = 65535
 _SAFE_DILATION_SPAN = 1 << 30  # the kernel's filter position stays far from int32 overflow
 
 
+def gemm_name(pass_name: str, bm: int, bn: int) -> str:
+    """The name expression of one channels-last GEMM of ``pass_name`` (fprop, dgrad, wgrad): every tile's
+    pipeline depth is STAGES[tile], the same in the three kernel files."""
+    return f"conv2d_{pass_name}_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+
+
 def kernel_name(bm: int, bn: int) -> str:
-    """The name expression of one fprop instantiation, spelled exactly as in ``_kernel_table.KERNELS``."""
-    return f"conv2d_fprop_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+    """The name expression of one fprop instantiation."""
+    return gemm_name("fprop", bm, bn)
 
 
 def kernel_names() -> tuple:

@@ -31,14 +31,13 @@ from .._runtime import get_function
 from . import igemm_nhwc as _igemm_nhwc
 
 SOURCE = "experimental/implicit_gemm_nhwc_dgrad.cu"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
 THREADS = 256
 _TAP_HEADROOM = 4  # the kernel's tap position runs at most ceil(32 / K) <= 4 taps past the last one
 
 
 def kernel_name(bm: int, bn: int) -> str:
-    """The name expression of one instantiation, spelled exactly as in ``_kernel_table.KERNELS``."""
-    return f"conv2d_dgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+    """The name expression of one dgrad GEMM instantiation."""
+    return _igemm_nhwc.gemm_name("dgrad", bm, bn)
 
 
 def kernels() -> dict:

@@ -33,7 +33,6 @@ from . import igemm_nhwc as _igemm_nhwc
 
 SOURCE = "experimental/implicit_gemm_nhwc_wgrad.cu"
 REDUCE_KERNEL = "conv2d_wgrad_nhwc_reduce<__half>"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
 BK = 32  # pixels per k-tile (the kernel's igemm::nhwc_wgrad::BK)
 THREADS = 256
 _REDUCE_TILE = 32
@@ -48,8 +47,8 @@ MIN_TILES_PER_SPLIT = 8
 
 
 def kernel_name(bm: int, bn: int) -> str:
-    """The name expression of one GEMM instantiation, spelled exactly as in ``_kernel_table.KERNELS``."""
-    return f"conv2d_wgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {STAGES[(bm, bn)]}>"
+    """The name expression of one wgrad GEMM instantiation."""
+    return _igemm_nhwc.gemm_name("wgrad", bm, bn)
 
 
 def kernels() -> dict:
