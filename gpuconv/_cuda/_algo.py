@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import _autotune, _config
+from . import _autotune, _config, _runtime
 from ._conv_im2col import fits as _im2col_fits
 from ._registry import FAMILIES, GEMM_1X1
 
@@ -62,6 +62,29 @@ IGEMM_MAX_WGRAD_WEIGHT = 100_000  # float32 wgrad: between VGG conv1_2 (37k, imp
 AUTOTUNE_MAX_DIRECT_FLOPS = 1 << 30  # autotune does not time direct above this (unless thin)
 
 
+# Decisions already made, for the configuration they were made under: (family or "conv", problem key, dtype,
+# pass, device) -> (problem, config, variant). A geometry is keyed by identity (gpuconv._params hands out one object
+# per distinct call), tuples by value; an entry counts only while its problem and configuration are the very
+# objects of the call. This saves the rule's Python on every repeated call (a training step repeats them all).
+_memo: dict = {}
+_MEMO_LIMIT = 4096
+
+
+def _recall(kind: str, problem, dtype, pass_name: str, config):
+    key = (kind, problem if type(problem) is tuple else id(problem), dtype, pass_name, _runtime.current().device_id())
+    hit = _memo.get(key)
+    if hit is not None and hit[1] is config and (hit[0] is problem or type(problem) is tuple):
+        return key, hit[2]
+    return key, None
+
+
+def _remember(key, problem, config, variant):
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = (problem, config, variant)
+    return variant
+
+
 def allowed(variant, config) -> bool:
     """Whether the configuration lets ``variant`` run: verified, or its experimental feature turned on; and
     its switch (TF32, reference kernel) on where it has one."""
@@ -75,6 +98,19 @@ def first(family: str, problem, dtype, pass_name: str, config=None):
         if pass_name in variant.run and allowed(variant, config) and variant.supports(problem, dtype, pass_name):
             return variant
     return None
+
+
+def variant_for(family: str, problem, dtype, pass_name: str):
+    """``first`` for a call of the CUDA path (pooling, the bias gradient), remembered per problem and
+    configuration; raises when no variant runs the pass."""
+    config = _config.current()
+    key, found = _recall(family, problem, dtype, pass_name, config)
+    if found is None:
+        found = first(family, problem, dtype, pass_name, config)
+        if found is None:
+            raise ValueError(f"gpuconv: no {family} variant runs {pass_name} of {problem} in {dtype}")
+        _remember(key, problem, config, found)
+    return found
 
 
 def _supports(name: str, g, dtype, pass_name: str, config) -> bool:
@@ -134,12 +170,15 @@ def choose(g, dtype, pass_name: str, config=None) -> str:
     return auto(g, dtype, pass_name, config) if wanted == "auto" else wanted
 
 
-def conv_variant(g, dtype, pass_name: str, config, run_with):
-    """The variant that runs a convolution pass; under autotune, ``run_with(variant)`` runs each candidate
-    algorithm's variant to time it (once per problem)."""
+def conv_variant(g, dtype, pass_name: str, config, arrays: tuple = ()):
+    """The variant that runs a convolution pass; under autotune, each candidate algorithm's variant runs the
+    pass on ``arrays`` (the call's own operands) to be timed, once per problem."""
+    key, found = _recall("conv", g, dtype, pass_name, config)
+    if found is not None:
+        return found
     name = choose(g, dtype, pass_name, config)
     if name == "autotune":
         switches = (config.allow_tf32, config.igemm_reference, config.unverified)
         name = _autotune.choose(g, dtype, pass_name, switches, candidates(g, dtype, pass_name, config),
-                                lambda n: run_with(first(n, g, dtype, pass_name, config)))
-    return first(name, g, dtype, pass_name, config)
+                                lambda n: first(n, g, dtype, pass_name, config).run[pass_name](g, *arrays))
+    return _remember(key, g, config, first(name, g, dtype, pass_name, config))

@@ -54,7 +54,7 @@ class CupyRuntime:
     def device_id() -> int:
         import cupy
 
-        return cupy.cuda.Device().id
+        return cupy.cuda.runtime.getDevice()
 
     @staticmethod
     @functools.lru_cache(maxsize=None)

@@ -12,9 +12,7 @@ from . import _algo, _config, _runtime
 
 
 def _run(g, dtype, pass_name: str, arrays: tuple):
-    config = _config.current()
-    run = _algo.conv_variant(g, dtype, pass_name, config, lambda v: v.run[pass_name](g, *arrays)).run[pass_name]
-    return run(g, *arrays)
+    return _algo.conv_variant(g, dtype, pass_name, _config.current(), arrays).run[pass_name](g, *arrays)
 
 
 def _contiguous(*arrays):
@@ -45,4 +43,4 @@ def conv2d_wgrad(g, x, gy):
 def conv2d_bias_grad(gy):
     """gb (K,): gy (N, K, P, Q) summed over N, P and Q (float16 in float32)."""
     with gy.device:
-        return _algo.first("bias_grad", gy.shape, gy.dtype, "bias_grad").run["bias_grad"](gy)
+        return _algo.variant_for("bias_grad", (), gy.dtype, "bias_grad").run["bias_grad"](gy)  # any shape

@@ -16,7 +16,7 @@ from ._alloc import empty
 def _pool(pass_name: str, g, x):
     with x.device:
         x = _runtime.xp().ascontiguousarray(x)
-        return _algo.first("pool", g, x.dtype, pass_name).run[pass_name](g, x)
+        return _algo.variant_for("pool", g, x.dtype, pass_name).run[pass_name](g, x)
 
 
 def max_pool2d_fprop(g, x):
@@ -45,6 +45,6 @@ def max_pool2d_bprop(gy, indices, input_shape):
         if N * C * HW == 0:
             return gx
         problem = (N * C, HW, PQ)
-        _algo.first("max_pool_bprop", problem, gy.dtype, "max_bprop").run["max_bprop"](
+        _algo.variant_for("max_pool_bprop", problem, gy.dtype, "max_bprop").run["max_bprop"](
             gy, indices, gx.reshape(-1), *problem)
     return gx
