@@ -262,12 +262,10 @@ def auto_choice(layer, pass_name, dtype_name):
     try:
         from gpuconv._cuda import _algo
 
-        with_env_cleared = os.environ.pop("GPUCONV_CONV_ALGO", None)
-        try:
-            return _algo.choose(layer.geometry(), kernel_dtype(dtype_name), layer.kernel_pass(pass_name))
-        finally:
-            if with_env_cleared is not None:
-                os.environ["GPUCONV_CONV_ALGO"] = with_env_cleared
+        from gpuconv._cuda import _config
+
+        auto = _config.from_environment({k: v for k, v in os.environ.items() if k != "GPUCONV_CONV_ALGO"})
+        return _algo.choose(layer.geometry(), kernel_dtype(dtype_name), layer.kernel_pass(pass_name), auto)
     except Exception as e:
         return f"unknown ({type(e).__name__})"
 

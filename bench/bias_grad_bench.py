@@ -41,8 +41,11 @@ SHAPES = (
 
 
 def _with_switch(value: str, fn):
+    from runner import refresh_cuda_config
+
     old = os.environ.get("GPUCONV_UNVERIFIED")
     os.environ["GPUCONV_UNVERIFIED"] = value
+    refresh_cuda_config()
     try:
         return fn()
     finally:
@@ -50,6 +53,7 @@ def _with_switch(value: str, fn):
             os.environ.pop("GPUCONV_UNVERIFIED")
         else:
             os.environ["GPUCONV_UNVERIFIED"] = old
+        refresh_cuda_config()
 
 
 def main() -> None:

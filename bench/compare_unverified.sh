@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times kernels that GPUCONV_UNVERIFIED turns on (gpuconv/_cuda/_unverified.py) against the default ones,
+# Times kernels that GPUCONV_UNVERIFIED turns on (gpuconv/_cuda/experimental/__init__.py) against the default ones,
 # in one device call and one tree: off, on, off again (the repeat shows the run-to-run spread). Prints each
 # run's geometric means, then every row side by side (bench/side_by_side.py).
 #

@@ -15,6 +15,15 @@ import interop
 ALGO_ENV = "GPUCONV_CONV_ALGO"
 
 
+def refresh_cuda_config() -> None:
+    """Makes the CUDA path re-read its GPUCONV_* variables (it keeps one snapshot: gpuconv/_cuda/_config.py)."""
+    try:
+        from gpuconv._cuda import _config
+    except ImportError:  # an older gpuconv, which read them at every call
+        return
+    _config.refresh()
+
+
 @contextmanager
 def forced_algo(algo: str):
     """Sets GPUCONV_CONV_ALGO for a forced algorithm, clears it for 'auto' (gpuconv's own choice)."""
@@ -23,6 +32,7 @@ def forced_algo(algo: str):
         os.environ.pop(ALGO_ENV, None)
     else:
         os.environ[ALGO_ENV] = algo
+    refresh_cuda_config()
     try:
         yield
     finally:
@@ -30,6 +40,7 @@ def forced_algo(algo: str):
             os.environ.pop(ALGO_ENV, None)
         else:
             os.environ[ALGO_ENV] = old
+        refresh_cuda_config()
 
 
 def base_row(case, suite: str, dtype_name: str) -> dict:

@@ -95,11 +95,10 @@ class _FakeCupy:
         return cls._Buffer()
 
 
-def test_cuda_timer_flushes_before_each_call_and_rotates_sets(monkeypatch):
+def test_cuda_timer_flushes_before_each_call_and_rotates_sets():
     import timing
 
-    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy)
-    timer = timing.CudaTimer(1 << 20)
+    timer = timing.CudaTimer(1 << 20, cupy=_FakeCupy)
     seen = []
     times = timer.time(seen.append, ["a", "b", "c"], flush=True, warmup=2, budget_s=0.0, min_reps=4, max_reps=9)
     assert len(times) == 4 and all(t >= 0 for t in times)
@@ -190,7 +189,8 @@ def test_auto_rule_picks_a_measured_fastest_float32_algorithm(monkeypatch):
     slower = []
     for (name, pass_name), times in sorted(forced.items()):
         layer = by_name[name]
-        chosen = _algo.auto(layer.geometry(), numpy.float32, layer.kernel_pass(pass_name))
+        chosen = _algo.auto(layer.geometry(), numpy.float32, layer.kernel_pass(pass_name),
+                                   _config_module().from_environment({}))
         if times[chosen] > 1.05 * min(times.values()):
             slower.append(f"{name} {pass_name}: {chosen} {times[chosen]:.3f} ms, best {min(times, key=times.get)} "
                           f"{min(times.values()):.3f} ms")
@@ -222,7 +222,13 @@ def test_side_by_side_sets_new_against_its_prediction():
         assert dtype in ("float16", "float32") and pass_name in layers.BY_NAME[layer].passes, (layer, dtype, pass_name)
 
 
-def test_auto_rule_sends_1x1_layers_to_gemm_1x1_only_when_it_is_on(monkeypatch):
+def _config_module():
+    from gpuconv._cuda import _config
+
+    return _config
+
+
+def test_auto_rule_sends_1x1_layers_to_gemm_1x1_only_when_it_is_on():
     import numpy
 
     pytest.importorskip("cupy")
@@ -230,8 +236,9 @@ def test_auto_rule_sends_1x1_layers_to_gemm_1x1_only_when_it_is_on(monkeypatch):
 
     by_name = {layer.name: layer for _, layer in layers.gpu_suite(None, False, batch1=False)}
     one_by_one, three_by_three = by_name["resnet50_l1_1x1_expand"].geometry(), by_name["resnet50_l1_3x3"].geometry()
-    monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
-    assert _algo.auto(one_by_one, numpy.float32, "fprop") == "implicit_gemm"
-    monkeypatch.setenv("GPUCONV_UNVERIFIED", "gemm_1x1")
-    assert [_algo.auto(one_by_one, numpy.float32, p) for p in _algo.PASSES] == ["im2col"] * 3
-    assert _algo.auto(three_by_three, numpy.float32, "fprop") == "implicit_gemm"
+    assert _algo.auto(one_by_one, numpy.float32, "fprop", _config_module().from_environment({})) == "implicit_gemm"
+    from gpuconv._cuda import _config
+
+    with_1x1 = _config.from_environment({"GPUCONV_UNVERIFIED": "gemm_1x1"})
+    assert [_algo.auto(one_by_one, numpy.float32, p, with_1x1) for p in _algo.PASSES] == ["im2col"] * 3
+    assert _algo.auto(three_by_three, numpy.float32, "fprop", with_1x1) == "implicit_gemm"

@@ -78,8 +78,10 @@ class CudaTimer:
     that length before each timed call (after the flush), so the host has enqueued the whole call before
     the GPU reaches it: the numbers are then device time only (bench_gpu.py --device-time)."""
 
-    def __init__(self, l2_bytes: int, delay_ms: float = 0.0):
-        import cupy
+    def __init__(self, l2_bytes: int, delay_ms: float = 0.0, cupy=None):
+        """``cupy``: the array module (CuPy by default; a stand-in in tests)."""
+        if cupy is None:
+            import cupy
 
         self._cupy = cupy
         self.flush_buffer = cupy.empty(2 * l2_bytes, dtype=cupy.uint8)

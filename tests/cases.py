@@ -309,3 +309,115 @@ AVG_POOL2D = [
     _avgp("layout_sliced_unbatched", (2, 5, 6), 2, stride=1, layout="sliced"),
     _avgp("layout_channels_last", (2, 3, 6, 6), 2, stride=1, layout="channels_last"),
 ]
+
+
+# ----------------------------------------------------------------------------- the GPU workload's geometries
+# bench/gpu_checks/workload.py runs these on the GPU (each call twice, against the NumPy path): plain tuples,
+# (label, shapes..., keyword arguments, in the --small set), chosen to launch every kernel instantiation.
+
+# (label, N, C, H, W, K, R, S, kwargs, small): conv2d geometries run under every algorithm
+CONV_GEOMS = (
+    ("3x3 pad1 bias", 2, 4, 9, 8, 6, 3, 3, dict(padding=1), True),
+    ("3x2 s2 d2 g2 pad(2,1)", 2, 4, 11, 10, 6, 3, 2, dict(stride=2, dilation=2, groups=2, padding=(2, 1)), True),
+    ("4x4 same (asymmetric)", 1, 3, 7, 9, 5, 4, 4, dict(padding="same"), True),
+    ("depthwise 3x3 s2", 2, 6, 9, 9, 6, 3, 3, dict(stride=(2, 1), padding=1, groups=6), True),
+    ("depthwise 5x3 m2 d(2,1)", 2, 4, 12, 11, 8, 5, 3, dict(padding=(4, 1), dilation=(2, 1), groups=4), True),
+    ("1x1 s1", 3, 8, 5, 6, 16, 1, 1, dict(), False),
+    ("5x5 full pad d(1,2)", 2, 5, 10, 12, 7, 5, 5, dict(padding="full", dilation=(1, 2)), False),
+    ("unbatched 3x3 s(1,2)", None, 4, 8, 9, 6, 3, 3, dict(stride=(1, 2), padding=(0, 1)), False),
+)
+
+# (label, N, Cin, H, W, Cout/groups, R, S, kwargs, small): conv_transpose2d geometries
+TRANSPOSED_GEOMS = (
+    ("transposed 4x4 s2 pad1 outpad1", 2, 6, 5, 4, 3, 4, 4, dict(stride=2, padding=1, output_padding=1), True),
+    ("transposed 3x3 s3 g2 d2", 1, 4, 4, 5, 3, 3, 3, dict(stride=3, groups=2, dilation=2, output_padding=(1, 2)), False),
+    ("transposed depthwise 4x4 s2 pad1", 2, 4, 5, 4, 1, 4, 4, dict(stride=2, padding=1, groups=4), True),
+)
+
+# (label, N, C, H, W, K, R, S, kwargs): narrow = every GEMM has <= 64 columns (BN=64) except wgrad's CgRS=36;
+# wide = > 64 columns in every pass (BN=128); split = wgrad reduction N*P*Q = 800 (several split-K chunks)
+IGEMM_GEOMS = (
+    ("narrow", 2, 4, 9, 8, 6, 3, 3, dict(padding=1)),
+    ("wide", 1, 72, 6, 6, 72, 3, 3, dict(padding=1)),
+    ("split-K", 2, 4, 20, 20, 8, 3, 3, dict(padding=1)),
+)
+
+NHWC_GEOMS = (
+    ("narrow C8 K16", 2, 8, 9, 8, 16, 3, 3, dict(padding=1), True),
+    ("wide C72 K136", 1, 72, 6, 6, 136, 3, 3, dict(padding=1), True),
+    ("5x3 s(2,1) d(1,2) C16 K24", 2, 16, 11, 10, 24, 5, 3, dict(stride=(2, 1), dilation=(1, 2), padding=(2, 1)),
+     False),
+)
+
+NHWC_WGRAD_GEOMS = (
+    ("3x3 C16 K24 (64x128)", 2, 16, 9, 11, 24, 3, 3, dict(padding=1), True, 132),
+    ("1x1 C64 K136 (128x64)", 3, 64, 10, 9, 136, 1, 1, dict(), True, 132),
+    ("1x1 C32 K16 (64x64)", 2, 32, 7, 5, 16, 1, 1, dict(), True, 1),
+    ("3x3 C72 K136 (128x128)", 1, 72, 7, 6, 136, 3, 3, dict(padding=1), True, 1),
+    ("3x3 C32 K64 split-K", 4, 32, 24, 24, 64, 3, 3, dict(padding=1), False, 132),
+    ("5x3 s(2,1) d(1,2) C8 K8", 2, 8, 13, 12, 8, 5, 3, dict(stride=(2, 1), dilation=(1, 2)), False, 132),
+)
+
+NHWC_DGRAD_GEOMS = (
+    ("3x3 s2 C16 K24 (128x64)", 2, 16, 9, 11, 24, 3, 3, dict(stride=2, padding=1), True, 1),
+    ("1x1 s2 C64 K32 (64x64)", 2, 64, 10, 9, 32, 1, 1, dict(stride=2), True, 1 << 20),
+    ("3x3 s2 C72 K16 (64x128)", 1, 72, 12, 11, 16, 3, 3, dict(stride=2, padding=(1, 0)), True, 1 << 20),
+    ("3x3 s3 d2 C8 K8 (phase taps)", 1, 8, 13, 12, 8, 3, 3, dict(stride=3, padding=2, dilation=2), False, 1),
+)
+
+NHWC_DGRAD_TRANSPOSED = (
+    ("transposed 4x4 s2 p1 Cin16 Cout72 (128x128)", 2, 16, 5, 4, 72, 4, 4, dict(stride=2, padding=1), True, 1),
+    ("transposed 2x2 s2 Cin16 Cout136 outpad1", 1, 16, 6, 5, 136, 2, 2, dict(stride=2, output_padding=1), False,
+     1 << 20),
+)
+
+GEMM_1X1_GEOMS = (
+    ("1x1 g1", 3, 16, 7, 9, 24, dict(), True),
+    ("1x1 g2 N1", 1, 8, 5, 6, 12, dict(groups=2), True),
+    ("1x1 g2 dilation 2", 4, 12, 3, 5, 10, dict(groups=2, dilation=2), False),
+    ("1x1 unbatched", None, 6, 4, 5, 7, dict(), False),
+)
+
+BIAS_GRAD_GEOMS = (
+    ("1x16x8x8 one launch, 16-byte units", 1, 16, 8, 8, None, True),
+    ("3x4x5x7 one launch, element units", 3, 4, 5, 7, None, True),
+    ("2x3x200x200 split, 16-byte units", 2, 3, 200, 200, None, True),
+    ("3x2x151x151 split, element units", 3, 2, 151, 151, None, True),
+    ("1x2x40x40 one unit per split", 1, 2, 40, 40, 16, False),
+    ("300x5x1x1 P*Q 1", 300, 5, 1, 1, None, False),
+)
+
+# (label, N, C, H, W, kwargs, small)
+MAX_POOL = (
+    ("k3 s2 p1 d2 ceil", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True), True),
+    ("k(2,3) s(2,1) p(1,1)", 2, 3, 9, 8, dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)), True),
+    ("k3 s1 overlapping ceil", 1, 2, 7, 7, dict(kernel_size=3, stride=1, ceil_mode=True), False),
+    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
+)
+
+AVG_POOL = (
+    ("k3 s2 p1 ceil include_pad", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), True),
+    ("k3 s2 p1 ceil exclude_pad", 2, 3, 11, 10,
+     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), True),
+    ("k(2,3) s(1,2) p(1,1) divisor_override=5", 2, 3, 9, 8,
+     dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), divisor_override=5), True),
+    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
+)
+
+WIDE_MAX_POOL = (
+    ("wide k3 s2 p1 (ResNet-50)", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1), True),
+    ("wide k2 s2 (VGG)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
+    ("wide k3 s1 p1 ceil odd W", 2, 3, 9, 11, dict(kernel_size=3, stride=1, padding=1, ceil_mode=True), True),
+    ("wide k(5,3) s(3,2) p(2,1) d(2,1) ceil", 1, 2, 11, 13,
+     dict(kernel_size=(5, 3), stride=(3, 2), padding=(2, 1), dilation=(2, 1), ceil_mode=True), False),
+)
+
+WIDE_AVG_POOL = (
+    ("wide k3 s2 p1 exclude_pad", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+     True),
+    ("wide k2 s2 (DenseNet-121)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
+    ("wide k3 s1 p1 ceil divisor_override=5 odd W", 2, 3, 9, 11,
+     dict(kernel_size=3, stride=1, padding=1, ceil_mode=True, divisor_override=5), True),
+    ("wide k(3,2) s2 p1 ceil odd W", 1, 2, 11, 13, dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True),
+     False),
+)

@@ -50,17 +50,15 @@ class Backend:
         return self.xp.asnumpy(a)
 
     def skip_unsupported_conv(self, geometry, dtype, passes):
-        """Skip when the forced algorithm runs only where its module supports the pass (implicit_gemm,
-        depthwise) and it does not handle one of the passes ('fprop', 'dgrad', 'wgrad') this test runs on
-        this geometry: the call would silently fall back to the auto rule."""
-        modules = {"implicit_gemm": "gpuconv._cuda.implicit_gemm", "depthwise": "gpuconv._cuda._conv_depthwise"}
-        if self.algo not in modules or geometry.N == 0:
+        """Skip when the forced algorithm runs only where one of its variants supports the pass
+        (implicit_gemm, depthwise) and none handles one of the passes ('fprop', 'dgrad', 'wgrad') this test
+        runs on this geometry: the call would silently fall back to the auto rule."""
+        if self.algo not in ("implicit_gemm", "depthwise") or geometry.N == 0:
             return
-        import importlib
+        from gpuconv._cuda import _algo
 
-        module = importlib.import_module(modules[self.algo])
         for pass_name in passes:
-            if not module.supports(geometry, numpy.dtype(dtype), pass_name):
+            if _algo.first(self.algo, geometry, numpy.dtype(dtype), pass_name) is None:
                 pytest.skip(f"{self.algo} does not support {pass_name} here")
 
     def __repr__(self):
@@ -90,6 +88,65 @@ def backend(request, monkeypatch):
 def pool_backend(request, monkeypatch):
     """numpy and CuPy, once each: for pooling, which no convolution algorithm touches."""
     return _make_backend(request.param, monkeypatch)
+
+
+class _ConfigMonkeyPatch(pytest.MonkeyPatch):
+    """pytest's monkeypatch, which also makes the CUDA path re-read its configuration (gpuconv._cuda._config
+    keeps a snapshot of the GPUCONV_* variables) whenever a test sets or deletes one, and when it undoes."""
+
+    @staticmethod
+    def _refresh(name):
+        if str(name).startswith("GPUCONV_"):
+            from gpuconv._cuda import _config
+
+            _config.refresh()
+
+    def setenv(self, name, value, prepend=None):
+        super().setenv(name, value, prepend)
+        self._refresh(name)
+
+    def delenv(self, name, raising=True):
+        super().delenv(name, raising)
+        self._refresh(name)
+
+    def undo(self):
+        super().undo()
+        self._refresh("GPUCONV_")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cuda_config():
+    """Each test starts from the environment's configuration (a test that set a variable without the
+    monkeypatch above cannot leak its snapshot into the next)."""
+    import sys
+
+    if "gpuconv._cuda._config" in sys.modules:
+        sys.modules["gpuconv._cuda._config"].set_tunables({})  # default tunables, and the environment re-read
+
+
+@pytest.fixture
+def monkeypatch():
+    """As pytest's (see _ConfigMonkeyPatch)."""
+    patch = _ConfigMonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+@pytest.fixture
+def tunables():
+    """set(**values): overrides CUDA-path tunables (gpuconv._cuda._config.Config fields) for this test."""
+    from gpuconv._cuda import _config
+
+    saved = _config.set_tunables({})
+    _config.set_tunables(saved)
+    current = dict(saved)
+
+    def set_(**values):
+        current.update(values)
+        _config.set_tunables(current)
+
+    yield set_
+    _config.set_tunables(saved)
 
 
 @pytest.fixture

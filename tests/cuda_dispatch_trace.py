@@ -1,4 +1,5 @@
-"""The kernels gpuconv's CUDA path launches for a table of calls, recorded on the CPU with ``fake_cupy``.
+"""The kernels gpuconv's CUDA path launches for a table of calls, recorded on the CPU with the recording
+runtime (``tests/support/fake_cupy.py``).
 
     python tests/cuda_dispatch_trace.py            prints the trace as JSON
     python tests/cuda_dispatch_trace.py --write    rewrites tests/data/cuda_dispatch_trace.json
@@ -13,7 +14,7 @@ to alter it (a new rule, a new default kernel) rewrites the file and shows up in
 The table covers every algorithm and the environment switches of the CUDA path (GPUCONV_CONV_ALGO,
 GPUCONV_ALLOW_TF32, GPUCONV_IGEMM_REFERENCE, GPUCONV_POISON and GPUCONV_UNVERIFIED's features except
 gemm_1x1, whose cuBLAS calls the fake does not model). It runs in a process of its own: the fake must be
-installed before anything imports cupy.
+the runtime it installs is process-wide.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import fake_cupy  # noqa: E402
+from support import fake_cupy  # noqa: E402
 
 GOLDEN = HERE / "data" / "cuda_dispatch_trace.json"
 
@@ -136,11 +137,13 @@ def _short(entry) -> str:
 def trace() -> dict:
     """{"<environment>/<case>": {"kernels": [...names and cuBLAS calls...], "sha256": digest of the full
     record}}, every environment of ENVIRONMENTS over every call of the table."""
-    fake_cupy.install()
-    import cupy
     import numpy
 
     import gpuconv
+    from gpuconv._cuda import _config, _runtime
+
+    _runtime.install(fake_cupy.RecordingRuntime())
+    cupy = fake_cupy
 
     switches = {k for _, env in ENVIRONMENTS for k in env}
     result = {}
@@ -148,6 +151,7 @@ def trace() -> dict:
         for k in switches:
             os.environ.pop(k, None)
         os.environ.update(env)
+        _config.refresh()
         for case, call in _calls(gpuconv, cupy, numpy):
             fake_cupy.LAUNCHES.clear()
             call()

@@ -45,17 +45,31 @@ def is_float(dtype) -> bool:
     return numpy.dtype(dtype) in _UNIT_ROUNDOFF
 
 
-def record_kernel_names(monkeypatch, launched: list, module, attr: str = "get_function") -> list:
-    """Wraps ``module.<attr>(source_file, kernel, ...)`` (a kernel lookup or launch) for the test's duration so
-    that each call appends the kernel's name to ``launched`` (returned): proof of which kernels ran."""
-    original = getattr(module, attr)
+def record_kernel_names(monkeypatch, launched: list, sources=None) -> list:
+    """Wraps the CUDA runtime's kernel lookup (gpuconv._cuda._runtime) for the test's duration so that each
+    kernel of ``sources`` (kernel files under kernels/; None: every file) appends its name to ``launched``
+    (returned): proof of which kernels ran."""
+    from gpuconv._cuda import _runtime
 
-    def recording(source_file, kernel, *args, **kwargs):
-        launched.append(kernel)
-        return original(source_file, kernel, *args, **kwargs)
+    runtime = _runtime.current()
+    original = runtime.get_function
 
-    monkeypatch.setattr(module, attr, recording)
+    def recording(source_file, kernel):
+        if sources is None or source_file in sources:
+            launched.append(kernel)
+        return original(source_file, kernel)
+
+    monkeypatch.setattr(runtime, "get_function", recording)
     return launched
+
+
+def set_tunables(**values) -> None:
+    """Overrides CUDA-path tunables (gpuconv._cuda._config.Config fields, e.g. sm_count) until the test ends
+    (conftest.py resets them before each test)."""
+    from gpuconv._cuda import _config
+
+    current = _config.set_tunables({})
+    _config.set_tunables({**current, **values})
 
 
 def random_array(rng, shape, dtype):

@@ -4,33 +4,18 @@ on a real device)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-
 import pytest
 
-from host_modules import ROOT, load_by_path
-
-PACKAGE = "gpuconv_autotune_on_host"
+from gpuconv._cuda import _autotune, _runtime
+from support.device import FakeDevice
 
 
 @pytest.fixture
-def tune(monkeypatch):
-    """(_autotune, _algo) loaded under a stand-in package, with a fake cupy that knows device 0 only, and a
-    fake clock: each candidate costs COST[name] ms."""
-    algo = load_by_path(f"{PACKAGE}._algo", "gpuconv/_cuda/_algo.py")
-    package = types.ModuleType(PACKAGE)
-    package.__path__ = []
-    package._algo = algo
-    monkeypatch.setitem(sys.modules, PACKAGE, package)
-    monkeypatch.setitem(sys.modules, f"{PACKAGE}._algo", algo)
-    device = types.SimpleNamespace(id=0)
-    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: device)))
-    spec = importlib.util.spec_from_file_location(f"{PACKAGE}._autotune", ROOT / "gpuconv/_cuda/_autotune.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, algo
+def tune():
+    """_autotune with an empty cache (and emptied again after the test)."""
+    _autotune.clear()
+    yield _autotune
+    _autotune.clear()
 
 
 class Runs:
@@ -48,44 +33,45 @@ class Runs:
         return self.cost[self.names[-1]]
 
 
-def _setup(tune, monkeypatch, candidates, cost):
-    module, algo = tune
-    monkeypatch.setattr(algo, "candidates", lambda g, dtype, p: candidates)
-    runs = Runs(cost)
-    monkeypatch.setattr(module, "_elapsed_ms", runs.elapsed_ms)
-    return module, runs
+class Tuner:
+    """choose() on a stand-in device whose timer charges COST[name] ms for the candidate last run."""
+
+    def __init__(self, candidates, cost):
+        self.candidates, self.runs = candidates, Runs(cost)
+
+    def choose(self, g, dtype, pass_name, switches=()):
+        with _runtime.use(FakeDevice(timer=self.runs.elapsed_ms)):
+            return _autotune.choose(g, dtype, pass_name, switches, self.candidates, self.runs)
 
 
-def test_picks_the_fastest_and_caches_it(tune, monkeypatch):
-    module, runs = _setup(tune, monkeypatch, ("direct", "im2col", "implicit_gemm"),
-                          {"direct": 9.0, "im2col": 2.0, "implicit_gemm": 1.0})
-    assert module.choose("geometry", "float32", "fprop", runs) == "implicit_gemm"
-    assert runs.names.count("implicit_gemm") == 1 + module.TIMED_RUNS  # one untimed, then timed
-    runs.names.clear()
-    assert module.choose("geometry", "float32", "fprop", runs) == "implicit_gemm"
-    assert runs.names == []  # cached: nothing runs again
-    assert list(module.cached().values()) == ["implicit_gemm"]
-    module.clear()
-    assert module.cached() == {}
+def test_picks_the_fastest_and_caches_it(tune):
+    t = Tuner(("direct", "im2col", "implicit_gemm"), {"direct": 9.0, "im2col": 2.0, "implicit_gemm": 1.0})
+    assert t.choose("geometry", "float32", "fprop") == "implicit_gemm"
+    assert t.runs.names.count("implicit_gemm") == 1 + tune.TIMED_RUNS  # one untimed, then timed
+    t.runs.names.clear()
+    assert t.choose("geometry", "float32", "fprop") == "implicit_gemm"
+    assert t.runs.names == []  # cached: nothing runs again
+    assert list(tune.cached().values()) == ["implicit_gemm"]
+    tune.clear()
+    assert tune.cached() == {}
 
 
-def test_a_slow_candidate_is_dropped_after_one_timed_run(tune, monkeypatch):
-    module, runs = _setup(tune, monkeypatch, ("im2col", "direct"), {"direct": 50.0, "im2col": 1.0})
-    assert module.choose("g", "float16", "wgrad", runs) == "im2col"
-    assert runs.names.count("direct") == 2  # one untimed, one timed: over twice the best, not repeated
+def test_a_slow_candidate_is_dropped_after_one_timed_run(tune):
+    t = Tuner(("im2col", "direct"), {"direct": 50.0, "im2col": 1.0})
+    assert t.choose("g", "float16", "wgrad") == "im2col"
+    assert t.runs.names.count("direct") == 2  # one untimed, one timed: over twice the best, not repeated
 
 
-def test_each_problem_and_switch_is_tuned_on_its_own(tune, monkeypatch):
-    module, runs = _setup(tune, monkeypatch, ("direct", "im2col"), {"direct": 1.0, "im2col": 2.0})
-    module.choose("g", "float32", "fprop", runs)
-    module.choose("g", "float32", "dgrad", runs)
-    module.choose("other g", "float32", "fprop", runs)
-    monkeypatch.setenv("GPUCONV_ALLOW_TF32", "1")  # changes the implicit-GEMM kernel: measured anew
-    module.choose("g", "float32", "fprop", runs)
-    assert len(module.cached()) == 4
+def test_each_problem_and_switch_is_tuned_on_its_own(tune):
+    t = Tuner(("direct", "im2col"), {"direct": 1.0, "im2col": 2.0})
+    t.choose("g", "float32", "fprop")
+    t.choose("g", "float32", "dgrad")
+    t.choose("other g", "float32", "fprop")
+    t.choose("g", "float32", "fprop", switches=(True,))  # TF32 on changes the implicit-GEMM kernel: anew
+    assert len(tune.cached()) == 4
 
 
-def test_a_single_candidate_is_not_timed(tune, monkeypatch):
-    module, runs = _setup(tune, monkeypatch, ("direct",), {"direct": 1.0})
-    assert module.choose("g", "float64", "dgrad", runs) == "direct"
-    assert runs.names == []
+def test_a_single_candidate_is_not_timed(tune):
+    t = Tuner(("direct",), {"direct": 1.0})
+    assert t.choose("g", "float64", "dgrad") == "direct"
+    assert t.runs.names == []

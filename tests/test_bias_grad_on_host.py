@@ -30,10 +30,12 @@ import zlib
 import numpy
 import pytest
 
-import host_kernels
-from host_modules import cuda_modules_on_host, load_by_path
+from support import host_kernels
+from gpuconv._cuda import _kernel_table as kernel_table
+from gpuconv._cuda import _loader as loader
+from support.host_modules import cuda_modules_on_host
 
-SOURCE = "bias_grad.cu"
+SOURCE = "experimental/bias_grad.cu"
 HOST_GRID = 3
 SIGNATURES = {"conv2d_bias_grad": (3, "iiii"), "conv2d_bias_grad_reduce": (2, "ii")}
 ACC_POINTERS = {"conv2d_bias_grad": (1,), "conv2d_bias_grad_reduce": (0,)}
@@ -42,8 +44,6 @@ DTYPES = (numpy.float16, numpy.float32, numpy.float64)
 BITS = {numpy.dtype(numpy.float16): numpy.uint16, numpy.dtype(numpy.float32): numpy.uint32,
         numpy.dtype(numpy.float64): numpy.uint64}
 
-loader = load_by_path("gpuconv_loader_bias_grad_host", "gpuconv/_cuda/_loader.py")
-kernel_table = load_by_path("gpuconv_kernel_table_bias_grad_host", "gpuconv/_cuda/_kernel_table.py")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,10 @@ class HostKernel(host_kernels.HostKernel):
 
 
 @pytest.fixture(scope="module")
-def bg(host_lib):
-    return cuda_modules_on_host("gpuconv_cuda_bias_grad_on_host", ("_loader", "_launch", "_alloc", "_bias_grad"),
-                                lambda name: HostKernel(host_lib, name))._bias_grad
+def bg(host_lib):  # gpuconv/_cuda/experimental/bias_grad.py on the host runtime
+    with cuda_modules_on_host(("_loader", "_launch", "_alloc", "_bias_grad"),
+                              lambda name: HostKernel(host_lib, name)) as modules:
+        yield modules._bias_grad
 
 
 @pytest.fixture(autouse=True)
@@ -146,12 +147,14 @@ def make(shape, dtype, seed, integer):
 
 
 def run(bg, monkeypatch, case, gy):
+    from gpuconv._cuda import _config
+
     N, K, P, Q, split_bytes = CASES[case]
-    if split_bytes is not None:
-        monkeypatch.setattr(bg, "SPLIT_BYTES", split_bytes)
+    split_bytes = split_bytes or bg.SPLIT_BYTES
     HostKernel.launches.clear()
-    gb = bg.bias_grad(gy)
-    return gb, list(HostKernel.launches), bg.plan(N, K, P * Q, gy.dtype, bg.SPLIT_BYTES)
+    with _config.override(bias_split_bytes=split_bytes):  # a tunable, shrunk to reach many splits
+        gb = bg.bias_grad(gy)
+    return gb, list(HostKernel.launches), bg.plan(N, K, P * Q, gy.dtype, split_bytes)
 
 
 def same_bits(a, b):

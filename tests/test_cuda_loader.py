@@ -23,8 +23,8 @@ def _load_by_path(name, path):
     return module
 
 
-loader = _load_by_path("gpuconv_loader_test", ROOT / "gpuconv/_cuda/_loader.py")
-kernel_table = _load_by_path("gpuconv_kernel_table_test", ROOT / "gpuconv/_cuda/_kernel_table.py")
+from gpuconv._cuda import _kernel_table as kernel_table  # noqa: E402 - needs no CuPy device
+from gpuconv._cuda import _loader as loader  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------- header inlining
@@ -71,6 +71,13 @@ def test_line_markers_resume_the_including_file(tmp_path):
     lines = loader.inline_headers(tmp_path / "main.cu").splitlines()
     marker = next(i for i, line in enumerate(lines) if line.startswith('#line 3 "main.cu"'))
     assert lines[marker + 1] == "int three;"
+
+
+def test_experimental_files_include_the_shared_headers_from_the_kernel_directory(tmp_path):
+    _write(tmp_path, {"main.cu": "int main_body;\n", "shared.cuh": "int shared;\n",
+                      "experimental/new.cu": '#include "shared.cuh"\nint new_body;\n'})
+    text = loader.inline_headers(tmp_path / "experimental" / "new.cu")
+    assert text.index("int shared;") < text.index("int new_body;")
 
 
 def test_a_missing_header_is_named(tmp_path):
@@ -151,7 +158,7 @@ def test_import_cuda_backend_without_a_gpu():
         pytest.skip("cupy is not installed")
     done = _run("""\
         import gpuconv._cuda as backend
-        from gpuconv._cuda import _loader
+        from gpuconv._cuda import _kernel_table, _loader  # the table registers the instantiations
         try:
             _loader.get_function("im2col.cu", "not_a_kernel<float>")
         except KeyError as e:
@@ -167,17 +174,13 @@ def test_import_cuda_backend_without_a_gpu():
 
 
 @pytest.fixture
-def algo(monkeypatch):
-    """_algo by path: it needs no CuPy (importing gpuconv._cuda would). Implicit GEMM's ``supports`` needs
-    a device: stood in for by its dtype rule (float16 and float32 only)."""
-    module = _load_by_path("gpuconv_algo_test", ROOT / "gpuconv/_cuda/_algo.py")
-    import numpy
+def algo():
+    """The selection module, on a configuration that stands in for an sm_90 device (implicit GEMM's
+    ``supports`` reads the compute capability): no GPU needed."""
+    from gpuconv._cuda import _algo, _config
 
-    monkeypatch.setattr(module, "_implicit_gemm_supports",
-                        lambda g, dtype, pass_name: numpy.dtype(dtype) in (numpy.float16, numpy.float32))
-    monkeypatch.setattr(module, "_depthwise_supports", lambda g, dtype, pass_name: g.groups == g.C)
-    monkeypatch.setattr(module, "_gemm_1x1", lambda g: False)  # the unverified switch is off (bench/test_bench.py)
-    return module
+    with _config.override(compute_capability=90, sm_count=132):
+        yield _algo
 
 
 def _geometry(**kw):
@@ -222,7 +225,7 @@ def test_autotune_candidates(algo, monkeypatch):
     assert algo.candidates(big, numpy.float32, "wgrad") == ("im2col", "implicit_gemm")
 
 
-def test_forced_algorithm_is_read_at_each_call(algo, monkeypatch):
+def test_forced_algorithm_follows_the_configuration(algo, monkeypatch):
     import numpy
 
     g = _geometry()
@@ -235,20 +238,18 @@ def test_forced_algorithm_is_read_at_each_call(algo, monkeypatch):
     monkeypatch.setenv(algo.ENV_VAR, "depthwise")  # not a depthwise problem: the auto rule decides
     assert algo.choose(g, numpy.float64, "fprop") == "im2col"
     assert algo.choose(_geometry(groups=64), numpy.float64, "fprop") == "depthwise"
-    monkeypatch.setenv(algo.ENV_VAR, "winograd")
     with pytest.raises(ValueError, match="GPUCONV_CONV_ALGO"):
-        algo.choose(g, numpy.float64, "fprop")
+        monkeypatch.setenv(algo.ENV_VAR, "winograd")  # read when the configuration is refreshed
 
 
-def test_batch_chunks_respect_the_workspace_cap(algo, monkeypatch):
+def test_batch_chunks_respect_the_workspace_cap():
     import numpy
 
+    from gpuconv._cuda import _config, _conv_im2col
+
     g = _geometry(N=10)
-    per_image = algo.im2col_bytes_per_image(g, numpy.float32)
+    per_image = _conv_im2col.im2col_bytes_per_image(g, numpy.float32)
     assert per_image == 64 * 9 * 32 * 32 * 4
-    monkeypatch.setattr(algo, "WORKSPACE_BYTES", 3 * per_image + 1)
-    assert algo.batch_chunk(g, numpy.float32) == 3
-    monkeypatch.setattr(algo, "WORKSPACE_BYTES", 1)
-    assert algo.batch_chunk(g, numpy.float32) == 1
-    monkeypatch.setattr(algo, "WORKSPACE_BYTES", 1 << 40)
-    assert algo.batch_chunk(g, numpy.float32) == 10
+    for workspace, chunk in ((3 * per_image + 1, 3), (1, 1), (1 << 40, 10)):
+        with _config.override(workspace_bytes=workspace):
+            assert _conv_im2col.batch_chunk(g, numpy.float32) == chunk

@@ -6,7 +6,7 @@
    element, and the results are compared with PyTorch. What this cannot check is the GPU side: the
    grid-stride loops, the launch, CuPy's sort and memory; the GPU tests do.
 
-The host library is built from kernels/pool_wide.cu, which includes pool.cu: it holds the kernels of both
+The host library is built from kernels/experimental/pool_wide.cu, which includes pool.cu: it holds the kernels of both
 files (the wide ones are checked in test_cuda_pool_wide_host.py, against these).
 """
 
@@ -19,29 +19,41 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 import zlib
 
 import numpy
 import pytest
 
-from gpuconv._cuda import _loader
+from gpuconv._cuda import _loader, _runtime
+from gpuconv._cuda import pool as _pool
+from gpuconv._cuda import pooling as _pooling
 from gpuconv._cuda._kernel_table import KERNELS
+from gpuconv._cuda.experimental import pool_wide as _pool_wide
+from support.host_modules import HostRuntime
 
-try:  # gpuconv._cuda imports every CUDA module; CuPy must import, no GPU is needed
-    from gpuconv._cuda import pool
-except ImportError as e:  # pragma: no cover - depends on the environment
-    pool = None
-    POOL_IMPORT_ERROR = str(e)
-
-try:  # imported before any test puts its stand-in CuPy into sys.modules (torch probes for cupy)
+try:
     import torch
 except ImportError:  # pragma: no cover - the suite runs without PyTorch too
     torch = None
 
+
+class _Pooling:
+    """The pooling names the tests use: the backend's entry (``pooling``), the verified launchers (``pool``)
+    and the experimental wide ones (``experimental/pool_wide``), looked up in that order."""
+
+    wide_kernel_names = staticmethod(_pool_wide.kernel_names)
+
+    def __getattr__(self, name):
+        for module in (_pooling, _pool, _pool_wide):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+
+pool = _Pooling()
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle of these checks")
-needs_pool = pytest.mark.skipif(pool is None, reason="gpuconv._cuda.pool does not import (CuPy missing?)")
-SOURCES = ("pool.cu", "pool_wide.cu")  # the host library: pool_wide.cu's text (pool.cu inlined), both tables
+needs_pool = pytest.mark.skipif(False, reason="gpuconv._cuda.pool imports without CuPy")
+SOURCES = ("pool.cu", "experimental/pool_wide.cu")  # the host library: pool_wide.cu's text (pool.cu inlined)
 
 
 # ------------------------------------------------------------------------------------- launcher logic
@@ -50,7 +62,7 @@ SOURCES = ("pool.cu", "pool_wide.cu")  # the host library: pool_wide.cu's text (
 @needs_pool
 def test_kernel_table_lists_exactly_the_launched_instantiations():
     assert sorted(pool.kernel_names()) == sorted(KERNELS["pool.cu"])
-    assert sorted(pool.wide_kernel_names()) == sorted(KERNELS["pool_wide.cu"])
+    assert sorted(pool.wide_kernel_names()) == sorted(KERNELS["experimental/pool_wide.cu"])
 
 
 @needs_pool
@@ -257,7 +269,7 @@ def host_kernels(tmp_path_factory):
     include = _cuda_include_dir()
     if compiler is None or include is None:
         pytest.skip("the host build of pool.cu needs g++ and a CUDA toolkit's headers (cuda_fp16.h)")
-    text = _loader.source("pool_wide.cu")
+    text = _loader.source("experimental/pool_wide.cu")
     signatures = kernel_signatures(text)
     runners = []
     instances = {}
@@ -295,28 +307,44 @@ def _host(a):
 
 
 class HostCupy:
-    """The few CuPy functions pool.py calls, on NumPy arrays."""
+    """The few CuPy functions the pooling launchers call, on NumPy arrays (``misalign``: new arrays start
+    one element past an aligned address)."""
+
+    misalign = False
 
     @staticmethod
     def ascontiguousarray(a, dtype=None):
         return _host(numpy.ascontiguousarray(a, dtype=dtype))
 
-    @staticmethod
-    def empty(shape, dtype):
-        return _host(numpy.empty(shape, dtype))
+    @classmethod
+    def empty(cls, shape, dtype=float):
+        if not cls.misalign:
+            return _host(numpy.empty(shape, dtype))
+        dtype = numpy.dtype(dtype)
+        size = int(numpy.prod(shape))
+        return _host(numpy.empty(size + 1, dtype)[1:].reshape(shape))
 
 
 @pytest.fixture
 def host_pool(host_kernels, monkeypatch):
-    """gpuconv._cuda.pool running pool.cu's kernels on the CPU (GPUCONV_UNVERIFIED unset: the default kernels);
-    outputs are NaN-poisoned."""
+    """gpuconv._cuda's pooling (entry, selection, launchers) running pool.cu's kernels on the CPU through a
+    host runtime (GPUCONV_UNVERIFIED unset: the default kernels); outputs are NaN-poisoned. ``launched``
+    lists the (source, kernel) of every launch."""
     monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
-    monkeypatch.setitem(sys.modules, "cupy", HostCupy)
-    monkeypatch.setattr(pool, "get_function", lambda source, name: host_kernels[name])
-    poisoned = {numpy.dtype(numpy.int64): numpy.iinfo(numpy.int64).min}
-    monkeypatch.setattr(pool, "empty", lambda shape, dtype: _host(
-        numpy.full(shape, poisoned.get(numpy.dtype(dtype), numpy.nan), dtype)))
-    return pool
+    monkeypatch.setenv("GPUCONV_POISON", "1")
+    launched = []
+
+    class Runtime(HostRuntime):
+        xp = HostCupy
+
+        def get_function(self, source_file, name):
+            launched.append((source_file, name))
+            return super().get_function(source_file, name)
+
+    with _runtime.use(Runtime(lambda name: host_kernels[name])):
+        pool.launched = launched
+        yield pool
+    HostCupy.misalign = False
 
 
 def _geometry(x_shape, kernel, stride, padding, dilation, ceil_mode):
@@ -347,20 +375,18 @@ def _shuffled(shape, dtype, rng):
 
 # How max_pool2d_bprop may run: (shared-memory limit, MAX_KEYS_PER_CHUNK): the per-plane counting sort; the
 # sort path in one chunk; the sort path one plane per chunk (2*P*Q - 1 keys).
-BPROP_PATHS = {"plane": (1 << 30, 1 << 27), "sort": (0, 1 << 27), "sort-chunked": (0, None)}
+BPROP_PATHS = {"plane": (1 << 30, 1 << 27), "sort": (1, 1 << 27), "sort-chunked": (1, None)}
 
 
-def _bprop_on_path(host_pool, monkeypatch, path, gy, idx, input_shape):
-    """gx of max_pool2d_bprop forced onto one path; checks the kernels it launched."""
+def _bprop_on_path(host_pool, tunables, path, gy, idx, input_shape):
+    """gx of max_pool2d_bprop forced onto one path (through the shared-memory and chunk tunables); checks
+    the kernels it launched."""
     smem_limit, max_keys = BPROP_PATHS[path]
     P, Q = gy.shape[2], gy.shape[3]
-    monkeypatch.setattr(pool, "_smem_limit", lambda: smem_limit)
-    monkeypatch.setattr(pool, "MAX_KEYS_PER_CHUNK", max_keys if max_keys is not None else 2 * P * Q - 1)
-    launched = []
-    get = pool.get_function
-    monkeypatch.setattr(pool, "get_function", lambda source, name: launched.append(name) or get(source, name))
+    tunables(smem_limit=smem_limit, max_keys_per_chunk=max_keys if max_keys is not None else 2 * P * Q - 1)
+    host_pool.launched.clear()
     gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), input_shape)
-    kinds = {name.split("<")[0] for name in launched}
+    kinds = {name.split("<")[0] for _, name in host_pool.launched}
     assert kinds == ({"max_pool2d_bprop_plane"} if path == "plane" else
                      {"max_pool2d_bprop_keys", "max_pool2d_bprop_gather"}), launched
     return gx
@@ -371,7 +397,7 @@ def _bprop_on_path(host_pool, monkeypatch, path, gy, idx, input_shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)
 @pytest.mark.parametrize("index_type", ["int", "long long"])
-def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype, index_type):
+def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, tunables, case, dtype, index_type):
     shape, kernel, stride, padding, dilation, ceil_mode = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
     x = _shuffled(shape, dtype, rng)
@@ -379,7 +405,7 @@ def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch
     g = _geometry(shape, kernel, stride, padding, dilation, ceil_mode)
     assert pool.index_ctype(g, g.N * g.C) == "int"
     if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
-        monkeypatch.setattr(pool, "INT32_MAX", -1)
+        tunables(index_limit=-1)
     y, idx = host_pool.max_pool2d_fprop(g, _host(x)[:, :, ::-1].copy()[:, :, ::-1])  # a strided view
     ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x.astype(numpy.float32)), kernel, stride, padding,
                                               dilation, ceil_mode, return_indices=True)
@@ -394,9 +420,9 @@ def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch
     ty64.backward(torch.from_numpy(gy.astype(numpy.float64)))
     tol = 2e-3 if dtype == numpy.float16 else 1e-6
     results = {}
-    # INT32_MAX = -1 also rules the plane kernel out and makes the sort keys int64, as on the GPU check
+    # index_limit = -1 also rules the plane kernel out and makes the sort keys int64, as on the GPU check
     for path in (["sort", "sort-chunked"] if index_type == "long long" else BPROP_PATHS):
-        gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, g.input_shape)
+        gx = _bprop_on_path(host_pool, tunables, path, gy, idx, g.input_shape)
         numpy.testing.assert_allclose(gx, txr.grad.numpy(), rtol=tol, atol=tol)
         results[path] = gx
     for gx in results.values():  # every path sums in output order: the same bits
@@ -405,11 +431,11 @@ def test_host_max_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch
 
 @needs_pool
 @pytest.mark.parametrize("path", list(BPROP_PATHS))
-def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_pool, monkeypatch, path):
+def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_pool, tunables, path):
     """Indices a user made up (every output chose element 3 or 0, int32): sums run in output order."""
     gy = numpy.array([1e8, 1.0, -1e8, 1.0, 0.5, 0.25], numpy.float32).reshape(1, 1, 2, 3)
     idx = numpy.array([3, 3, 3, 3, 0, 0], numpy.int32).reshape(1, 1, 2, 3)
-    gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (1, 1, 2, 2))
+    gx = _bprop_on_path(host_pool, tunables, path, gy, idx, (1, 1, 2, 2))
     expected = numpy.zeros(4, numpy.float32)
     for o in range(6):  # PyTorch's CPU scatter order
         expected[idx.flat[o]] += gy.flat[o]
@@ -419,7 +445,7 @@ def test_host_max_pool2d_backward_sums_repeated_indices_in_output_order(host_poo
 
 @needs_pool
 @pytest.mark.parametrize("path", list(BPROP_PATHS))
-def test_host_max_pool2d_backward_many_outputs_per_element_bitwise(host_pool, monkeypatch, path):
+def test_host_max_pool2d_backward_many_outputs_per_element_bitwise(host_pool, tunables, path):
     """Made-up indices with up to ~60 outputs per element (the heapsort branch, >16) and elements chosen by
     none, over 3 planes (more than the 2 emulated blocks: grid-stride): each element's gy are summed in
     output order, bit for bit the scatter loop's float32 sums, on every path and every run (the threaded
@@ -433,7 +459,7 @@ def test_host_max_pool2d_backward_many_outputs_per_element_bitwise(host_pool, mo
         for o in range(P * Q):
             expected[b, idx.reshape(N * C, -1)[b, o]] += gy.reshape(N * C, -1)[b, o]
     for _ in range(3):
-        gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (N, C, H, W))
+        gx = _bprop_on_path(host_pool, tunables, path, gy, idx, (N, C, H, W))
         numpy.testing.assert_array_equal(gx.reshape(N * C, -1), expected)
 
 
@@ -448,7 +474,7 @@ def test_index_type_is_int_exactly_when_everything_fits_31_bits():
     g = geometry(32768, 32768, 2, 2, 0)  # 2^30 elements per plane
     assert pool.index_ctype(g, 1) == "int"
     assert pool.index_ctype(g, 2) == "long long"  # 2^31 input elements
-    assert 46340 * 46340 <= pool.INT32_MAX < 46345 * 46345
+    assert 46340 * 46340 <= (1 << 31) - 1 < 46345 * 46345
     assert pool.index_ctype(geometry(46340, 46340, 3, 1, 1), 1) == "long long"  # window extent past 2^31
     assert pool.use_plane_kernel(112 * 112, 56 * 56, pool.MAX_PLANE_SMEM_BYTES)
     assert not pool.use_plane_kernel(224 * 224, 112 * 112, pool.MAX_PLANE_SMEM_BYTES)
@@ -472,14 +498,12 @@ AVG_CASES = [  # (input shape, kernel, stride, padding, ceil_mode, count_include
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", AVG_CASES)
 @pytest.mark.parametrize("index_type", ["int", "long long"])
-def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch, case, dtype, index_type):
+def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, tunables, case, dtype, index_type):
     from gpuconv import _params
 
     if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
-        monkeypatch.setattr(pool, "INT32_MAX", -1)
-    launched = []
-    get = pool.get_function
-    monkeypatch.setattr(pool, "get_function", lambda source, name: launched.append(name) or get(source, name))
+        tunables(index_limit=-1)
+    launched = host_pool.launched
 
     shape, kernel, stride, padding, ceil_mode, cip, divisor = case
     rng = numpy.random.default_rng(zlib.crc32(repr(case).encode()))
@@ -495,4 +519,4 @@ def test_host_avg_pool2d_forward_and_backward_match_torch(host_pool, monkeypatch
     numpy.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol)
     gx = host_pool.avg_pool2d_bprop(g, _host(gy).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2))
     numpy.testing.assert_allclose(gx, tx.grad.numpy(), rtol=tol, atol=tol)
-    assert len(launched) == 2 and all(name.endswith(f", {index_type}>") for name in launched), launched
+    assert len(launched) == 2 and all(name.endswith(f", {index_type}>") for _, name in launched), launched

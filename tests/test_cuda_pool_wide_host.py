@@ -18,6 +18,7 @@ import numpy
 import pytest
 
 from test_cuda_pool_host import (  # noqa: F401  (host_kernels and host_pool are fixtures)
+    HostCupy,
     _geometry,
     _host,
     host_kernels,
@@ -42,9 +43,8 @@ def assert_same_bits(new, old):
 
 
 @pytest.fixture
-def wide(host_pool, monkeypatch):
-    """Runs a pool launcher with the feature off (pool.cu's kernels) or on, and returns the kernels it launched."""
-    get = pool.get_function
+def wide(host_pool, monkeypatch, tunables):
+    """Runs a pooling op with the feature off (pool.cu's kernels) or on, and keeps the kernels it launched."""
 
     class Runner:
         launched = []
@@ -54,16 +54,14 @@ def wide(host_pool, monkeypatch):
                 monkeypatch.setenv("GPUCONV_UNVERIFIED", "pool_wide")
             else:
                 monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
-            self.launched = []
+            host_pool.launched.clear()
             result = function(*args)
+            self.launched = list(host_pool.launched)
             monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
             return result
 
-    runner = Runner()
-    monkeypatch.setattr(pool, "get_function",
-                        lambda source, name: runner.launched.append((source, name)) or get(source, name))
-    monkeypatch.setattr(pool, "_smem_limit", lambda: pool.MAX_PLANE_SMEM_BYTES)
-    return runner
+    tunables(smem_limit=pool.MAX_PLANE_SMEM_BYTES)
+    return Runner()
 
 
 def kinds(launched):
@@ -118,7 +116,7 @@ def test_wide_max_pool2d_forward_is_bitwise_the_old_kernel_and_torch(wide, case,
         y_old, idx_old = wide(False, pool.max_pool2d_fprop, g, _host(data))
         assert kinds(wide.launched) == {"max_pool2d_fprop"}
         y, idx = wide(True, pool.max_pool2d_fprop, g, _host(data))
-        assert wide.launched == [("pool_wide.cu", f"max_pool2d_fprop_wide<{pool.VALUE_CTYPES[y.dtype]}, "
+        assert wide.launched == [("experimental/pool_wide.cu", f"max_pool2d_fprop_wide<{pool.VALUE_CTYPES[y.dtype]}, "
                                                   f"{g.kernel_w}, {g.stride_w}>")]
         assert_same_bits(idx, idx_old)
         assert_same_bits(y, y_old)
@@ -167,11 +165,11 @@ def test_wide_avg_pool2d_forward_and_backward_are_bitwise_the_old_kernels_and_to
     for xs, gys in ((x, gy), (nasty(shape, dtype, rng), nasty(g.output_shape, dtype, rng))):
         y_old = wide(False, pool.avg_pool2d_fprop, g, _host(xs))
         y = wide(True, pool.avg_pool2d_fprop, g, _host(xs))
-        assert wide.launched == [("pool_wide.cu", f"avg_pool2d_fprop_wide<{ctype}, {g.kernel_w}, {g.stride_w}>")]
+        assert wide.launched == [("experimental/pool_wide.cu", f"avg_pool2d_fprop_wide<{ctype}, {g.kernel_w}, {g.stride_w}>")]
         assert_same_bits(y, y_old)
         gx_old = wide(False, pool.avg_pool2d_bprop, g, _host(gys))
         gx = wide(True, pool.avg_pool2d_bprop, g, _host(gys))
-        assert wide.launched == [("pool_wide.cu", f"avg_pool2d_bprop_wide<{ctype}, {g.kernel_w}, {g.stride_w}>")]
+        assert wide.launched == [("experimental/pool_wide.cu", f"avg_pool2d_bprop_wide<{ctype}, {g.kernel_w}, {g.stride_w}>")]
         assert_same_bits(gx, gx_old)
 
     tx = torch.from_numpy(x.astype(numpy.float64)).requires_grad_()
@@ -211,8 +209,7 @@ def test_wide_kernels_take_element_paths_for_misaligned_arrays(wide, monkeypatch
     gxm = wide(True, pool.max_pool2d_bprop, _host(gy), _host(idx), shape)
     assert kinds(wide.launched) == {"max_pool2d_bprop_plane_wide"}
 
-    empty = pool.empty
-    monkeypatch.setattr(pool, "empty", lambda s, d: _misaligned(empty(s, d)))
+    HostCupy.misalign = True  # every new output one element off an aligned address (reset by host_pool)
     y2, idx2 = wide(True, pool.max_pool2d_fprop, gmax, _misaligned(x))
     assert_same_bits(y2, y)
     assert_same_bits(idx2, idx)
@@ -223,7 +220,7 @@ def test_wide_kernels_take_element_paths_for_misaligned_arrays(wide, monkeypatch
 
 
 @needs_pool
-def test_wide_kernels_run_only_where_they_apply(wide, monkeypatch):
+def test_wide_kernels_run_only_where_they_apply(wide, tunables):
     """Other column geometries, 64-bit indices, the feature off: pool.cu's kernels."""
     x = _host(numpy.random.default_rng(1).standard_normal((1, 2, 9, 10)).astype(numpy.float32))
     for kernel, stride, dilation in ((5, 2, 1), (3, 3, 1), (3, 2, (1, 2)), ((3, 1), (2, 3), 1)):
@@ -235,7 +232,7 @@ def test_wide_kernels_run_only_where_they_apply(wide, monkeypatch):
     assert kinds(wide.launched) == {"avg_pool2d_fprop_wide"}
     wide(False, pool.avg_pool2d_fprop, g, x)
     assert kinds(wide.launched) == {"avg_pool2d_fprop"}
-    monkeypatch.setattr(pool, "INT32_MAX", -1)  # nothing fits 31 bits: the 64-bit kernels
+    tunables(index_limit=-1)  # nothing fits 31 bits: the 64-bit kernels
     wide(True, pool.avg_pool2d_bprop, g, _host(numpy.ones(g.output_shape, numpy.float32)))
     assert wide.launched == [("pool.cu", "avg_pool2d_bprop<float, long long>")]
 

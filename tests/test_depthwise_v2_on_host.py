@@ -21,12 +21,14 @@ import random
 import numpy
 import pytest
 
-import host_kernels
+from support import host_kernels
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, load_by_path
+from gpuconv._cuda import _kernel_table as kernel_table
+from gpuconv._cuda import _loader as loader
+from support.host_modules import Family, cuda_modules_on_host
 
-V2_SOURCES = ("conv_depthwise_v2.cu", "conv_depthwise_v2_5x5.cu")
+V2_SOURCES = ("experimental/conv_depthwise_v2.cu", "experimental/conv_depthwise_v2_5x5.cu")
 HOST_GRID = 3
 FEATURE = "depthwise_v2"
 
@@ -46,14 +48,12 @@ USES_SYNCTHREADS = {"conv2d_fprop_depthwise", "conv2d_dgrad_depthwise", "conv2d_
                     "conv2d_wgrad_depthwise_v2"}
 KERNELS = host_kernels.Signatures(SIGNATURES, ACC_POINTERS, frozenset(USES_SYNCTHREADS))
 
-loader = load_by_path("gpuconv_loader_dw2_host", "gpuconv/_cuda/_loader.py")
-kernel_table = load_by_path("gpuconv_kernel_table_dw2_host", "gpuconv/_cuda/_kernel_table.py")
 
 
 def _units():
     """(file stem, source, C++): one translation unit per kernel file, built in parallel."""
     for source in ("conv_depthwise.cu",) + V2_SOURCES:
-        yield source[:-3], source, host_kernels.translation_unit(loader.source(source), kernel_table.KERNELS[source],
+        yield source.split("/")[-1][:-3], source, host_kernels.translation_unit(loader.source(source), kernel_table.KERNELS[source],
                                                                  KERNELS)
 
 
@@ -76,11 +76,27 @@ class HostKernel(host_kernels.HostKernel):
         return super().checks_block() or self.kernel.endswith("_v2")
 
 
+class Depthwise(Family):
+    """The depthwise family (version 2 where switched on and supported, else version 1); other names are
+    those of the version-2 module (gpuconv/_cuda/experimental/depthwise_v2.py)."""
+
+    def __init__(self, modules):
+        super().__init__("depthwise")
+        self._m = modules
+
+    def __getattr__(self, name):
+        return getattr(self._m.depthwise_v2, name)
+
+    def v2_applies(self, g, dtype, pass_name):
+        return self.chosen(g, pass_name, dtype) == "depthwise_v2"
+
+
 @pytest.fixture(scope="module")
 def dw(host_lib):
-    return cuda_modules_on_host("gpuconv_cuda_dw2_on_host",
-                                ("_loader", "_launch", "_alloc", "_unverified", "_conv_depthwise"),
-                                lambda name: HostKernel(host_lib, name))
+    with cuda_modules_on_host(("_algo", "_conv_depthwise", "depthwise_v2"),
+                              lambda name: HostKernel(host_lib, name)) as modules:
+        modules._conv_depthwise = Depthwise(modules)
+        yield modules
 
 
 @pytest.fixture(autouse=True)
@@ -250,11 +266,11 @@ def test_v2_matches_version_1(dw, monkeypatch):
 
 
 @pytest.mark.parametrize("target", [1, 1 << 30])
-def test_v2_wgrad_chunking(dw, monkeypatch, target):
+def test_v2_wgrad_chunking(dw, tunables, target):
     """wgrad with one chunk per channel (each thread several units) and with one unit per thread per
     chunk (many chunks): the same sums, added in fixed orders."""
     cd = dw._conv_depthwise
-    monkeypatch.setattr(cd, "V2_WGRAD_TARGET_BLOCKS", target)
+    tunables(depthwise_v2_wgrad_blocks=target)
     g = conv_geometry((3, 2, 30, 24, 1, 3, 3, 1, 1))  # 3 images x 5 strips x 6 groups = 90 units per channel
     L = cd.v2_launch(g, numpy.float32, "wgrad")
     threads, per_chunk, chunks = cd.v2_wgrad_chunking(L)
@@ -319,6 +335,7 @@ def test_v2_coverage_and_switch(dw, monkeypatch):
     assert cd.v2_launch(mobilenet, numpy.float16, "wgrad").V == 4
     with pytest.raises(ValueError):
         cd.v2_launch(g, numpy.float32, "bprop")
+    assert cd.supports(g, numpy.float32, "fprop")  # the variant's own rule ignores the switch: _algo applies it
 
 
 def test_divisor_magic(dw):

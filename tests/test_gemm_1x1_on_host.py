@@ -16,13 +16,17 @@ Not checked here: the real cuBLAS (its types, tensor cores, CuPy's handle and st
 from __future__ import annotations
 
 import ctypes
+import types
 
 import numpy
 import pytest
 
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host
+import importlib
+
+from gpuconv._cuda import _runtime
+from support.host_modules import Family, HostRuntime
 
 HANDLE = 0x5EED
 OP_N, OP_T = 0, 1
@@ -85,25 +89,33 @@ class CublasEmulator:
 
 @pytest.fixture(scope="module")
 def host():
-    names = ("_loader", "_launch", "_alloc", "_algo", "_unverified", "_cublas", "_conv_gemm1x1", "_conv_im2col",
-             "conv")
+    names = {"_algo": "_algo", "_cublas": "experimental.cublas", "_conv_gemm1x1": "experimental.gemm_1x1",
+             "_conv_im2col": "_conv_im2col", "conv": "conv"}
+    modules = {k: importlib.import_module(f"gpuconv._cuda.{v}") for k, v in names.items()}
+    return types.SimpleNamespace(im2col=Family("im2col"), **modules)
 
-    def no_kernel(name):
-        raise AssertionError(f"the gemm_1x1 path launched kernel {name}")
 
-    return cuda_modules_on_host("gpuconv_cuda_gemm1x1_host", names, no_kernel)
+def _no_kernel(name):
+    raise AssertionError(f"the gemm_1x1 path launched kernel {name}")
+
+
+class EmulatedBlas(HostRuntime):
+    """A host runtime whose cuBLAS is the emulator, and whose device pointers are the emulator's (host
+    addresses remembered with their allocation's bounds)."""
+
+    def __init__(self, emulator):
+        super().__init__(_no_kernel, cublas=(emulator, HANDLE))
+        self.pointer = emulator.pointer
 
 
 @pytest.fixture()
 def blas(host, monkeypatch):
-    """The emulator wired into _cublas, gemm_1x1 switched on, outputs poisoned."""
+    """The emulator as the runtime's cuBLAS, gemm_1x1 switched on, outputs poisoned."""
     emulator = CublasEmulator()
-    monkeypatch.setattr(host._cublas, "_library", lambda: emulator)
-    monkeypatch.setattr(host._cublas, "_handle", lambda: HANDLE)
-    monkeypatch.setattr(host._cublas, "_pointer", emulator.pointer)
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "gemm_1x1")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    return emulator
+    with _runtime.use(EmulatedBlas(emulator)):
+        yield emulator
 
 
 # ----------------------------------------------------------------------------- the emulator itself
@@ -292,7 +304,7 @@ def _run_all_passes(host, g, dtype, seed, bias):
     if bias:
         gx = gx + f64(bias_c)[None, :, None, None]
         gx_mag = gx_mag + numpy.abs(f64(bias_c))[None, :, None, None]
-    im2col = host._conv_im2col
+    im2col = host.im2col
     _check(im2col.conv2d_fprop(g, x, w, bias_k), y, y_mag, dtype, g.c_per_group, "fprop")
     _check(im2col.conv2d_dgrad(g, gy, w, bias_c), gx, gx_mag, dtype, g.k_per_group, "dgrad")
     _check(im2col.conv2d_wgrad(g, x, gy), gw, gw_mag, dtype, g.N * g.P * g.Q, "wgrad")
@@ -301,12 +313,12 @@ def _run_all_passes(host, g, dtype, seed, bias):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 @pytest.mark.parametrize("wgrad_chunks", ("one", "two_per_chunk", "one_per_chunk"))
-def test_conv_passes(host, blas, monkeypatch, case, dtype, wgrad_chunks):
+def test_conv_passes(host, blas, tunables, case, dtype, wgrad_chunks):
     g = _geometry(case)
-    assert host._conv_gemm1x1.use(g)
+    assert host._algo.first("im2col", g, dtype, "fprop").name == "gemm_1x1"
     per_image = g.K * g.c_per_group * (8 if dtype == numpy.float64 else 4)
     if wgrad_chunks != "one":
-        monkeypatch.setattr(host._algo, "WORKSPACE_BYTES", per_image * (2 if wgrad_chunks == "two_per_chunk" else 1))
+        tunables(workspace_bytes=per_image * (2 if wgrad_chunks == "two_per_chunk" else 1))
     expected_chunk = {"one": g.N, "two_per_chunk": min(2, g.N), "one_per_chunk": 1}[wgrad_chunks]
     assert host._conv_gemm1x1.wgrad_chunk(g, dtype) == expected_chunk
     _run_all_passes(host, g, dtype, seed=21, bias=True)
@@ -343,7 +355,8 @@ def test_dispatch_through_conv_py(host, blas, monkeypatch):
 def test_only_1x1_stride1_unpadded_and_only_when_switched_on(host, blas, monkeypatch):
     make = lambda R, stride, padding: _params.conv2d_call(
         "t", numpy.empty((2, 4, 5, 5)), numpy.empty((6, 4, R, R)), None, stride, padding, 1, 1, "zeros").geometry
-    assert host._conv_gemm1x1.use(make(1, 1, 0))
+    uses = lambda g: host._algo.first("im2col", g, numpy.float32, "fprop").name == "gemm_1x1"  # noqa: E731
+    assert uses(make(1, 1, 0))
     assert not host._conv_gemm1x1.applies(make(1, 2, 0))
     assert not host._conv_gemm1x1.applies(make(1, 1, 1))
     assert not host._conv_gemm1x1.applies(make(3, 1, 1))
@@ -351,7 +364,7 @@ def test_only_1x1_stride1_unpadded_and_only_when_switched_on(host, blas, monkeyp
                                                0, 1, 1).geometry
     assert host._conv_gemm1x1.applies(transposed)
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "pool_wide")
-    assert not host._conv_gemm1x1.use(make(1, 1, 0))
+    assert not uses(make(1, 1, 0))
 
 
 def test_transposed_1x1_forward_is_dgrad(host, blas):
@@ -359,7 +372,7 @@ def test_transposed_1x1_forward_is_dgrad(host, blas):
     rng = numpy.random.default_rng(8)
     x, w, b = rng.standard_normal((2, 6, 3, 4)), rng.standard_normal((6, 4, 1, 1)), rng.standard_normal(4)
     g = _params.conv_transpose2d_call("t", x, w, b, 1, 0, 0, 1, 1).geometry
-    out = host._conv_im2col.conv2d_dgrad(g, x, w, b)
+    out = host.im2col.conv2d_dgrad(g, x, w, b)
     numpy.testing.assert_allclose(out, reference.conv_transpose2d(x, w, b), rtol=1e-12, atol=1e-12)
 
 
@@ -372,10 +385,18 @@ def test_group_batched_float16_gemm(host, blas, monkeypatch, switch):
     groups = host._conv_im2col.MAX_LOOPED_GROUPS + 3
     a = rng.standard_normal((groups, 5, 7)).astype(numpy.float16)
     b = rng.standard_normal((groups, 7, 6)).astype(numpy.float16)
-    out = host._conv_im2col._gemm(a, b)
+    batched = host._cublas.gemm_strided_batched if switch else None  # im2col_half_batched's product
+    variant = host._algo.first("im2col", _geometry_with_groups(groups), numpy.float16, "fprop").name
+    assert variant == ("im2col_half_batched" if switch else "im2col")
+    out = host._conv_im2col._gemm(a, b, None, batched)
     assert out.dtype == numpy.float16 and out.shape == (groups, 5, 6)
     expected = numpy.matmul(a.astype(numpy.float64), b.astype(numpy.float64))
     numpy.testing.assert_allclose(out.astype(numpy.float64), expected, rtol=4e-3, atol=1e-2)
     assert [c["batch"] for c in blas.calls] == ([groups] if switch else [])
     given = numpy.full((groups, 5, 6), numpy.nan, numpy.float16)
-    assert host._conv_im2col._gemm(a, b, out=given) is given and not numpy.isnan(given).any()
+    assert host._conv_im2col._gemm(a, b, given, batched) is given and not numpy.isnan(given).any()
+
+
+def _geometry_with_groups(groups):
+    return _params.conv2d_call("t", numpy.empty((1, 2 * groups, 5, 5)), numpy.empty((2 * groups, 2, 3, 3)), None, 1,
+                               1, 1, groups, "zeros").geometry

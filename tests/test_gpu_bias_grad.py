@@ -1,4 +1,4 @@
-"""bias_grad on the GPU (GPUCONV_UNVERIFIED=bias_grad, kernels/bias_grad.cu, gpuconv/_cuda/_bias_grad.py):
+"""bias_grad on the GPU (GPUCONV_UNVERIFIED=bias_grad, kernels/experimental/bias_grad.cu, gpuconv/_cuda/experimental/bias_grad.py):
 conv2d_backward's and conv_transpose2d_backward's grad_bias on CuPy arrays against a float64 NumPy sum, over
 shapes that take one launch and several splits, 16-byte and element units; outputs NaN-poisoned, bitwise
 repeatable, the same bits from a strided grad_output, on a non-default stream, and proof that the kernels ran.
@@ -26,9 +26,7 @@ SHAPES = [(1, 16, 8, 8), (3, 5, 7, 7), (2, 3, 1, 1), (32, 64, 56, 56), (16, 3, 1
 def bias_grad_env(monkeypatch):
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "bias_grad")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    from gpuconv._cuda import _launch
-
-    return record_kernel_names(monkeypatch, [], _launch)
+    return record_kernel_names(monkeypatch, [], ("experimental/bias_grad.cu",))
 
 
 def _grad_bias(gy, N, K):

@@ -1,4 +1,4 @@
-"""gemm_1x1 on the GPU (GPUCONV_UNVERIFIED=gemm_1x1, gpuconv/_cuda/_cublas.py and _conv_gemm1x1.py): the
+"""gemm_1x1 on the GPU (GPUCONV_UNVERIFIED=gemm_1x1, gpuconv/_cuda/experimental/cublas.py and gemm_1x1.py): the
 strided-batched cuBLAS wrapper against cupy.matmul / NumPy (transposes, sliced and shared operands, float16
 to float32 output, beta), on a non-default stream; 1x1 conv2d / conv2d_backward / conv_transpose2d on CuPy
 arrays with the im2col algorithm forced, against the float64 NumPy path, outputs NaN-poisoned, bitwise
@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names, set_tunables
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -24,16 +24,14 @@ def gemm_env(monkeypatch):
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "gemm_1x1")
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "im2col")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    from gpuconv._cuda import _conv_im2col
-
-    return record_kernel_names(monkeypatch, [], _conv_im2col, "launch")
+    return record_kernel_names(monkeypatch, [], ("im2col.cu",))
 
 
 def test_enum_values_match_cupy():
     from cupy_backends.cuda.api import runtime
     from cupy_backends.cuda.libs import cublas
 
-    from gpuconv._cuda import _cublas
+    from gpuconv._cuda.experimental import cublas as _cublas
 
     assert (_cublas.OP_N, _cublas.OP_T) == (cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T)
     assert (_cublas.COMPUTE_32F, _cublas.COMPUTE_64F) == (cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_COMPUTE_64F)
@@ -45,7 +43,7 @@ def test_enum_values_match_cupy():
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_wrapper_against_numpy(dtype, trans_a, trans_b):
-    from gpuconv._cuda import _cublas
+    from gpuconv._cuda.experimental import cublas as _cublas
 
     rng = numpy.random.default_rng(1)
     batch, m, n, k = 4, 37, 29, 45
@@ -68,7 +66,7 @@ def test_wrapper_against_numpy(dtype, trans_a, trans_b):
 
 
 def test_wrapper_float16_into_float32_with_beta():
-    from gpuconv._cuda import _cublas
+    from gpuconv._cuda.experimental import cublas as _cublas
 
     rng = numpy.random.default_rng(2)
     a = random_array(rng, (3, 40, 24), numpy.float16)
@@ -123,9 +121,7 @@ def test_conv_1x1_against_numpy(gemm_env, case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: numpy.dtype(d).name)
 def test_transposed_1x1_and_chunked_wgrad(gemm_env, monkeypatch, dtype):
-    from gpuconv._cuda import _algo
-
-    monkeypatch.setattr(_algo, "WORKSPACE_BYTES", 2 * 8 * 3 * 8)  # wgrad in several chunks (2 or 4 images)
+    set_tunables(workspace_bytes=2 * 8 * 3 * 8)  # wgrad in several chunks (2 or 4 images)
     rng = numpy.random.default_rng(4)
     x = random_array(rng, (5, 6, 5, 3), dtype)
     w = random_array(rng, (6, 4, 1, 1), dtype)  # (Cin, Cout/groups, 1, 1), groups 2

@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names, set_tunables
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -34,14 +34,14 @@ CASES = {
 def nhwc_env(monkeypatch):
     """GPUCONV_UNVERIFIED=igemm_nhwc, implicit GEMM forced, outputs poisoned; records the kernels the NHWC module
     launches."""
-    from gpuconv._cuda import _igemm_nhwc, implicit_gemm
+    from gpuconv._cuda import implicit_gemm
 
     if implicit_gemm._compute_capability() < 80:
         pytest.skip("the NHWC kernel needs sm_80 or newer")
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "igemm_nhwc")
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    return monkeypatch, record_kernel_names(monkeypatch, [], _igemm_nhwc), implicit_gemm
+    return monkeypatch, record_kernel_names(monkeypatch, [], ("experimental/implicit_gemm_nhwc.cu",)), implicit_gemm
 
 
 def _problem(case, seed=5):
@@ -59,7 +59,7 @@ def _problem(case, seed=5):
 @pytest.mark.parametrize("case", CASES)
 def test_nhwc_fprop_matches_float64_and_repeats_bitwise(nhwc_env, case):
     monkeypatch, launched, implicit_gemm = nhwc_env
-    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: CASES[case][3])
+    set_tunables(sm_count=CASES[case][3])
     x, w, b, kw, ref, bound, n_terms = _problem(case)
     xg, wg, bg = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
     first = cupy.asnumpy(gpuconv.conv2d(xg, wg, bg, **kw))
@@ -75,11 +75,11 @@ def test_nhwc_fprop_matches_float64_and_repeats_bitwise(nhwc_env, case):
 
 def test_every_tile_is_reached(nhwc_env):
     """The CASES above launch every instantiation of the kernel table's implicit_gemm_nhwc.cu."""
-    from gpuconv._cuda import _igemm_nhwc
+    from gpuconv._cuda.experimental import igemm_nhwc as _igemm_nhwc
 
     monkeypatch, launched, implicit_gemm = nhwc_env
     for case in CASES:
-        monkeypatch.setattr(implicit_gemm, "_sm_count", lambda n=CASES[case][3]: n)
+        set_tunables(sm_count=CASES[case][3])
         x, w, b, kw, *_ = _problem(case)
         gpuconv.conv2d(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), **kw)
     assert set(_igemm_nhwc.kernel_names()) <= set(launched), sorted(set(_igemm_nhwc.kernel_names()) - set(launched))
@@ -117,7 +117,7 @@ def test_unset_or_unsupported_keeps_the_existing_kernels(nhwc_env):
 def test_nhwc_dgrad_at_stride_1_matches_float64(nhwc_env, case):
     """conv2d_backward's grad_input through the same kernel (gy with the flipped filter) at stride 1."""
     monkeypatch, launched, implicit_gemm = nhwc_env
-    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: CASES[case][3])
+    set_tunables(sm_count=CASES[case][3])
     x, w, _, kw, *_ = _problem(case)
     rng = numpy.random.default_rng(9)
     gy = random_array(rng, gpuconv.conv2d(x.astype(numpy.float64), w.astype(numpy.float64), **kw).shape,

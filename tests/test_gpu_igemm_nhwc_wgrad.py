@@ -12,7 +12,7 @@ import numpy
 import pytest
 
 import gpuconv
-from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names
+from helpers import assert_close, cupy_with_gpu, random_array, record_kernel_names, set_tunables
 
 cupy = cupy_with_gpu()
 pytestmark = pytest.mark.skipif(cupy is None, reason="needs CuPy and a GPU")
@@ -38,25 +38,25 @@ WGRAD_CASES = {
 
 def _switched_on(monkeypatch, feature, module_name):
     """GPUCONV_UNVERIFIED=feature, implicit GEMM forced, outputs poisoned; records the kernels that
-    _igemm_nhwc (layout copies) and gpuconv._cuda.<module_name> launch."""
+    igemm_nhwc (layout copies) and gpuconv._cuda.experimental.<module_name> launch."""
     import importlib
 
-    from gpuconv._cuda import _igemm_nhwc, implicit_gemm
+    from gpuconv._cuda import implicit_gemm
+    from gpuconv._cuda.experimental import igemm_nhwc
 
     if implicit_gemm._compute_capability() < 80:
         pytest.skip("the NHWC kernels need sm_80 or newer")
     monkeypatch.setenv("GPUCONV_UNVERIFIED", feature)
     monkeypatch.setenv("GPUCONV_CONV_ALGO", "implicit_gemm")
     monkeypatch.setenv("GPUCONV_POISON", "1")
-    launched = []
-    for module in (_igemm_nhwc, importlib.import_module(f"gpuconv._cuda.{module_name}")):
-        record_kernel_names(monkeypatch, launched, module)
+    module = importlib.import_module(f"gpuconv._cuda.experimental.{module_name}")
+    launched = record_kernel_names(monkeypatch, [], (igemm_nhwc.SOURCE, module.SOURCE))
     return monkeypatch, launched, implicit_gemm
 
 
 @pytest.fixture
 def nhwc_env(monkeypatch):
-    return _switched_on(monkeypatch, "nhwc_wgrad", "_igemm_nhwc_wgrad")
+    return _switched_on(monkeypatch, "nhwc_wgrad", "igemm_nhwc_wgrad")
 
 
 def _operands(shapes, kw, seed, grad):
@@ -91,7 +91,7 @@ def _wgrad(gy, x, w, kw):
 @pytest.mark.parametrize("case", WGRAD_CASES)
 def test_nhwc_wgrad_matches_float64_and_repeats_bitwise(nhwc_env, case):
     monkeypatch, launched, implicit_gemm = nhwc_env
-    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: WGRAD_CASES[case][3])
+    set_tunables(sm_count=WGRAD_CASES[case][3])
     x, w, gy, kw, ref, bound, n_terms = _problem(case)
     first = _wgrad(gy, x, w, kw)
     assert any(n.startswith(WGRAD_PREFIX) for n in launched), launched
@@ -112,12 +112,12 @@ def test_nhwc_wgrad_matches_float64_and_repeats_bitwise(nhwc_env, case):
 def test_every_tile_and_several_splits_are_reached(nhwc_env):
     """The cases above launch every instantiation of implicit_gemm_nhwc_wgrad.cu, with 1 and > 1 splits."""
     from gpuconv import _params
-    from gpuconv._cuda import _igemm_nhwc_wgrad
+    from gpuconv._cuda.experimental import igemm_nhwc_wgrad as _igemm_nhwc_wgrad
 
     monkeypatch, launched, implicit_gemm = nhwc_env
     splits = set()
     for case, (xs, ws, kw, sms) in WGRAD_CASES.items():
-        monkeypatch.setattr(implicit_gemm, "_sm_count", lambda n=sms: n)
+        set_tunables(sm_count=sms)
         x, w, gy, kw, *_ = _problem(case)
         _wgrad(gy, x, w, kw)
         x4 = numpy.empty(((1,) if len(xs) == 3 else ()) + xs, numpy.float16)
@@ -175,7 +175,7 @@ TRANSPOSED_CASES = {
 
 @pytest.fixture
 def dgrad_env(monkeypatch):
-    return _switched_on(monkeypatch, "nhwc_dgrad", "_igemm_nhwc_dgrad")
+    return _switched_on(monkeypatch, "nhwc_dgrad", "igemm_nhwc_dgrad")
 
 
 def _dgrad_problem(case, seed=7):
@@ -193,7 +193,7 @@ def _dgrad(gy, x, w, kw):
 @pytest.mark.parametrize("case", DGRAD_CASES)
 def test_nhwc_dgrad_matches_float64_and_repeats_bitwise(dgrad_env, case):
     monkeypatch, launched, implicit_gemm = dgrad_env
-    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: DGRAD_CASES[case][3])
+    set_tunables(sm_count=DGRAD_CASES[case][3])
     x, w, gy, kw, ref, bound, n_terms = _dgrad_problem(case)
     first = _dgrad(gy, x, w, kw)
     assert any(n.startswith(DGRAD_PREFIX) for n in launched), launched
@@ -224,7 +224,7 @@ def _transposed_problem(case, seed=8):
 @pytest.mark.parametrize("case", TRANSPOSED_CASES)
 def test_nhwc_dgrad_runs_conv_transpose2d(dgrad_env, case):
     monkeypatch, launched, implicit_gemm = dgrad_env
-    monkeypatch.setattr(implicit_gemm, "_sm_count", lambda: TRANSPOSED_CASES[case][3])
+    set_tunables(sm_count=TRANSPOSED_CASES[case][3])
     x, w, b, kw, ref, bound, n_terms = _transposed_problem(case)
     xg, wg, bg = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
     first = cupy.asnumpy(gpuconv.conv_transpose2d(xg, wg, bg, **kw))
@@ -236,15 +236,15 @@ def test_nhwc_dgrad_runs_conv_transpose2d(dgrad_env, case):
 
 
 def test_every_dgrad_tile_is_reached(dgrad_env):
-    from gpuconv._cuda import _igemm_nhwc_dgrad
+    from gpuconv._cuda.experimental import igemm_nhwc_dgrad as _igemm_nhwc_dgrad
 
     monkeypatch, launched, implicit_gemm = dgrad_env
     for case, (_, _, kw, sms) in DGRAD_CASES.items():
-        monkeypatch.setattr(implicit_gemm, "_sm_count", lambda n=sms: n)
+        set_tunables(sm_count=sms)
         x, w, gy, kw, *_ = _dgrad_problem(case)
         _dgrad(gy, x, w, kw)
     for case, (_, _, kw, sms) in TRANSPOSED_CASES.items():
-        monkeypatch.setattr(implicit_gemm, "_sm_count", lambda n=sms: n)
+        set_tunables(sm_count=sms)
         x, w, b, kw, *_ = _transposed_problem(case)
         gpuconv.conv_transpose2d(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), **kw)
     assert set(_igemm_nhwc_dgrad.kernel_names()) <= set(launched), sorted(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -23,12 +22,13 @@ import pytest
 
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, load_by_path
+from gpuconv._cuda import _kernel_table as table
+from gpuconv._cuda import _runtime
+from support.host_modules import Family, HostRuntime, cuda_modules_on_host
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "host_cuda" / "implicit_gemm_emulation"
-MODULES = ("_loader", "_launch", "_alloc", "_unverified", "implicit_gemm", "_igemm_nhwc", "_igemm_nhwc_wgrad",
-           "_igemm_nhwc_dgrad")
+MODULES = ("_algo", "_igemm_nhwc", "_igemm_nhwc_wgrad", "_igemm_nhwc_dgrad")
 
 
 # ------------------------------------------------------------------------------------ the stand-ins
@@ -42,13 +42,26 @@ class HostArray(numpy.ndarray):
         return types.SimpleNamespace(ptr=self.ctypes.data)
 
 
-def _fake_cupy():
-    """NumPy, except that ``empty`` returns HostArray (what _alloc.empty hands the launchers)."""
-    fake = types.ModuleType("cupy_on_host")
-    fake.__dict__.update({k: getattr(numpy, k) for k in dir(numpy) if not k.startswith("__")})
-    fake.empty = lambda shape, dtype=float: numpy.empty(shape, dtype=dtype).view(HostArray)
-    fake.ndarray = numpy.ndarray
-    return fake
+class HostXp:
+    """NumPy as the runtime's array module, except that ``empty`` returns HostArray (what _alloc.empty hands
+    the launchers)."""
+
+    ascontiguousarray = staticmethod(numpy.ascontiguousarray)
+
+    @staticmethod
+    def empty(shape, dtype=float):
+        return numpy.empty(shape, dtype=dtype).view(HostArray)
+
+
+class ImplicitGemm(Family):
+    """The implicit-GEMM family (a channels-last variant where switched on and supported, else the tensor-core
+    kernels), float16 by default."""
+
+    def __init__(self):
+        super().__init__("implicit_gemm")
+
+    def chosen(self, g, pass_name, dtype=numpy.float16):
+        return super().chosen(g, pass_name, dtype)
 
 
 class EmulatedKernel:
@@ -89,7 +102,7 @@ def emu_lib(tmp_path_factory):
         # (threadIdx, blockIdx, ...) with other types; exported, the dynamic linker would merge them
         [gxx, "-std=c++20", "-O1", "-w", "-pthread", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique",
          f"-I{HARNESS / 'fake'}", f"-I{HARNESS}",
-         f"-I{ROOT / 'kernels'}", str(HARNESS / "nhwc_lib.cpp"), "-o", str(out)],
+         f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'experimental'}", str(HARNESS / "nhwc_lib.cpp"), "-o", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     if build.returncode != 0 and ("barrier" in build.stderr or "_Float16" in build.stderr):
@@ -102,33 +115,23 @@ def emu_lib(tmp_path_factory):
     return lib
 
 
-@pytest.fixture(scope="module")
-def cuda_on_host():
-    return cuda_modules_on_host("gpuconv_cuda_nhwc_on_host", MODULES, lambda name: None)
-
-
 @pytest.fixture
-def backend(cuda_on_host, emu_lib, monkeypatch):
-    """The modules with the emulated kernels, an sm_90 GPU of 132 SMs (tests change the count), outputs
-    poisoned; ``backend.launched`` lists the kernels run."""
-    m = cuda_on_host
+def backend(emu_lib, monkeypatch, tunables):
+    """The modules on a host runtime with the emulated kernels, an sm_90 GPU of 132 SMs (tests change the
+    count through the tunables), outputs poisoned; ``backend.launched`` lists the kernels run."""
     launched = []
-    fake = _fake_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(m._alloc, "cupy", fake)
 
-    def get_function(source_file, name):
-        m._loader._check_listed(source_file, name)
-        return EmulatedKernel(emu_lib, name, launched)
+    class Runtime(HostRuntime):
+        xp = HostXp
 
-    for mod in (m.implicit_gemm, m._igemm_nhwc, m._igemm_nhwc_wgrad, m._igemm_nhwc_dgrad):
-        monkeypatch.setattr(mod, "get_function", get_function)
-    monkeypatch.setattr(m.implicit_gemm, "_compute_capability", lambda: 90)
-    monkeypatch.setattr(m.implicit_gemm, "_sm_count", lambda: 132)
+    tunables(compute_capability=90, sm_count=132)
     monkeypatch.setenv("GPUCONV_POISON", "1")
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_wgrad")
-    m.launched = launched
-    return m
+    with cuda_modules_on_host(MODULES, lambda name: None) as m:
+        with _runtime.use(Runtime(lambda name: EmulatedKernel(emu_lib, name, launched))):
+            m.implicit_gemm = ImplicitGemm()
+            m.launched = launched
+            yield m
 
 
 # ------------------------------------------------------------------------------------------- cases
@@ -180,9 +183,9 @@ WGRAD_CASES = {
 
 
 @pytest.mark.parametrize("case", WGRAD_CASES)
-def test_nhwc_wgrad_through_the_launcher(backend, monkeypatch, case):
+def test_nhwc_wgrad_through_the_launcher(backend, tunables, case):
     g, sms, tile, splits = WGRAD_CASES[case]
-    monkeypatch.setattr(backend.implicit_gemm, "_sm_count", lambda: sms)
+    tunables(sm_count=sms)
     assert backend._igemm_nhwc_wgrad.supports(g, numpy.float16)
     bm, bn, got_splits, _ = backend._igemm_nhwc_wgrad.plan(g)
     assert ((bm, bn), got_splits) == (tile, splits)
@@ -199,29 +202,28 @@ def test_nhwc_wgrad_through_the_launcher(backend, monkeypatch, case):
 
 
 def test_every_wgrad_instantiation_is_listed_and_reached(backend):
-    table = load_by_path("gpuconv_kernel_table_nhwc", "gpuconv/_cuda/_kernel_table.py")
     names = backend._igemm_nhwc_wgrad.kernel_names()
-    assert tuple(table.KERNELS["implicit_gemm_nhwc_wgrad.cu"]) == names
+    assert tuple(table.KERNELS["experimental/implicit_gemm_nhwc_wgrad.cu"]) == names
     reached = {backend._igemm_nhwc_wgrad.kernel_name(*tile) for _, _, tile, _ in WGRAD_CASES.values()}
     assert reached | {"conv2d_wgrad_nhwc_reduce<__half>"} == set(names)
 
 
-def test_switch_and_supports_decide(backend, monkeypatch):
+def test_switch_and_supports_decide(backend, monkeypatch, tunables):
     """Without nhwc_wgrad in GPUCONV_UNVERIFIED (or with only the fprop feature) the existing kernels keep
     wgrad; unsupported problems stay there too."""
     ig, nw = backend.implicit_gemm, backend._igemm_nhwc_wgrad
     g = WGRAD_CASES["1x1_s2_C8_K136"][0]
-    assert ig._nhwc_wgrad_for(g, numpy.dtype(numpy.float16)) is nw
+    assert ig.chosen(g, "wgrad") == "igemm_nhwc_wgrad"
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "igemm_nhwc")
-    assert ig._nhwc_wgrad_for(g, numpy.dtype(numpy.float16)) is None
+    assert ig.chosen(g, "wgrad") == "implicit_gemm_mma"
     monkeypatch.delenv("GPUCONV_UNVERIFIED")
-    assert ig._nhwc_wgrad_for(g, numpy.dtype(numpy.float16)) is None
+    assert ig.chosen(g, "wgrad") == "implicit_gemm_mma"
     assert not nw.supports(g, numpy.float32)
     assert not nw.supports(_geometry(1, 12, 5, 5, 8, 3, 3), numpy.float16)    # C % 8
     assert not nw.supports(_geometry(1, 8, 5, 5, 12, 3, 3), numpy.float16)    # K % 8
     assert not nw.supports(_geometry(1, 16, 5, 5, 16, 3, 3, groups=2), numpy.float16)
     assert not nw.supports(g, numpy.float16, "dgrad")
-    monkeypatch.setattr(ig, "_compute_capability", lambda: 75)
+    tunables(compute_capability=75)
     assert not nw.supports(g, numpy.float16)
     assert backend.launched == []
 
@@ -250,10 +252,10 @@ DGRAD_CASES = {
 
 
 @pytest.mark.parametrize("case", DGRAD_CASES)
-def test_nhwc_dgrad_through_the_launcher(backend, monkeypatch, case):
+def test_nhwc_dgrad_through_the_launcher(backend, monkeypatch, tunables, case):
     g, sms, tile, with_bias = DGRAD_CASES[case]
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_dgrad")
-    monkeypatch.setattr(backend.implicit_gemm, "_sm_count", lambda: sms)
+    tunables(sm_count=sms)
     assert backend._igemm_nhwc_dgrad.supports(g, numpy.float16)
     assert backend._igemm_nhwc_dgrad.tile(g) == tile
     x, w, gy = _operands(g, seed=4)
@@ -266,9 +268,8 @@ def test_nhwc_dgrad_through_the_launcher(backend, monkeypatch, case):
 
 
 def test_every_dgrad_instantiation_is_listed_and_reached(backend):
-    table = load_by_path("gpuconv_kernel_table_nhwc", "gpuconv/_cuda/_kernel_table.py")
     names = backend._igemm_nhwc_dgrad.kernel_names()
-    assert tuple(table.KERNELS["implicit_gemm_nhwc_dgrad.cu"]) == names
+    assert tuple(table.KERNELS["experimental/implicit_gemm_nhwc_dgrad.cu"]) == names
     assert {backend._igemm_nhwc_dgrad.kernel_name(*tile) for _, _, tile, _ in DGRAD_CASES.values()} == set(names)
 
 
@@ -280,9 +281,9 @@ def test_dgrad_switch_and_supports_decide(backend, monkeypatch):
     unit = _geometry(2, 16, 9, 11, 24, 3, 3, padding=1)
     f16 = numpy.dtype(numpy.float16)
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_dgrad")
-    assert ig._nhwc_dgrad_for(strided, f16) is nd and ig._nhwc_dgrad_for(unit, f16) is None
+    assert ig.chosen(strided, "dgrad") == "igemm_nhwc_dgrad" and ig.chosen(unit, "dgrad") == "implicit_gemm_mma"
     monkeypatch.setenv("GPUCONV_UNVERIFIED", "nhwc_wgrad,igemm_nhwc")
-    assert ig._nhwc_dgrad_for(strided, f16) is None and ig._nhwc_for(unit, f16, "dgrad") is backend._igemm_nhwc
+    assert ig.chosen(strided, "dgrad") == "implicit_gemm_mma" and ig.chosen(unit, "dgrad") == "igemm_nhwc"
     assert not nd.supports(strided, numpy.float32)
     assert not nd.supports(_geometry(1, 12, 9, 9, 8, 3, 3, stride=2), f16)    # C % 8
     assert not nd.supports(_geometry(1, 8, 9, 9, 12, 3, 3, stride=2), f16)    # K % 8

@@ -40,7 +40,7 @@ def emulator(tmp_path_factory):
     exe = tmp_path_factory.mktemp("igemm") / "igemm_emulation"
     build = subprocess.run(
         [gxx, "-std=c++20", "-O1", "-w", "-pthread", f"-I{HARNESS / 'fake'}", f"-I{HARNESS}", f"-I{KERNELS}",
-         str(HARNESS / "harness.cpp"), "-o", str(exe)],
+         f"-I{KERNELS / 'experimental'}", str(HARNESS / "harness.cpp"), "-o", str(exe)],
         capture_output=True, text=True, timeout=300,
     )
     if build.returncode != 0 and "barrier" in build.stderr:

@@ -17,10 +17,11 @@ import ctypes
 import numpy
 import pytest
 
-import host_kernels
 import reference
 from gpuconv import _params
-from host_modules import cuda_modules_on_host, load_by_path
+from gpuconv._cuda import _kernel_table, _loader
+from support import host_kernels
+from support.host_modules import cuda_modules_on_host
 
 SOURCES = ("im2col.cu", "conv_direct.cu", "pad.cu")
 HOST_GRID = 3  # blocks per launch on the host: small, so grid-stride loops wrap
@@ -39,9 +40,6 @@ USES_SYNCTHREADS = {"conv2d_wgrad_direct"}
 KERNELS = host_kernels.Signatures(SIGNATURES, syncthreads=frozenset(USES_SYNCTHREADS))
 
 
-loader = load_by_path("gpuconv_loader_host", "gpuconv/_cuda/_loader.py")
-
-
 def _wrapper(kernel: str, ctype: str) -> str:
     params = KERNELS.call_arguments(kernel, ctype)
     return (f'extern "C" void host_{kernel}_{ctype}(unsigned grid_x, unsigned grid_y, unsigned block, '
@@ -52,12 +50,11 @@ def _wrapper(kernel: str, ctype: str) -> str:
 def _translation_unit(source_file: str) -> str:
     kernels = sorted({name.split("<")[0] for name in _kernel_names(source_file)})
     wrappers = "".join(_wrapper(k, t) for k in kernels for t in host_kernels.CTYPES.values())
-    return loader.source(source_file) + '\n#include "launch.h"\n' + wrappers
+    return _loader.source(source_file) + '\n#include "launch.h"\n' + wrappers
 
 
 def _kernel_names(source_file):
-    table = load_by_path("gpuconv_kernel_table_host", "gpuconv/_cuda/_kernel_table.py")
-    return table.KERNELS[source_file]
+    return _kernel_table.KERNELS[source_file]
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +82,12 @@ class HostKernel:
 
 @pytest.fixture(scope="module")
 def backend(host_lib):
-    """gpuconv/_cuda's own modules, loaded under an alias package (its __init__, which imports pool and
-    implicit_gemm, is not run) with numpy standing in for cupy and the host build for compiled kernels.
-    Everything above the kernels is the real code: _launch, _alloc, _algo, conv, _conv_direct,
-    _conv_im2col, pad."""
-    names = ("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "conv", "pad")
-    return cuda_modules_on_host("gpuconv_cuda_on_host", names, lambda name: HostKernel(host_lib, name))
+    """gpuconv/_cuda's own modules on the host runtime: numpy for the arrays and the host build for the
+    compiled kernels. Everything above the kernels is the real code: _launch, _alloc, _algo, conv,
+    _conv_direct, _conv_im2col, pad."""
+    names = ("_loader", "_launch", "_alloc", "_algo", "_config", "_conv_direct", "_conv_im2col", "conv", "pad")
+    with cuda_modules_on_host(names, lambda name: HostKernel(host_lib, name)) as modules:
+        yield modules
 
 
 @pytest.fixture(autouse=True)
@@ -226,16 +223,16 @@ def test_direct_algorithm(backend, g, dtype):
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("workspace", ("one_chunk", "chunked"))
 @pytest.mark.parametrize("gemm", ("per_group", "batched"))
-def test_im2col_algorithm(backend, monkeypatch, g, dtype, workspace, gemm):
+def test_im2col_algorithm(backend, g, dtype, workspace, gemm):
     """The whole im2col path (im2col / col2im kernels, per-group or group-batched GEMMs, layout permutes,
     bias, batch chunks), numpy's matmul standing in for cuBLAS (float16 is left to the GPU: numpy's float16
     matmul does not sum in float32)."""
-    if workspace == "chunked":  # room for one image's cols: every image is its own chunk
-        monkeypatch.setattr(backend._algo, "WORKSPACE_BYTES", backend._algo.im2col_bytes_per_image(g, dtype))
+    # chunked: room for one image's cols, every image is its own chunk
+    workspace_bytes = backend._conv_im2col.im2col_bytes_per_image(g, dtype) if workspace == "chunked" else 1 << 30
     # either GEMM form for every dtype and group count (the real choice depends on both)
-    monkeypatch.setattr(backend._conv_im2col, "_per_group", lambda dtype, groups: gemm == "per_group")
-    _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
-    _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
+    with backend._config.override(workspace_bytes=workspace_bytes, im2col_gemm_form=gemm):
+        _check_all_passes(backend._conv_im2col, g, dtype, seed=2)
+        _check_all_passes(backend._conv_im2col, g, dtype, seed=6, bias=False)
 
 
 @pytest.mark.parametrize("algorithm", ("direct", "im2col"))

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from host_modules import load_by_path
+
+from gpuconv._cuda import _kernel_table as kernel_table  # needs no CuPy device
+from gpuconv._cuda import _loader as loader
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHES = ("compute_80", "compute_90")
@@ -25,8 +27,6 @@ ARCHES = ("compute_80", "compute_90")
 CUPY_ADDED_OPTIONS = ("-ftz=true",)
 
 
-kernel_table = load_by_path("gpuconv_kernel_table", "gpuconv/_cuda/_kernel_table.py")
-loader = load_by_path("gpuconv_loader", "gpuconv/_cuda/_loader.py")
 
 
 # ------------------------------------------------------------------------------------ finding NVRTC

@@ -20,10 +20,9 @@ BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "gpuconv", "kernels")
 
 
 def _kernel_table():
-    spec = importlib.util.spec_from_file_location("gpuconv_kernel_table_wheel", ROOT / "gpuconv/_cuda/_kernel_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from gpuconv._cuda import _kernel_table
+
+    return _kernel_table
 
 
 def _local_headers(text: str) -> set:
@@ -62,11 +61,14 @@ def test_wheel_contains_every_kernel_source_and_header(wheel_names):
     for source_file in _kernel_table().KERNELS:
         needed.add(source_file)
         pending = [source_file]
-        while pending:  # the local headers each source includes, recursively
+        while pending:  # the local headers each source includes, recursively: beside it, else kernels/
             name = pending.pop()
-            for header in _local_headers((ROOT / "kernels" / name).read_text()) - needed:
-                needed.add(header)
-                pending.append(header)
+            for header in _local_headers((ROOT / "kernels" / name).read_text()):
+                beside = str(Path(name).parent / header) if "/" in name else header
+                header = beside if (ROOT / "kernels" / beside).is_file() else header
+                if header not in needed:
+                    needed.add(header)
+                    pending.append(header)
     missing = sorted(n for n in needed if f"gpuconv/kernels/{n}" not in wheel_names)
     assert not missing, f"the wheel lacks gpuconv/kernels/{missing}"
 

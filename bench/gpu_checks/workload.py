@@ -66,10 +66,14 @@ from pathlib import Path
 import numpy
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import gpuconv  # noqa: E402
+from cases import (  # noqa: E402 - the geometry tables are shared with the test suite (tests/cases.py)
+    AVG_POOL, BIAS_GRAD_GEOMS, CONV_GEOMS, GEMM_1X1_GEOMS, IGEMM_GEOMS, MAX_POOL, NHWC_DGRAD_GEOMS,
+    NHWC_DGRAD_TRANSPOSED, NHWC_GEOMS, NHWC_WGRAD_GEOMS, TRANSPOSED_GEOMS, WIDE_AVG_POOL, WIDE_MAX_POOL)
 
 ALGOS = ("direct", "im2col", "implicit_gemm", "depthwise")
 DTYPES = {"float16": numpy.float16, "float32": numpy.float32, "float64": numpy.float64}
@@ -108,26 +112,29 @@ class Runner:
 
     # --- kernel recording
     def install_recorder(self):
-        # imports every launcher (the opt-in _igemm_nhwc too: implicit_gemm imports it only when asked)
-        from gpuconv._cuda import (_igemm_nhwc, _igemm_nhwc_dgrad, _igemm_nhwc_wgrad, _launch, _loader,  # noqa: F401
-                                   implicit_gemm, pool)
-        import gpuconv._cuda.conv  # noqa: F401
-        import gpuconv._cuda.pad  # noqa: F401
+        """Wraps the runtime in use (gpuconv._cuda._runtime, the seam every kernel lookup goes through) so
+        that each kernel is recorded; returns the runtime's name."""
+        from gpuconv._cuda import _kernel_table, _runtime  # noqa: F401 - the table registers the names
 
-        original = _loader.get_function
+        inner = _runtime.current()
+        runner = self
 
-        def recording(source_file, name):
-            self.launched.add((source_file, name))
-            if self._current is not None:
-                self._current.add(name)
-            return original(source_file, name)
+        class Recording:
+            def __getattr__(self, name):
+                return getattr(inner, name)
 
-        patched = []
-        for mod_name, mod in list(sys.modules.items()):
-            if mod_name.startswith("gpuconv._cuda") and getattr(mod, "get_function", None) is original:
-                mod.get_function = recording
-                patched.append(mod_name)
-        return patched
+            @property
+            def xp(self):
+                return inner.xp
+
+            def get_function(self, source_file, name):
+                runner.launched.add((source_file, name))
+                if runner._current is not None:
+                    runner._current.add(name)
+                return inner.get_function(source_file, name)
+
+        _runtime.install(Recording())
+        return [type(inner).__name__]
 
     def coverage(self):
         from gpuconv._cuda._kernel_table import KERNELS
@@ -251,6 +258,14 @@ def _rel_err(got, ref):
     return err, bad_nan
 
 
+def _refresh():
+    try:
+        from gpuconv._cuda import _config
+    except ImportError:  # pragma: no cover
+        return
+    _config.refresh()
+
+
 @contextlib.contextmanager
 def _env(values):
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
@@ -258,6 +273,7 @@ def _env(values):
         for k in ENV_KEYS:
             os.environ.pop(k, None)
         os.environ.update(values)
+        _refresh()  # the CUDA path reads one configuration snapshot
         yield
     finally:
         for k, v in saved.items():
@@ -265,89 +281,45 @@ def _env(values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        _refresh()
 
 
-def _patch(module_name, attr, value):
-    """A context-manager factory setting module.attr = value (no-op when the module cannot import: --numpy)."""
-    @contextlib.contextmanager
+def _tunables(**values):
+    """A context-manager factory overriding CUDA-path tunables (gpuconv._cuda._config.Config fields)."""
     def cm():
-        try:
-            import importlib
+        from gpuconv._cuda import _config
 
-            mod = importlib.import_module(module_name)
-        except Exception:
-            yield
-            return
-        old = getattr(mod, attr)
-        setattr(mod, attr, value)
-        try:
-            yield
-        finally:
-            setattr(mod, attr, old)
+        return _config.override(**values)
     return cm
 
 
 def _sm_count(n):
-    return _patch("gpuconv._cuda.implicit_gemm", "_sm_count", lambda: n)
+    return _tunables(sm_count=n)
 
 
-def _pool_int64_keys_and_chunks():
-    """max_pool2d_backward with int64 keys (INT32_MAX pretended -1) and 2 planes per chunk."""
-    @contextlib.contextmanager
-    def cm():
-        try:
-            from gpuconv._cuda import pool
-        except Exception:
-            yield
-            return
-        old_max, old_chunks = pool.INT32_MAX, pool.bprop_chunks
-
-        def chunks(planes, HW, PQ, max_keys=None):
-            return old_chunks(planes, HW, PQ, max_keys=2 * PQ)
-
-        pool.INT32_MAX, pool.bprop_chunks = -1, chunks
-        try:
-            yield
-        finally:
-            pool.INT32_MAX, pool.bprop_chunks = old_max, old_chunks
-    return cm
+def _pool_int64_keys_and_chunks(pq=None):
+    """max_pool2d_backward with int64 keys (32-bit index limit pretended -1) and small chunks of planes."""
+    return _tunables(index_limit=-1, smem_limit=1, max_keys_per_chunk=2 * pq if pq else 2)
 
 
 def _pool_sort_path():
     """max_pool2d_backward on the sort path with int32 keys (as for planes too large for shared memory),
-    by pretending the device grants no shared memory to the per-plane kernel."""
-    return _patch("gpuconv._cuda.pool", "_smem_limit", lambda: 0)
+    by pretending the device grants one byte of shared memory to the per-plane kernel."""
+    return _tunables(smem_limit=1)
 
 
 def _pool_int64_index():
-    """The 64-bit index variants of the elementwise pooling kernels (INT32_MAX pretended -1)."""
-    return _patch("gpuconv._cuda.pool", "INT32_MAX", -1)
+    """The 64-bit index variants of the elementwise pooling kernels (32-bit index limit pretended -1)."""
+    return _tunables(index_limit=-1)
 
 
 def _workspace_bytes(n):
-    return _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", n)
+    return _tunables(workspace_bytes=n)
 
 
 # ------------------------------------------------------------------------------------ conv checks
 
-# (label, N, C, H, W, K, R, S, kwargs, small): conv2d geometries run under every algorithm
-CONV_GEOMS = (
-    ("3x3 pad1 bias", 2, 4, 9, 8, 6, 3, 3, dict(padding=1), True),
-    ("3x2 s2 d2 g2 pad(2,1)", 2, 4, 11, 10, 6, 3, 2, dict(stride=2, dilation=2, groups=2, padding=(2, 1)), True),
-    ("4x4 same (asymmetric)", 1, 3, 7, 9, 5, 4, 4, dict(padding="same"), True),
-    ("depthwise 3x3 s2", 2, 6, 9, 9, 6, 3, 3, dict(stride=(2, 1), padding=1, groups=6), True),
-    ("depthwise 5x3 m2 d(2,1)", 2, 4, 12, 11, 8, 5, 3, dict(padding=(4, 1), dilation=(2, 1), groups=4), True),
-    ("1x1 s1", 3, 8, 5, 6, 16, 1, 1, dict(), False),
-    ("5x5 full pad d(1,2)", 2, 5, 10, 12, 7, 5, 5, dict(padding="full", dilation=(1, 2)), False),
-    ("unbatched 3x3 s(1,2)", None, 4, 8, 9, 6, 3, 3, dict(stride=(1, 2), padding=(0, 1)), False),
-)
 
-# (label, N, Cin, H, W, Cout/groups, R, S, kwargs, small): conv_transpose2d geometries
-TRANSPOSED_GEOMS = (
-    ("transposed 4x4 s2 pad1 outpad1", 2, 6, 5, 4, 3, 4, 4, dict(stride=2, padding=1, output_padding=1), True),
-    ("transposed 3x3 s3 g2 d2", 1, 4, 4, 5, 3, 3, 3, dict(stride=3, groups=2, dilation=2, output_padding=(1, 2)), False),
-    ("transposed depthwise 4x4 s2 pad1", 2, 4, 5, 4, 1, 4, 4, dict(stride=2, padding=1, groups=4), True),
-)
 
 
 def general_algos(dname):
@@ -401,10 +373,7 @@ def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=
     if not runner.gpu:
         return numpy.dtype(dtype) != numpy.float64 if algo == "implicit_gemm" else kwargs.get("groups", 1) == C
     from gpuconv import _params
-    from gpuconv._cuda import _conv_depthwise
-    from gpuconv._cuda import implicit_gemm as igemm
-
-    implicit_gemm = igemm if algo == "implicit_gemm" else _conv_depthwise
+    from gpuconv._cuda import _algo
 
     x = numpy.empty((N or 1, C, H, W), dtype)
     if transposed:  # geometry built inside; let the run show the kernels
@@ -414,7 +383,7 @@ def igemm_supported(runner, N, C, H, W, K, R, S, kwargs, dtype, env, transposed=
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                             kwargs.get("dilation", 1), groups, "zeros").geometry
     with _env(env):
-        return all(implicit_gemm.supports(g, numpy.dtype(dtype), p) for p in ("fprop", "dgrad", "wgrad"))
+        return all(_algo.first(algo, g, numpy.dtype(dtype), p) is not None for p in ("fprop", "dgrad", "wgrad"))
 
 
 def conv_checks(runner, rng, dtypes, small):
@@ -468,13 +437,6 @@ IGEMM_VARIANTS = (
     ("tf32", "float32", {"GPUCONV_ALLOW_TF32": "1"}, "tf32"),
     ("f16-mma", "float16", {}, "float16"),
 )
-# (label, N, C, H, W, K, R, S, kwargs): narrow = every GEMM has <= 64 columns (BN=64) except wgrad's CgRS=36;
-# wide = > 64 columns in every pass (BN=128); split = wgrad reduction N*P*Q = 800 (several split-K chunks)
-IGEMM_GEOMS = (
-    ("narrow", 2, 4, 9, 8, 6, 3, 3, dict(padding=1)),
-    ("wide", 1, 72, 6, 6, 72, 3, 3, dict(padding=1)),
-    ("split-K", 2, 4, 20, 20, 8, 3, 3, dict(padding=1)),
-)
 
 
 def igemm_checks(runner, rng, dtypes, small):
@@ -503,12 +465,6 @@ def igemm_checks(runner, rng, dtypes, small):
 # The opt-in channels-last float16 fprop: (label, N, C, H, W, K, R, S, kwargs, small). K <= 64 gives BN=64,
 # K > 64 BN=128; each runs with BM=64 and BM=128 (pretended SM counts, as above).
 NHWC_ENV = {"GPUCONV_UNVERIFIED": "igemm_nhwc", "GPUCONV_CONV_ALGO": "implicit_gemm"}
-NHWC_GEOMS = (
-    ("narrow C8 K16", 2, 8, 9, 8, 16, 3, 3, dict(padding=1), True),
-    ("wide C72 K136", 1, 72, 6, 6, 136, 3, 3, dict(padding=1), True),
-    ("5x3 s(2,1) d(1,2) C16 K24", 2, 16, 11, 10, 24, 5, 3, dict(stride=(2, 1), dilation=(1, 2), padding=(2, 1)),
-     False),
-)
 
 
 def nhwc_supported(runner, module_name, N, C, H, W, K, R, S, kwargs, *pass_name):
@@ -524,7 +480,8 @@ def nhwc_supported(runner, module_name, N, C, H, W, K, R, S, kwargs, *pass_name)
     w = numpy.empty((K, C, R, S), numpy.float16)
     g = _params.conv2d_call("conv2d", x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                             kwargs.get("dilation", 1), 1, "zeros").geometry
-    return importlib.import_module(f"gpuconv._cuda.{module_name}").supports(g, numpy.float16, *pass_name)
+    return importlib.import_module(f"gpuconv._cuda.experimental.{module_name}").supports(g, numpy.float16,
+                                                                                        *pass_name)
 
 
 def nhwc_checks(runner, rng, dtypes, small):
@@ -536,7 +493,7 @@ def nhwc_checks(runner, rng, dtypes, small):
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
         for sms, tile in ((1 << 20, "BM=64"), (1, "BM=128")):
             name = f"implicit_gemm nhwc {glabel} {tile} conv2d+backward"
-            if not nhwc_supported(runner, "_igemm_nhwc", N, C, H, W, K, R, S, kwargs, "fprop"):
+            if not nhwc_supported(runner, "igemm_nhwc", N, C, H, W, K, R, S, kwargs, "fprop"):
                 runner.skip(f"{name} [float16]", "the NHWC kernel does not run here")
                 continue
             runner.check(name, "float16", conv_fn(kwargs), inputs, env=NHWC_ENV, patches=(_sm_count(sms),))
@@ -545,14 +502,6 @@ def nhwc_checks(runner, rng, dtypes, small):
 # The opt-in channels-last float16 wgrad: (label, N, C, H, W, K, R, S, kwargs, small, SM count). K <= 64
 # gives BM=64, else 128; R*S*C <= 64 gives BN=64, else 128; SM count 1 gives one split, 132 several.
 NHWC_WGRAD_ENV = {"GPUCONV_UNVERIFIED": "nhwc_wgrad", "GPUCONV_CONV_ALGO": "implicit_gemm"}
-NHWC_WGRAD_GEOMS = (
-    ("3x3 C16 K24 (64x128)", 2, 16, 9, 11, 24, 3, 3, dict(padding=1), True, 132),
-    ("1x1 C64 K136 (128x64)", 3, 64, 10, 9, 136, 1, 1, dict(), True, 132),
-    ("1x1 C32 K16 (64x64)", 2, 32, 7, 5, 16, 1, 1, dict(), True, 1),
-    ("3x3 C72 K136 (128x128)", 1, 72, 7, 6, 136, 3, 3, dict(padding=1), True, 1),
-    ("3x3 C32 K64 split-K", 4, 32, 24, 24, 64, 3, 3, dict(padding=1), False, 132),
-    ("5x3 s(2,1) d(1,2) C8 K8", 2, 8, 13, 12, 8, 5, 3, dict(stride=(2, 1), dilation=(1, 2)), False, 132),
-)
 
 
 def nhwc_wgrad_checks(runner, rng, dtypes, small):
@@ -562,7 +511,7 @@ def nhwc_wgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_wgrad {glabel} conv2d+backward"
-        if not nhwc_supported(runner, "_igemm_nhwc_wgrad", N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "igemm_nhwc_wgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC wgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
@@ -604,17 +553,6 @@ def depthwise_v2_checks(runner, rng, dtypes, small):
 # kwargs, small, SM count) and conv_transpose2d ones (label, N, Cin, H, W, Cout, R, S, kwargs, small, SM
 # count). C (Cout) <= 64 gives BN=64, else 128; SM count 1 gives BM=128, a huge one 64.
 NHWC_DGRAD_ENV = {"GPUCONV_UNVERIFIED": "nhwc_dgrad", "GPUCONV_CONV_ALGO": "implicit_gemm"}
-NHWC_DGRAD_GEOMS = (
-    ("3x3 s2 C16 K24 (128x64)", 2, 16, 9, 11, 24, 3, 3, dict(stride=2, padding=1), True, 1),
-    ("1x1 s2 C64 K32 (64x64)", 2, 64, 10, 9, 32, 1, 1, dict(stride=2), True, 1 << 20),
-    ("3x3 s2 C72 K16 (64x128)", 1, 72, 12, 11, 16, 3, 3, dict(stride=2, padding=(1, 0)), True, 1 << 20),
-    ("3x3 s3 d2 C8 K8 (phase taps)", 1, 8, 13, 12, 8, 3, 3, dict(stride=3, padding=2, dilation=2), False, 1),
-)
-NHWC_DGRAD_TRANSPOSED = (
-    ("transposed 4x4 s2 p1 Cin16 Cout72 (128x128)", 2, 16, 5, 4, 72, 4, 4, dict(stride=2, padding=1), True, 1),
-    ("transposed 2x2 s2 Cin16 Cout136 outpad1", 1, 16, 6, 5, 136, 2, 2, dict(stride=2, output_padding=1), False,
-     1 << 20),
-)
 
 
 def nhwc_dgrad_checks(runner, rng, dtypes, small):
@@ -624,7 +562,7 @@ def nhwc_dgrad_checks(runner, rng, dtypes, small):
         if small and not in_small:
             continue
         name = f"implicit_gemm nhwc_dgrad {glabel} conv2d+backward"
-        if not nhwc_supported(runner, "_igemm_nhwc_dgrad", N, C, H, W, K, R, S, kwargs):
+        if not nhwc_supported(runner, "igemm_nhwc_dgrad", N, C, H, W, K, R, S, kwargs):
             runner.skip(f"{name} [float16]", "the NHWC dgrad kernel does not run here")
             continue
         inputs = conv_inputs(rng, numpy.float16, N, C, H, W, K, R, S, kwargs)
@@ -641,12 +579,6 @@ def nhwc_dgrad_checks(runner, rng, dtypes, small):
 # geometries (label, N, C, H, W, K, kwargs, small); N None = unbatched. groups 2 with N 1 batches over the groups,
 # groups 2 with N 4 over the images. The last check makes wgrad's workspace hold two images (several chunks).
 GEMM_1X1_ENV = {"GPUCONV_UNVERIFIED": "gemm_1x1", "GPUCONV_CONV_ALGO": "im2col"}
-GEMM_1X1_GEOMS = (
-    ("1x1 g1", 3, 16, 7, 9, 24, dict(), True),
-    ("1x1 g2 N1", 1, 8, 5, 6, 12, dict(groups=2), True),
-    ("1x1 g2 dilation 2", 4, 12, 3, 5, 10, dict(groups=2, dilation=2), False),
-    ("1x1 unbatched", None, 6, 4, 5, 7, dict(), False),
-)
 
 
 def gemm_1x1_checks(runner, rng, dtypes, small):
@@ -664,7 +596,7 @@ def gemm_1x1_checks(runner, rng, dtypes, small):
         runner.check("conv_transpose2d+backward gemm_1x1 1x1 g2", dname, transposed_fn(kwargs), inputs,
                      env=GEMM_1X1_ENV)
         inputs = conv_inputs(rng, DTYPES[dname], 5, 12, 6, 7, 20, 1, 1, {})
-        chunked = _patch("gpuconv._cuda._algo", "WORKSPACE_BYTES", 2 * 20 * 12 * 8)
+        chunked = _workspace_bytes(2 * 20 * 12 * 8)
         runner.check("conv2d+backward gemm_1x1 wgrad in chunks", dname, conv_fn({}), inputs, env=GEMM_1X1_ENV,
                      patches=(chunked,))
     if "float16" in dtypes:  # more than MAX_LOOPED_GROUPS groups: one float16 strided-batched GEMM
@@ -680,14 +612,6 @@ def gemm_1x1_checks(runner, rng, dtypes, small):
 # dtype at 80000 / 68403 elements) takes 2-5 splits and the reduction; SPLIT_BYTES = 16 makes one unit per split,
 # and more splits than a reduction block has threads.
 BIAS_GRAD_ENV = {"GPUCONV_UNVERIFIED": "bias_grad"}
-BIAS_GRAD_GEOMS = (
-    ("1x16x8x8 one launch, 16-byte units", 1, 16, 8, 8, None, True),
-    ("3x4x5x7 one launch, element units", 3, 4, 5, 7, None, True),
-    ("2x3x200x200 split, 16-byte units", 2, 3, 200, 200, None, True),
-    ("3x2x151x151 split, element units", 3, 2, 151, 151, None, True),
-    ("1x2x40x40 one unit per split", 1, 2, 40, 40, 16, False),
-    ("300x5x1x1 P*Q 1", 300, 5, 1, 1, None, False),
-)
 
 
 def bias_grad_fn(x, w, gy):
@@ -698,7 +622,7 @@ def bias_grad_checks(runner, rng, dtypes, small):
     for label, N, K, P, Q, split_bytes, in_small in BIAS_GRAD_GEOMS:
         if small and not in_small:
             continue
-        patches = () if split_bytes is None else (_patch("gpuconv._cuda._bias_grad", "SPLIT_BYTES", split_bytes),)
+        patches = () if split_bytes is None else (_tunables(bias_split_bytes=split_bytes),)
         for dname in dtypes:
             dtype = DTYPES[dname]
             inputs = [rand(rng, (N, 1, P, Q), dtype), rand(rng, (K, 1, 1, 1), dtype), rand(rng, (N, K, P, Q), dtype)]
@@ -718,42 +642,11 @@ def pad_mode_checks(runner, rng, dtypes, small):
 
 # ------------------------------------------------------------------------------------ pool checks
 
-# (label, N, C, H, W, kwargs, small)
-MAX_POOL = (
-    ("k3 s2 p1 d2 ceil", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True), True),
-    ("k(2,3) s(2,1) p(1,1)", 2, 3, 9, 8, dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)), True),
-    ("k3 s1 overlapping ceil", 1, 2, 7, 7, dict(kernel_size=3, stride=1, ceil_mode=True), False),
-    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
-)
-AVG_POOL = (
-    ("k3 s2 p1 ceil include_pad", 2, 3, 11, 10, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), True),
-    ("k3 s2 p1 ceil exclude_pad", 2, 3, 11, 10,
-     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), True),
-    ("k(2,3) s(1,2) p(1,1) divisor_override=5", 2, 3, 9, 8,
-     dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), divisor_override=5), True),
-    ("k2 default stride", 3, 2, 8, 6, dict(kernel_size=2), False),
-)
 
 
 # The opt-in wide pooling kernels: each (kernel_w, stride_w) of pool.WIDE_COLUMNS in the small set; W = 16 takes
 # the 16-byte paths in every dtype, odd W the element ones. (label, N, C, H, W, kwargs, small)
 POOL_WIDE_ENV = {"GPUCONV_UNVERIFIED": "pool_wide"}
-WIDE_MAX_POOL = (
-    ("wide k3 s2 p1 (ResNet-50)", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1), True),
-    ("wide k2 s2 (VGG)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
-    ("wide k3 s1 p1 ceil odd W", 2, 3, 9, 11, dict(kernel_size=3, stride=1, padding=1, ceil_mode=True), True),
-    ("wide k(5,3) s(3,2) p(2,1) d(2,1) ceil", 1, 2, 11, 13,
-     dict(kernel_size=(5, 3), stride=(3, 2), padding=(2, 1), dilation=(2, 1), ceil_mode=True), False),
-)
-WIDE_AVG_POOL = (
-    ("wide k3 s2 p1 exclude_pad", 2, 3, 12, 16, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
-     True),
-    ("wide k2 s2 (DenseNet-121)", 2, 3, 8, 16, dict(kernel_size=2, stride=2), True),
-    ("wide k3 s1 p1 ceil divisor_override=5 odd W", 2, 3, 9, 11,
-     dict(kernel_size=3, stride=1, padding=1, ceil_mode=True, divisor_override=5), True),
-    ("wide k(3,2) s2 p1 ceil odd W", 1, 2, 11, 13, dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True),
-     False),
-)
 
 
 def max_pool_fn(kwargs):
@@ -784,7 +677,7 @@ def pool_checks(runner, rng, dtypes, small):
             runner.check(f"max_pool2d+backward {label}", dname, max_pool_fn(kwargs), [x, gy], exact=(0, 1))
             if in_small:
                 runner.check(f"max_pool2d+backward {label} int64 keys, 2-plane chunks", dname, max_pool_fn(kwargs),
-                             [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(),))
+                             [x, gy], exact=(0, 1), patches=(_pool_int64_keys_and_chunks(y.shape[2] * y.shape[3]),))
                 runner.check(f"max_pool2d+backward {label} sort path, int32 keys", dname, max_pool_fn(kwargs),
                              [x, gy], exact=(0, 1), patches=(_pool_sort_path(),))
     for dname in dtypes:  # NaN propagates to the value and its index (PyTorch semantics)

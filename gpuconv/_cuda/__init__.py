@@ -10,7 +10,8 @@ import importlib
 _WHERE = {
     "conv2d_fprop": "conv", "conv2d_dgrad": "conv", "conv2d_wgrad": "conv", "conv2d_bias_grad": "conv",
     "pad2d": "pad", "pad2d_backward": "pad",
-    "max_pool2d_fprop": "pool", "max_pool2d_bprop": "pool", "avg_pool2d_fprop": "pool", "avg_pool2d_bprop": "pool",
+    "max_pool2d_fprop": "pooling", "max_pool2d_bprop": "pooling", "avg_pool2d_fprop": "pooling",
+    "avg_pool2d_bprop": "pooling",
 }
 
 

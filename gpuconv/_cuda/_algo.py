@@ -1,4 +1,9 @@
-"""Which algorithm computes a convolution pass on the GPU, and how large a batch chunk im2col takes.
+"""The one module that decides which variant of the registry (``_registry``) runs a pass on the GPU.
+
+A convolution pass first gets an algorithm (below), then the first variant of that algorithm's family that
+the configuration allows (experimental ones only under GPUCONV_UNVERIFIED) and that supports the problem;
+pooling, the bias gradient and padding take the first allowed, supporting variant of their family. Every
+decision reads one ``_config.Config`` snapshot.
 
 Algorithms:
     direct          conv_direct.cu: one thread per output element (wgrad: one block per weight), no
@@ -9,34 +14,28 @@ Algorithms:
                     memory, memory-bound; where ``_conv_depthwise.supports`` the pass.
 
 The environment variable ``GPUCONV_CONV_ALGO`` = auto | autotune | direct | im2col | implicit_gemm |
-depthwise picks the rule; it is read at every call, so tests can cover each. A forced implicit_gemm or
+depthwise picks the rule (``Config.conv_algo``). A forced implicit_gemm or
 depthwise that does not support a pass (its ``supports(g, dtype, pass_name)`` is False) falls back to the
 auto rule for that pass.
 ``autotune`` times every candidate once per problem (geometry, dtype, pass, device) on the call's own
 arrays and keeps the fastest for the rest of the process (gpuconv._cuda._autotune), as cuDNN's benchmark
 mode does.
 
-The auto rule, first match wins. The thresholds come from the H100 run of 2026-11-22
-(bench/results/gpu-h100-2026-11-22/): over the 12 conv layers of the suite at their GPU batch, this rule
-picks the faster of im2col and implicit GEMM in every pass (from that run's rows: geometric means float32
-0.47 -> 0.65 fprop, 0.50 -> 0.61 dgrad, 0.41 -> 0.49 wgrad against the previous im2col-only rule; measured
-in the next run, with faster im2col and depthwise kernels too: 0.74 / 0.82 / 0.61, gpu-h100-2026-11-22-r2).
+The auto rule, first match wins. The thresholds were measured on an H100; the runs and their numbers are in
+bench/notes/history.md, "auto rule".
 1. depthwise where it supports the pass (groups == C), else direct, when the GEMM would be thin:
    c_per_group*R*S < 16 (the GEMM's reduction length; depthwise 3x3 has 9) or k_per_group < 8. Every GEMM
    formulation wastes most of each tile on such shapes.
 2. direct when the problem is small, below SMALL_PROBLEM_FLOPS: launches cost more than the arithmetic.
 2a. only with GPUCONV_UNVERIFIED=gemm_1x1: im2col for 1x1 stride-1 unpadded layers (run as cuBLAS GEMMs on
-   the NCHW tensors, ``_conv_gemm1x1``; not yet measured).
+   the NCHW tensors, ``experimental/gemm_1x1.py``; not yet measured).
 3. implicit_gemm where it supports the pass, except a dgrad with fewer than MIN_DGRAD_CHANNELS input
    channels per group (its GEMM has c_per_group columns: the ResNet stem's C = 3 fills 3 of 64), and except
    float32 layers whose weight (per group, K/g*C/g*R*S) exceeds IGEMM_MAX_WEIGHT: there cuBLAS's large
-   GEMMs beat the SIMT kernel (ResNet conv4_x 3x3, VGG conv4_2, DeepLabv3, U-Net's up-conv), and float32
-   wgrads whose weight exceeds IGEMM_MAX_WGRAD_WEIGHT (the SIMT wgrad reads x at the conv's stride: in the
-   r2 run, ResNet conv3_1 3x3/2 0.535 ms against im2col's 0.452, DCGAN's 4x4/2 0.626 against 0.500, while
-   VGG conv1_2's 37k-element wgrad kept implicit GEMM ahead, 4.70 against 6.03). float16 takes the
-   tensor-core kernels whatever the size (cuBLAS through im2col was slower on every layer but two).
-4. direct when the im2col matrix of a single image exceeds WORKSPACE_BYTES: the batch cannot be chunked
-   any finer, and the direct kernels need no workspace.
+   GEMMs beat the SIMT kernel, and float32 wgrads whose weight exceeds IGEMM_MAX_WGRAD_WEIGHT (the SIMT
+   wgrad reads x at the conv's stride). float16 takes the tensor-core kernels whatever the size.
+4. direct when the im2col matrix of a single image exceeds the workspace (``Config.workspace_bytes``): the
+   batch cannot be chunked any finer, and the direct kernels need no workspace.
 5. im2col otherwise.
 """
 
@@ -44,112 +43,142 @@ from __future__ import annotations
 
 import numpy
 
-from gpuconv._cuda import _env  # absolute: tests load this module by path, outside its package
+from . import _autotune, _config, _runtime
+from ._conv_im2col import fits as _im2col_fits
+from ._registry import FAMILIES, GEMM_1X1
 
-ALGORITHMS = ("direct", "im2col", "implicit_gemm", "depthwise")
-SPECIAL = ("implicit_gemm", "depthwise")  # algorithms that run only where their module supports the pass
-RULES = ("auto", "autotune") + ALGORITHMS
+ALGORITHMS = _config.ALGORITHMS
+SPECIAL = ("implicit_gemm", "depthwise")  # algorithms that run only where a variant supports the pass
+RULES = _config.RULES
 PASSES = ("fprop", "dgrad", "wgrad")
-ENV_VAR = "GPUCONV_CONV_ALGO"
+ENV_VAR = _config.ALGO_ENV
 
-# Cap on the im2col matrix of one batch chunk (the CPU path caps its workspace the same way).
-WORKSPACE_BYTES = 256 << 20
 SMALL_PROBLEM_FLOPS = 1 << 24
 MIN_GEMM_REDUCTION = 16
 MIN_K_PER_GROUP = 8
 MIN_DGRAD_CHANNELS = 32
 IGEMM_MAX_WEIGHT = 160_000  # elements; between ResNet conv3_1 (147k, implicit GEMM won) and conv4_x (590k)
 IGEMM_MAX_WGRAD_WEIGHT = 100_000  # float32 wgrad: between VGG conv1_2 (37k, implicit won) and DCGAN (131k)
+AUTOTUNE_MAX_DIRECT_FLOPS = 1 << 30  # autotune does not time direct above this (unless thin)
 
 
-def requested() -> str:
-    """The rule GPUCONV_CONV_ALGO asks for ('auto' when unset or empty)."""
-    value = _env.get(ENV_VAR).strip().lower() or "auto"
-    if value not in RULES:
-        raise ValueError(f"{ENV_VAR} must be one of {', '.join(RULES)}, but got {_env.get(ENV_VAR)!r}")
-    return value
+# Decisions already made, for the configuration they were made under: (family or "conv", problem key, dtype,
+# pass, device) -> (problem, config, variant). A geometry is keyed by identity (gpuconv._params hands out one object
+# per distinct call), tuples by value; an entry counts only while its problem and configuration are the very
+# objects of the call. This saves the rule's Python on every repeated call (a training step repeats them all).
+_memo: dict = {}
+_MEMO_LIMIT = 4096
 
 
-def im2col_bytes_per_image(g, dtype) -> int:
-    """Bytes of one image's im2col matrix: (C*R*S) x (P*Q) elements."""
-    return g.C * g.R * g.S * g.P * g.Q * numpy.dtype(dtype).itemsize
+def _recall(kind: str, problem, dtype, pass_name: str, config):
+    key = (kind, problem if type(problem) is tuple else id(problem), dtype, pass_name, _runtime.current().device_id())
+    hit = _memo.get(key)
+    if hit is not None and hit[1] is config and (hit[0] is problem or type(problem) is tuple):
+        return key, hit[2]
+    return key, None
 
 
-def batch_chunk(g, dtype) -> int:
-    """Images per im2col chunk: as many as fit WORKSPACE_BYTES, at least one."""
-    per_image = max(1, im2col_bytes_per_image(g, dtype))
-    return max(1, min(g.N, WORKSPACE_BYTES // per_image))
+def _remember(key, problem, config, variant):
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = (problem, config, variant)
+    return variant
 
 
-def _implicit_gemm_supports(g, dtype, pass_name: str) -> bool:
-    from . import implicit_gemm
-
-    return implicit_gemm.supports(g, numpy.dtype(dtype), pass_name)
-
-
-def _depthwise_supports(g, dtype, pass_name: str) -> bool:
-    from . import _conv_depthwise
-
-    return _conv_depthwise.supports(g, numpy.dtype(dtype), pass_name)
+def allowed(variant, config) -> bool:
+    """Whether the configuration lets ``variant`` run: verified, or its experimental feature turned on; and
+    its switch (TF32, reference kernel) on where it has one."""
+    return config.allows(variant.feature) and (variant.switch is None or getattr(config, variant.switch))
 
 
-def _supports(name: str, g, dtype, pass_name: str) -> bool:
-    check = _implicit_gemm_supports if name == "implicit_gemm" else _depthwise_supports
-    return check(g, dtype, pass_name)
+def first(family: str, problem, dtype, pass_name: str, config=None):
+    """The first variant of ``family`` that the configuration allows and that supports the pass, or None."""
+    config = config or _config.current()
+    for variant in FAMILIES[family]:
+        if pass_name in variant.run and allowed(variant, config) and variant.supports(problem, dtype, pass_name):
+            return variant
+    return None
 
 
-def _gemm_1x1(g) -> bool:
-    """A 1x1 stride-1 unpadded layer while GPUCONV_UNVERIFIED turns on gemm_1x1: the im2col algorithm then
-    runs it as cuBLAS GEMMs on the NCHW tensors (no im2col; predicted faster than implicit GEMM, not yet
-    measured)."""
-    from . import _conv_gemm1x1
+def variant_for(family: str, problem, dtype, pass_name: str):
+    """``first`` for a call of the CUDA path (pooling, the bias gradient), remembered per problem and
+    configuration; raises when no variant runs the pass."""
+    config = _config.current()
+    key, found = _recall(family, problem, dtype, pass_name, config)
+    if found is None:
+        found = first(family, problem, dtype, pass_name, config)
+        if found is None:
+            raise ValueError(f"gpuconv: no {family} variant runs {pass_name} of {problem} in {dtype}")
+        _remember(key, problem, config, found)
+    return found
 
-    return _conv_gemm1x1.use(g)
+
+def _supports(name: str, g, dtype, pass_name: str, config) -> bool:
+    return first(name, g, dtype, pass_name, config) is not None
 
 
 def _thin(g) -> bool:
     return g.c_per_group * g.R * g.S < MIN_GEMM_REDUCTION or g.k_per_group < MIN_K_PER_GROUP
 
 
-def auto(g, dtype, pass_name: str = "fprop") -> str:
+def auto(g, dtype, pass_name: str = "fprop", config=None) -> str:
     """The auto rule of the module docstring."""
+    config = config or _config.current()
+    dtype = numpy.dtype(dtype)
     if _thin(g):
-        return "depthwise" if _depthwise_supports(g, dtype, pass_name) else "direct"
+        return "depthwise" if _supports("depthwise", g, dtype, pass_name, config) else "direct"
     if g.flops < SMALL_PROBLEM_FLOPS:
         return "direct"
-    if _gemm_1x1(g):
+    if allowed(GEMM_1X1, config) and GEMM_1X1.supports(g, dtype, pass_name):  # 2a
         return "im2col"
-    if _implicit_gemm_supports(g, dtype, pass_name):
+    if _supports("implicit_gemm", g, dtype, pass_name, config):
         narrow_dgrad = pass_name == "dgrad" and g.c_per_group < MIN_DGRAD_CHANNELS
         weight = g.k_per_group * g.c_per_group * g.R * g.S
         limit = IGEMM_MAX_WGRAD_WEIGHT if pass_name == "wgrad" else IGEMM_MAX_WEIGHT
-        large_float32 = numpy.dtype(dtype) != numpy.float16 and weight > limit
+        large_float32 = dtype != numpy.float16 and weight > limit
         if not narrow_dgrad and not large_float32:
             return "implicit_gemm"
-    if im2col_bytes_per_image(g, dtype) > WORKSPACE_BYTES:
+    if not _im2col_fits(g, dtype):
         return "direct"
     return "im2col"
 
 
-def candidates(g, dtype, pass_name: str) -> tuple:
+def candidates(g, dtype, pass_name: str, config=None) -> tuple:
     """The algorithms autotune times for a pass: every one that runs it, except direct on large problems
     that are not thin (it would be timed at seconds there and never win)."""
+    config = config or _config.current()
+    dtype = numpy.dtype(dtype)
     found = []
-    if _thin(g) or g.flops < (1 << 30):
+    if _thin(g) or g.flops < AUTOTUNE_MAX_DIRECT_FLOPS:
         found.append("direct")
-    if im2col_bytes_per_image(g, dtype) <= WORKSPACE_BYTES:
+    if _im2col_fits(g, dtype):
         found.append("im2col")
     for name in SPECIAL:
-        if _supports(name, g, dtype, pass_name):
+        if _supports(name, g, dtype, pass_name, config):
             found.append(name)
     return tuple(found) or ("direct",)
 
 
-def choose(g, dtype, pass_name: str) -> str:
+def choose(g, dtype, pass_name: str, config=None) -> str:
     """The algorithm (or 'autotune') for one pass ('fprop', 'dgrad' or 'wgrad') of geometry g in dtype."""
     if pass_name not in PASSES:
         raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
-    wanted = requested()
-    if wanted in SPECIAL and not _supports(wanted, g, dtype, pass_name):
+    config = config or _config.current()
+    wanted = config.conv_algo
+    if wanted in SPECIAL and not _supports(wanted, g, numpy.dtype(dtype), pass_name, config):
         wanted = "auto"
-    return auto(g, dtype, pass_name) if wanted == "auto" else wanted
+    return auto(g, dtype, pass_name, config) if wanted == "auto" else wanted
+
+
+def conv_variant(g, dtype, pass_name: str, config, arrays: tuple = ()):
+    """The variant that runs a convolution pass; under autotune, each candidate algorithm's variant runs the
+    pass on ``arrays`` (the call's own operands) to be timed, once per problem."""
+    key, found = _recall("conv", g, dtype, pass_name, config)
+    if found is not None:
+        return found
+    name = choose(g, dtype, pass_name, config)
+    if name == "autotune":
+        switches = (config.allow_tf32, config.igemm_reference, config.unverified)
+        name = _autotune.choose(g, dtype, pass_name, switches, candidates(g, dtype, pass_name, config),
+                                lambda n: first(n, g, dtype, pass_name, config).run[pass_name](g, *arrays))
+    return _remember(key, g, config, first(name, g, dtype, pass_name, config))

@@ -13,19 +13,8 @@ apart; the staged window's row pitch avoids shared-memory bank conflicts between
 wgrad adds ``tiles_per_chunk``: the tiles of a channel one block sums before writing its partial sums to
 a workspace (float32; float64 for float64) that a second kernel adds in chunk order.
 
-Version 2 (``kernels/conv_depthwise_v2.cuh``, instantiated by ``conv_depthwise_v2.cu`` for 3x3 filters and
-``conv_depthwise_v2_5x5.cu`` for 5x5; opt-in while unverified on a GPU: ``GPUCONV_UNVERIFIED=depthwise_v2``):
-no shared-memory staging; each thread owns V2_ROWS (7) output rows x V adjacent columns (V = 8 for the float16
-3x3 stride-1 fprop, else 4), loads its input rows into registers as 4-element vectors (16 bytes float32, 8 bytes
-float16) ahead of its arithmetic, and finishes an output row as soon as its last input row is in. It runs
-(``v2_applies``) for float16 / float32 layers with groups == C, a 3x3 or 5x5 filter, stride 1x1 or 2x2,
-dilation 1 and any padding: fprop (any channel multiplier), the stride-1 dgrad with channel multiplier 1
-(an fprop of gy with the flipped filter), the stride-2 dgrad with multiplier 1 and pads of the parity of
-(R-1)/2 (a gather over the taps that reach each gx element) and wgrad (any multiplier; per-chunk partial
-sums added in order by ``conv2d_wgrad_depthwise_reduce``, deterministic). Everything else (float64, other
-filters, strides or dilations, dgrad with a multiplier or a stride-2 pad of the other parity), and every
-pass without the switch, runs the kernels above. Each kernel is compiled for one body (``v2_body``): vectors at the column offset of padding (R-1)/2
-or 0 when W % 4 == 0 and the array is aligned, else element by element; vector stores need Q % 4 == 0.
+Version 2 (no shared-memory staging, opt-in while unverified) is the experimental variant
+``gpuconv/_cuda/experimental/depthwise_v2.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from . import _launch, _unverified
+from . import _config, _launch
 from ._alloc import empty
 from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
@@ -46,8 +35,8 @@ OUTPUTS_PER_THREAD = 4  # DW_OUTPUTS_PER_THREAD
 SMEM_BYTES = 16384  # DW_SMEM_BYTES
 # Filters with a specialised kernel (loops unrolled, taps in registers); others use <T, 0, 0>.
 SPECIALISED = ((3, 3),)
-# Aim for about this many wgrad blocks (several waves on an H100's 132 SMs at 8 blocks each).
-WGRAD_TARGET_BLOCKS = 4096
+# The wgrad aims at about Config.depthwise_wgrad_blocks blocks (4096: several waves on an H100's 132 SMs at 8
+# blocks each).
 PASSES = ("fprop", "dgrad", "wgrad")
 KERNELS = {"fprop": "conv2d_fprop_depthwise", "dgrad": "conv2d_dgrad_depthwise",
            "wgrad": "conv2d_wgrad_depthwise"}
@@ -71,7 +60,8 @@ def _acc_itemsize(dtype) -> int:
 
 def _filter(g) -> tuple:
     """The (KR, KS) template arguments: the filter size when specialised, else (0, 0)."""
-    return (g.R, g.S) if (g.R, g.S) in SPECIALISED else (0, 0)
+    specialised = _config.current().depthwise_specialised and (g.R, g.S) in SPECIALISED
+    return (g.R, g.S) if specialised else (0, 0)
 
 
 @dataclass(frozen=True)
@@ -127,7 +117,7 @@ def _pitch(g, pass_name: str, images: int, rows: int, threads_x: int, iw: int, i
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(g, itemsize: int, pass_name: str):
+def _plan(g, itemsize: int, pass_name: str, target_blocks: int):
     """The launch plan of one pass (module docstring), or None when even a one-row tile does not fit."""
     out_h, out_w = (g.H, g.W) if pass_name == "dgrad" else (g.P, g.Q)
     capacity = SMEM_BYTES // itemsize
@@ -160,13 +150,13 @@ def _plan(g, itemsize: int, pass_name: str):
         tiles_per_chunk = 1
         if pass_name == "wgrad":
             tiles = _cdiv(g.N, images) * _cdiv(g.P, rows) * _cdiv(g.Q, cols)
-            tiles_per_chunk = max(1, min(tiles, _cdiv(g.K * tiles, WGRAD_TARGET_BLOCKS)))
+            tiles_per_chunk = max(1, min(tiles, _cdiv(g.K * tiles, target_blocks)))
         return Plan(rows, tx, images, pitch, threads, tiles_per_chunk)
 
 
 def plan(g, dtype, pass_name: str):
     """The launch plan of ``pass_name`` for geometry g in dtype, or None when the kernels cannot run it."""
-    return _plan(g, _acc_itemsize(dtype), pass_name)
+    return _plan(g, _acc_itemsize(dtype), pass_name, _config.current().depthwise_wgrad_blocks)
 
 
 def supports(g, dtype, pass_name: str) -> bool:
@@ -218,237 +208,11 @@ def _run(kernel_name: str, dtype, items: int, threads: int, args: tuple) -> None
     _launch.get_function(SOURCE, kernel_name)((min(items, MAX_BLOCKS),), (threads,), args)
 
 
-# ------------------------------------------------------------------------------------------ version 2
-
-V2_SOURCES = {3: "conv_depthwise_v2.cu", 5: "conv_depthwise_v2_5x5.cu"}  # by filter size
-V2_FEATURE = "depthwise_v2"
-# Must equal the #defines of conv_depthwise_v2.cuh.
-V2_ROWS = 7  # DW2_ROWS
-V2_DGRAD_ROWS = 8  # DW2_DGRAD_ROWS
-V2_DGRAD_COLS = 8  # DW2_DGRAD_COLS
-V2_VEC = 4  # DW2_VEC
-V2_THREADS = 128  # DW2_THREADS
-V2_FILTERS = tuple(V2_SOURCES)  # square filters instantiated
-V2_STRIDES = (1, 2)  # square strides instantiated
-V2_CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float"}
-V2_KERNELS = {"fprop": "conv2d_fprop_depthwise_v2", "wgrad": "conv2d_wgrad_depthwise_v2",
-              "dgrad": "conv2d_dgrad_depthwise_v2"}
-# Aim for about this many wgrad blocks (each ~one unit per thread on the MobileNetV2 layers).
-V2_WGRAD_TARGET_BLOCKS = 4096
-_INT32_LIMIT = 1 << 31
-
-
-def v2_bodies(R: int) -> tuple:
-    """The (VEC, O) bodies instantiated for an R x R filter: aligned vectors at the column offset of the
-    usual padding (R-1)/2 and at offset 0, and the element path."""
-    return (V2_VEC, -(R // 2) % V2_VEC), (V2_VEC, 0), (1, 0)
-
-
-def v2_dgrad2_shape(R: int) -> tuple:
-    """(parity, LO, O) of the stride-2 dgrad kernel along an axis with an R filter (Dw2Phase): the pad
-    parity it is compiled for, that of (R-1)/2; LO, the offset of its first gy column; O, the column offset
-    of its vector body, that of padding (R-1)/2."""
-    parity = (R - 1) // 2 % 2
-    lo = -((R - 1 - parity) // 2)
-    return parity, lo, (((R - 1) // 2 - parity) // 2 + lo) % V2_VEC
-
-
-def kernel_names_v2(source_file: str) -> tuple:
-    """Every instantiation of one v2 file (a value of V2_SOURCES), as ``_kernel_table.KERNELS`` lists it."""
-    k = next(size for size, f in V2_SOURCES.items() if f == source_file)
-    ts = ("__half", "float")
-    return tuple(f"{V2_KERNELS[p]}<{t}, {k}, {k}, {s}, {s}, {vec}, {o}>" for p in ("fprop", "wgrad")
-                 for t in ts for s in V2_STRIDES for vec, o in v2_bodies(k)) \
-        + tuple(f"{V2_KERNELS['dgrad']}<{t}, {k}, {k}, {vec}, {o}>" for t in ts
-                for vec, o in ((V2_VEC, v2_dgrad2_shape(k)[2]), (1, 0)))
-
-
-def v2_columns(dtype, S: int, stride: int, wgrad: bool = False) -> int:
-    """V, the outputs a v2 fprop / wgrad thread owns along a row (Dw2Cols in the kernel)."""
-    return 8 if numpy.dtype(dtype).itemsize == 2 and S == 3 and stride == 1 and not wgrad else 4
-
-
-def divisor(d: int) -> tuple:
-    """(d, mul, shr) of the kernels' Dw2Div: n // d == (n * mul >> 32) >> shr for 0 <= n < 2^31, with
-    mul = ceil(2^(31 + L) / d), shr = L - 1, L = ceil(log2 d); mul = shr = 0 for d == 1. mul is passed as
-    the int32 of the same bits."""
-    if not 1 <= d < _INT32_LIMIT:
-        raise ValueError(f"divisor {d} outside [1, 2^31)")
-    if d == 1:
-        return i32(1), i32(0), i32(0)
-    ell = (d - 1).bit_length()  # ceil(log2 d)
-    mul = -(-(1 << (31 + ell)) // d)
-    return i32(d), i32(mul - (1 << 32) if mul >= 1 << 31 else mul), i32(ell - 1)
-
-
-def _address(a) -> int:
-    """The device (cupy) or host (numpy) address of an array's first element."""
-    data = getattr(a, "data", None)
-    ptr = getattr(data, "ptr", None)
-    return int(ptr) if ptr is not None else int(a.ctypes.data)
-
-
-def _aligned(a, elements: int) -> bool:
-    return _address(a) % (elements * a.dtype.itemsize) == 0
-
-
-@dataclass(frozen=True)
-class V2Launch:
-    """One v2 pass as its kernel sees it: input planes (C, H, W) per image, output planes (K, P, Q), pads,
-    the kernel ("fprop": fprop or wgrad, or the stride-1 dgrad with flip; "dgrad2": the stride-2 dgrad),
-    and the unit shape (rows x V)."""
-    N: int
-    C: int
-    H: int
-    W: int
-    K: int
-    P: int
-    Q: int
-    pad_top: int
-    pad_left: int
-    R: int
-    stride: int
-    flip: bool
-    V: int
-    kernel: str = "fprop"
-    rows: int = V2_ROWS
-
-    @property
-    def strips(self) -> int:
-        return _cdiv(self.P, self.rows)
-
-    @property
-    def groups(self) -> int:
-        return _cdiv(self.Q, self.V)
-
-
-def v2_launch(g, dtype, pass_name: str):
-    """The v2 pass for geometry g (a V2Launch), or None when the v2 kernels do not cover it (the module
-    docstring) or the switch is off."""
-    if not _unverified.enabled(V2_FEATURE):
-        return None
-    try:
-        dtype = numpy.dtype(dtype)
-    except TypeError:
-        return None
-    if dtype not in V2_CTYPES or g.groups != g.C or g.c_per_group != 1 or g.K % g.C != 0 or g.empty:
-        return None
-    if g.R != g.S or g.R not in V2_FILTERS or (g.dil_h, g.dil_w) != (1, 1) or g.stride_h != g.stride_w \
-            or g.stride_h not in V2_STRIDES:
-        return None
-    if pass_name == "dgrad":
-        if g.K != g.C:
-            return None
-        if g.stride_h == 1:
-            launch_ = V2Launch(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.R - 1 - g.pad_top, g.S - 1 - g.pad_left, g.R, 1,
-                               True, v2_columns(dtype, g.S, 1))
-        else:
-            parity = v2_dgrad2_shape(g.R)[0]
-            if g.pad_top % 2 != parity or g.pad_left % 2 != parity:
-                return None
-            launch_ = V2Launch(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.pad_top, g.pad_left, g.R, 2, False,
-                               V2_DGRAD_COLS, "dgrad2", V2_DGRAD_ROWS)
-    elif pass_name in ("fprop", "wgrad"):
-        launch_ = V2Launch(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.pad_top, g.pad_left, g.R, g.stride_h, False,
-                           v2_columns(dtype, g.S, g.stride_h, pass_name == "wgrad"))
-    else:
-        raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
-    units = launch_.N * launch_.K * launch_.strips * launch_.groups
-    if units + MAX_BLOCKS * V2_THREADS >= _INT32_LIMIT:
-        return None  # the kernels number units (and wgrad items, fewer) in 32 bits
-    return launch_
-
-
-def v2_applies(g, dtype, pass_name: str) -> bool:
-    """True when ``pass_name`` of g in dtype runs the v2 kernels (the switch on, the geometry covered)."""
-    return v2_launch(g, dtype, pass_name) is not None
-
-
-def v2_body(L: V2Launch, x) -> tuple:
-    """(VEC, O): the body that reads input x: vectors when its rows are aligned (W % 4 == 0, x aligned)
-    and a body is compiled for the column offset O = (-pad_left) mod 4, else elements."""
-    body = (V2_VEC, -L.pad_left % V2_VEC)
-    if L.W % V2_VEC == 0 and _aligned(x, V2_VEC) and body in v2_bodies(L.R):
-        return body
-    return 1, 0
-
-
-def _v2_name(kernel: str, dtype, L: V2Launch, body: tuple) -> str:
-    return f"{kernel}<{V2_CTYPES[numpy.dtype(dtype)]}, {L.R}, {L.R}, {L.stride}, {L.stride}, {body[0]}, {body[1]}>"
-
-
-def v2_dgrad2_body(L: V2Launch, gy) -> tuple:
-    """(VEC, O) of the stride-2 dgrad reading gy (L's input planes, L.H x L.W): vectors when gy's rows are
-    aligned and pad_left puts the first gy column at the compiled offset O, else elements."""
-    parity, lo, o = v2_dgrad2_shape(L.R)
-    if L.W % V2_VEC == 0 and _aligned(gy, V2_VEC) and ((L.pad_left - parity) // 2 + lo) % V2_VEC == o:
-        return V2_VEC, o
-    return 1, 0
-
-
-def _v2_dgrad2(L: V2Launch, gy, w, bias, gx) -> None:
-    """The stride-2 dgrad (L.kind "dgrad2": L.C, L.H, L.W are gy's planes, L.K, L.P, L.Q gx's)."""
-    units = L.N * L.K * L.strips * L.groups
-    vec_out = L.Q % V2_VEC == 0 and _aligned(gx, V2_VEC)
-    args = (gy, w, pointer_or_null(bias), gx) + tuple(i32(v) for v in (
-        L.K, L.P, L.Q, L.H, L.W, L.pad_top, L.pad_left, vec_out, units)) \
-        + divisor(L.groups) + divisor(L.strips) + divisor(L.K)[1:]
-    blocks = min(_cdiv(units, V2_THREADS), MAX_BLOCKS)
-    vec, o = v2_dgrad2_body(L, gy)
-    name = f"{V2_KERNELS['dgrad']}<{V2_CTYPES[numpy.dtype(gy.dtype)]}, {L.R}, {L.R}, {vec}, {o}>"
-    _launch.get_function(V2_SOURCES[L.R], name)((blocks,), (V2_THREADS,), args)
-
-
-def _v2_fprop(L: V2Launch, x, w, bias, y) -> None:
-    units = L.N * L.K * L.strips * L.groups
-    vec_out = L.Q % V2_VEC == 0 and _aligned(y, V2_VEC)
-    args = (x, w, pointer_or_null(bias), y) + tuple(i32(v) for v in (
-        L.C, L.H, L.W, L.K, L.P, L.Q, L.pad_top, L.pad_left, L.flip, vec_out, units)) \
-        + divisor(L.groups) + divisor(L.strips) + divisor(L.K)[1:] + divisor(L.K // L.C)
-    blocks = min(_cdiv(units, V2_THREADS), MAX_BLOCKS)
-    name = _v2_name(V2_KERNELS["fprop"], x.dtype, L, v2_body(L, x))
-    _launch.get_function(V2_SOURCES[L.R], name)((blocks,), (V2_THREADS,), args)
-
-
-def v2_wgrad_chunking(L: V2Launch) -> tuple:
-    """(threads, units_per_chunk, chunks) of the v2 wgrad: about V2_WGRAD_TARGET_BLOCKS blocks of
-    (k, chunk), each thread of a block taking units_per_chunk / threads units of channel k."""
-    per_channel = L.N * L.strips * L.groups
-    threads = min(V2_THREADS, _cdiv(per_channel, 32) * 32)
-    per_thread = max(1, _cdiv(L.K * per_channel, threads * V2_WGRAD_TARGET_BLOCKS))
-    units_per_chunk = min(threads * per_thread, _cdiv(per_channel, threads) * threads)
-    return threads, units_per_chunk, _cdiv(per_channel, units_per_chunk)
-
-
-def _v2_wgrad(L: V2Launch, x, gy):
-    per_channel = L.N * L.strips * L.groups
-    threads, units_per_chunk, chunks = v2_wgrad_chunking(L)
-    if L.K * chunks + MAX_BLOCKS >= _INT32_LIMIT:  # cannot happen: chunks <= units per channel
-        raise ValueError(f"gpuconv: {L.K} x {chunks} depthwise wgrad items do not fit 32 bits")
-    workspace = empty((L.K, chunks, L.R * L.R), numpy.float32)
-    vec_gy = L.Q % V2_VEC == 0 and _aligned(gy, V2_VEC)
-    args = (x, gy, workspace) + tuple(i32(v) for v in (
-        L.C, L.H, L.W, L.K, L.P, L.Q, L.pad_top, L.pad_left, vec_gy, per_channel, units_per_chunk)) \
-        + divisor(L.groups) + divisor(L.strips) + divisor(chunks) + divisor(L.K // L.C)
-    blocks = min(L.K * chunks, MAX_BLOCKS)
-    name = _v2_name(V2_KERNELS["wgrad"], x.dtype, L, v2_body(L, x))
-    _launch.get_function(V2_SOURCES[L.R], name)((blocks,), (threads,), args)
-    gw = empty((L.K, 1, L.R, L.R), x.dtype)
-    launch(SOURCE, "conv2d_wgrad_depthwise_reduce", x.dtype, gw.size,
-           (workspace, gw, i32(L.K), i32(L.R * L.R), i64(chunks)), blocks=grid_blocks(gw.size))
-    return gw
-
-
 # ------------------------------------------------------------------------------------------ the passes
 
 
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q), plus bias[k] when given (None: a null pointer, no bias term)."""
-    L = v2_launch(g, x.dtype, "fprop")
-    if L is not None:
-        y = empty(g.output_shape, x.dtype)
-        _v2_fprop(L, x, w, bias, y)
-        return y
     p = _checked_plan(g, x.dtype, "fprop")
     y = empty(g.output_shape, x.dtype)
     _run(_name(KERNELS["fprop"], x.dtype, g), x.dtype, _items(g, p, "fprop"), p.threads,
@@ -458,11 +222,6 @@ def conv2d_fprop(g, x, w, bias=None):
 
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W), plus bias[c] when given (a transposed convolution's forward)."""
-    L = v2_launch(g, gy.dtype, "dgrad")
-    if L is not None:
-        gx = empty(g.input_shape, gy.dtype)
-        (_v2_dgrad2 if L.kernel == "dgrad2" else _v2_fprop)(L, gy, w, bias, gx)
-        return gx
     p = _checked_plan(g, gy.dtype, "dgrad")
     gx = empty(g.input_shape, gy.dtype)
     _run(_name(KERNELS["dgrad"], gy.dtype, g), gy.dtype, _items(g, p, "dgrad"), p.threads,
@@ -472,9 +231,6 @@ def conv2d_dgrad(g, gy, w, bias=None):
 
 def conv2d_wgrad(g, x, gy):
     """gw (K, 1, R, S): per-chunk partial sums into a workspace, then added in chunk order."""
-    L = v2_launch(g, x.dtype, "wgrad")
-    if L is not None:
-        return _v2_wgrad(L, x, gy)
     p = _checked_plan(g, x.dtype, "wgrad")
     items = _items(g, p, "wgrad")
     chunks = items // g.K

@@ -12,6 +12,8 @@ from ._alloc import empty
 from ._launch import MAX_BLOCKS, i32, launch, pointer_or_null
 
 SOURCE = "conv_direct.cu"
+KERNELS = {SOURCE: tuple(f"{k}<{t}>" for k in ("conv2d_fprop_direct", "conv2d_dgrad_direct", "conv2d_wgrad_direct")
+                         for t in ("__half", "float", "double"))}
 WGRAD_THREADS = 256  # WGRAD_DIRECT_THREADS in conv_direct.cu: its shared-memory reduction assumes it
 
 

@@ -4,19 +4,18 @@ For a chunk of n images, im2col builds cols = (C*R*S, n*P*Q), which the GEMMs re
 n*P*Q). ``_gemm`` multiplies the group batches: float16 as one 2-D cupy.matmul per group when there are few
 groups (CuPy runs a 2-D product as one cublasGemmEx in the operands' dtype: float16 in, float32 compute, tensor
 cores), one batched cupy.matmul for many (CuPy's batched matmul converts float16 operands to float32
-copies and runs a float32 GEMM: in the H100 run r2, before this split, every float16 im2col pass was
-slower than the float32 one, e.g. VGG-16 conv4_2 fprop 2.06 against 1.73 ms).
+copies and runs a float32 GEMM; the measurement: bench/notes/history.md, "im2col float16 GEMMs").
 
     fprop  y  = w (G, Kg, CgRS) @ cols                  -> (G, Kg, n*PQ), i.e. (K, n, PQ), permuted to y
     dgrad  cols = w^T (G, CgRS, Kg) @ gy (G, Kg, n*PQ)  -> col2im gathers cols into gx (+ bias)
     wgrad  gw^T = cols @ gy^T (G, n*PQ, Kg)             -> (G, CgRS, Kg), summed over chunks, transposed
 
 Every operand is a contiguous C-order batch, so cupy.matmul copies nothing; gy is permuted once per
-chunk. The batch is chunked so that cols stays under ``_algo.WORKSPACE_BYTES``.
+chunk. The batch is chunked so that cols stays under the configured workspace (``_config``, 256 MiB).
 
-With ``GPUCONV_UNVERIFIED=gemm_1x1``: 1x1 stride-1 unpadded convolutions skip im2col and run as cuBLAS
-GEMMs on the NCHW tensors (``_conv_gemm1x1``), and float16 with more than MAX_LOOPED_GROUPS groups runs
-one float16 strided-batched GEMM (``_cublas``) instead of CuPy's converting batched matmul.
+The passes take ``batched``, the product used for many groups: CuPy's converting batched matmul by default,
+cuBLAS's float16 strided-batched GEMM in the experimental variant ``im2col_half_batched``
+(gpuconv/_cuda/experimental/gemm_1x1.py).
 
 Precision: both matmul forms sum float16 products in float32 (CUBLAS_COMPUTE_32F) and round the result to
 float16 once; float32 computes in float32 (CuPy asks for TF32 only under its own CUPY_TF32=1). Two steps
@@ -28,14 +27,30 @@ from __future__ import annotations
 
 import functools
 
-import cupy
 import numpy
 
-from . import _algo, _conv_gemm1x1, _cublas, _unverified
+from . import _config, _runtime
 from ._alloc import empty
 from ._launch import grid_2d, i32, launch, pointer_or_null
 
 SOURCE = "im2col.cu"
+KERNELS = {SOURCE: tuple(f"{k}<{t}>" for k in ("im2col", "col2im") for t in ("__half", "float", "double"))}
+
+
+def im2col_bytes_per_image(g, dtype) -> int:
+    """Bytes of one image's im2col matrix: (C*R*S) x (P*Q) elements."""
+    return g.C * g.R * g.S * g.P * g.Q * numpy.dtype(dtype).itemsize
+
+
+def fits(g, dtype) -> bool:
+    """Whether one image's im2col matrix fits the workspace (the batch cannot be chunked finer)."""
+    return im2col_bytes_per_image(g, dtype) <= _config.current().workspace_bytes
+
+
+def batch_chunk(g, dtype) -> int:
+    """Images per im2col chunk: as many as fit the workspace, at least one."""
+    per_image = max(1, im2col_bytes_per_image(g, dtype))
+    return max(1, min(g.N, _config.current().workspace_bytes // per_image))
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,25 +67,29 @@ MAX_LOOPED_GROUPS = 16
 
 
 def _per_group(dtype, groups: int) -> bool:
-    """Whether _gemm runs one 2-D matmul per group (else one batched call)."""
+    """Whether _gemm runs one 2-D matmul per group (else one batched call); Config.im2col_gemm_form forces
+    either form (tests reach both for every dtype)."""
+    form = _config.current().im2col_gemm_form
+    if form != "auto":
+        return form == "per_group"
     return groups == 1 or (dtype == numpy.float16 and groups <= MAX_LOOPED_GROUPS)
 
 
-def _gemm(a, b, out=None):
-    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype. One group: a 2-D matmul.
-    float16: a 2-D matmul per group up to MAX_LOOPED_GROUPS, else one batched GEMM (_cublas's, in float16,
-    with gemm_1x1 on; CuPy's converting one otherwise). float32 / float64: one batched matmul."""
+def _gemm(a, b, out=None, batched=None):
+    """out (G, M, N) = a (G, M, K) @ b (G, K, N), all contiguous and of one dtype. One group, or float16 up to
+    MAX_LOOPED_GROUPS: a 2-D matmul per group. Otherwise one batched product: ``batched(a, b, out)`` when
+    given, else CuPy's batched matmul (float16 through float32 copies; float32 / float64 lose nothing)."""
     groups = a.shape[0]
-    loop = _per_group(a.dtype, groups)
-    direct_half = a.dtype == numpy.float16 and not loop and _unverified.enabled(_conv_gemm1x1.FEATURE)
-    if not loop and not direct_half:
-        return cupy.matmul(a, b, out=out)
+    if not _per_group(a.dtype, groups):
+        if batched is None:
+            return _runtime.xp().matmul(a, b, out=out)
+        if out is None:
+            out = empty((groups, a.shape[1], b.shape[2]), a.dtype)
+        return batched(a, b, out)
     if out is None:
         out = empty((groups, a.shape[1], b.shape[2]), a.dtype)
-    if direct_half:
-        return _cublas.gemm_strided_batched(a, b, out)
     for i in range(groups):
-        cupy.matmul(a[i], b[i], out=out[i])
+        _runtime.xp().matmul(a[i], b[i], out=out[i])
     return out
 
 
@@ -100,26 +119,24 @@ def _col2im(g, cols, bias, out_chunk) -> None:
 def _channels_major(a, groups: int):
     """(n, K, P, Q) -> contiguous (groups, K/groups, n*P*Q); no copy when n == 1."""
     n, k = a.shape[:2]
-    return cupy.ascontiguousarray(a.reshape(n, k, -1).transpose(1, 0, 2)).reshape(groups, k // groups, -1)
+    return _runtime.xp().ascontiguousarray(a.reshape(n, k, -1).transpose(1, 0, 2)).reshape(groups, k // groups, -1)
 
 
 def _pixels_major(a, groups: int):
     """(n, K, P, Q) -> contiguous (groups, n*P*Q, K/groups)."""
     n, k = a.shape[:2]
     per_group = a.reshape(n, groups, k // groups, -1).transpose(1, 0, 3, 2)
-    return cupy.ascontiguousarray(per_group).reshape(groups, -1, k // groups)
+    return _runtime.xp().ascontiguousarray(per_group).reshape(groups, -1, k // groups)
 
 
 def _chunks(g, dtype):
     """(first image, image count) of each batch chunk."""
-    step = _algo.batch_chunk(g, dtype)
+    step = batch_chunk(g, dtype)
     for n0 in range(0, g.N, step):
         yield n0, min(step, g.N - n0)
 
 
-def conv2d_fprop(g, x, w, bias=None):
-    if _conv_gemm1x1.use(g):
-        return _conv_gemm1x1.conv2d_fprop(g, x, w, bias)
+def conv2d_fprop(g, x, w, bias=None, batched=None):
     dtype = x.dtype
     pq = g.P * g.Q
     w_mat = w.reshape(g.groups, g.k_per_group, _taps_per_group(g))
@@ -128,47 +145,43 @@ def conv2d_fprop(g, x, w, bias=None):
         cols = _im2col(g, x[n0:n0 + n])
         y_chunk = y[n0:n0 + n].reshape(n, g.K, pq)
         if n == 1:  # (K, 1, PQ) is already y's layout: the GEMM writes y in place
-            _gemm(w_mat, cols, out=y_chunk.reshape(g.groups, g.k_per_group, pq))
+            _gemm(w_mat, cols, y_chunk.reshape(g.groups, g.k_per_group, pq), batched)
             if bias is not None:
                 y_chunk += bias.reshape(1, g.K, 1)
         else:
-            product = _gemm(w_mat, cols).reshape(g.K, n, pq).transpose(1, 0, 2)
+            product = _gemm(w_mat, cols, None, batched).reshape(g.K, n, pq).transpose(1, 0, 2)
             if bias is None:
-                cupy.copyto(y_chunk, product)
+                _runtime.xp().copyto(y_chunk, product)
             else:
-                cupy.add(product, bias.reshape(1, g.K, 1), out=y_chunk)
+                _runtime.xp().add(product, bias.reshape(1, g.K, 1), out=y_chunk)
         del cols
     return y
 
 
-def conv2d_dgrad(g, gy, w, bias=None):
-    if _conv_gemm1x1.use(g):
-        return _conv_gemm1x1.conv2d_dgrad(g, gy, w, bias)
+def conv2d_dgrad(g, gy, w, bias=None, batched=None):
     dtype = gy.dtype
-    w_t = cupy.ascontiguousarray(w.reshape(g.groups, g.k_per_group, _taps_per_group(g)).transpose(0, 2, 1))
+    w_t = _runtime.xp().ascontiguousarray(w.reshape(g.groups, g.k_per_group, _taps_per_group(g)).transpose(0, 2, 1))
     gx = empty(g.input_shape, dtype)
     for n0, n in _chunks(g, dtype):
-        cols = _gemm(w_t, _channels_major(gy[n0:n0 + n], g.groups))  # (G, CgRS, n*PQ)
+        cols = _gemm(w_t, _channels_major(gy[n0:n0 + n], g.groups), None, batched)  # (G, CgRS, n*PQ)
         _col2im(g, cols, bias, gx[n0:n0 + n])
         del cols
     return gx
 
 
-def conv2d_wgrad(g, x, gy):
-    if _conv_gemm1x1.use(g):
-        return _conv_gemm1x1.conv2d_wgrad(g, x, gy)
+def conv2d_wgrad(g, x, gy, batched=None):
     dtype = x.dtype
     sum_dtype = numpy.float32 if dtype == numpy.float16 else dtype
     total = None  # gw^T as (G, CgRS, Kg)
     for n0, n in _chunks(g, dtype):
         cols = _im2col(g, x[n0:n0 + n])
-        part = _gemm(cols, _pixels_major(gy[n0:n0 + n], g.groups))
+        part = _gemm(cols, _pixels_major(gy[n0:n0 + n], g.groups), None, batched)
         del cols
         if total is None:
             total = part if n0 + n == g.N else part.astype(sum_dtype)
         else:
             total += part
     gw = empty(g.weight_shape, dtype)
-    cupy.copyto(gw.reshape(g.groups, g.k_per_group, _taps_per_group(g)), total.transpose(0, 2, 1),
+    _runtime.xp().copyto(gw.reshape(g.groups, g.k_per_group, _taps_per_group(g)), total.transpose(0, 2, 1),
                 casting="unsafe")
     return gw

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy
 
-from ._loader import get_function
+from ._runtime import get_function
 
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 1 << 20  # every kernel strides over its grid, so a capped grid still covers any element count

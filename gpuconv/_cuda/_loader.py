@@ -20,6 +20,9 @@ import re
 import threading
 from pathlib import Path
 
+# Options passed to NVRTC (CuPy adds the architecture of the device); the NVRTC check in CI uses the same.
+COMPILE_OPTIONS = ("--std=c++17",)
+
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
 
@@ -45,7 +48,8 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
     relative to the including file, recursively. Each header is pasted once (a later include of it is
     dropped, as ``#pragma once`` would), and its ``#pragma once`` is removed: in the one file NVRTC sees
     it would draw the warning "#pragma once in main file". ``#line`` markers keep compiler messages
-    pointing at the right file and line."""
+    pointing at the right file and line. A header not beside the including file is looked up in the
+    kernel directory, as ``nvcc -I kernels`` would (kernels/experimental/ includes the shared headers)."""
     path = Path(path).resolve()
     seen = set() if _seen is None else _seen
     seen.add(path)
@@ -54,6 +58,8 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
     last = 0
     for match in _LOCAL_INCLUDE.finditer(text):
         header = (path.parent / match.group(1)).resolve()
+        if not header.is_file():
+            header = (_include_root(path) / match.group(1)).resolve()
         pieces.append(text[last:match.start()])
         if header not in seen:
             if not header.is_file():
@@ -67,15 +73,32 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
     return "".join(pieces)
 
 
+def _include_root(path: Path) -> Path:
+    """The kernel directory above ``path`` (the one holding ``experimental/``), else path's own folder."""
+    for parent in path.parents:
+        if (parent / "experimental").is_dir() and any(parent.glob("*.cu")):
+            return parent
+    return path.parent
+
+
 def source(source_file: str) -> str:
     """The compilable text of ``kernels/<source_file>``, headers inlined."""
     return inline_headers(kernel_dir() / source_file)
 
 
+_table: dict = {}  # source file -> its instantiation names: ``_registry`` hands the kernel table over
 _modules: dict = {}  # (source file, dtype group, device id) -> cupy.RawModule
 _functions: dict = {}  # (source file, device id, name expression) -> kernel
 _lock = threading.Lock()
 _listed: dict = {}  # source file -> frozenset of its names in the table, for a check without a tuple scan
+
+
+def use_table(kernels: dict) -> None:
+    """The instantiations to compile, by source file (the registry's ``KERNELS``; the loader imports nothing
+    of the package, so that no import cycle runs through it)."""
+    _table.clear()
+    _table.update(kernels)
+    _listed.clear()
 
 
 _DTYPE_ARGUMENT = re.compile(r"<\s*(__half|__nv_bfloat16|float|double)\s*[,>]")
@@ -97,23 +120,19 @@ def _module(source_file: str, group: str, device_id: int):
     if module is None:
         import cupy
 
-        from ._kernel_table import COMPILE_OPTIONS, KERNELS
-
-        names = [n for n in KERNELS[source_file] if dtype_group(n) == group]
+        names = [n for n in _table[source_file] if dtype_group(n) == group]
         module = cupy.RawModule(code=source(source_file), options=tuple(COMPILE_OPTIONS), name_expressions=names)
         _modules[key] = module
     return module
 
 
-def _check_listed(source_file: str, name: str) -> None:
+def check_listed(source_file: str, name: str) -> None:
     """Only names in the table are compiled (and checked by NVRTC in CI): refuse any other."""
     if name in _listed.get(source_file, ()):
         return
-    from ._kernel_table import KERNELS
-
-    names = KERNELS.get(source_file)
+    names = _table.get(source_file)
     if names is None:
-        raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(KERNELS)})")
+        raise KeyError(f"gpuconv: {source_file!r} is not in _kernel_table.KERNELS (it lists {sorted(_table)})")
     _listed[source_file] = frozenset(names)
     if name not in names:
         raise KeyError(f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS")
@@ -123,7 +142,7 @@ def get_function(source_file: str, name: str):
     """The kernel ``name`` (a name expression such as ``"im2col<float>"``) of ``kernels/<source_file>``,
     compiled for the current CuPy device. Call it inside ``with array.device:``; it launches on CuPy's
     current stream."""
-    _check_listed(source_file, name)
+    check_listed(source_file, name)
     import cupy
 
     key = (source_file, cupy.cuda.runtime.getDevice(), name)

@@ -1,35 +1,30 @@
-"""Implicit-GEMM convolution on the GPU: kernels/implicit_gemm_{fprop,dgrad,wgrad}.cu.
+"""Implicit-GEMM convolution on the GPU: kernels/implicit_gemm_{fprop,dgrad,wgrad}.cu, four variants.
 
 The three passes of ``gpuconv._backend`` (arrays already contiguous cupy arrays, geometry checked), run as
-GEMMs over views of the NCHW tensors that are never materialised (see kernels/implicit_gemm.cuh). Which
-kernel runs:
+GEMMs over views of the NCHW tensors that are never materialised (see kernels/implicit_gemm.cuh). Each
+``Kind`` below is one variant of the registry (``_registry``), which picks among them:
 
-    float16                        tensor cores, mma.m16n8k16, float32 accumulation      (sm_80 and newer)
-    float32, GPUCONV_ALLOW_TF32=1  tensor cores in TF32, mma.m16n8k8 (opt-in, as PyTorch's allow_tf32)
-    float32                        CUDA cores, register-tiled, 3-stage cp.async pipeline
-    float32, GPUCONV_IGEMM_REFERENCE=1   the unpipelined tiled SIMT kernel, to check the others against
-    float64                        not supported (``supports`` is False; the caller falls back)
+    MMA_HALF    float16: tensor cores, mma.m16n8k16, float32 accumulation             (sm_80 and newer)
+    MMA_TF32    float32 with GPUCONV_ALLOW_TF32=1: tensor cores in TF32, mma.m16n8k8 (as PyTorch's allow_tf32)
+    REFERENCE   float32 with GPUCONV_IGEMM_REFERENCE=1: the unpipelined tiled SIMT kernel, to check the others
+    SIMT        float32: CUDA cores, register-tiled, 3-stage cp.async pipeline
+    float64     not supported (no variant; the selection falls back)
 
-The environment variables are read at each call. Tiles: BN = 64 when the GEMM has at most 64 columns,
-else 128; BM = 128 unless that leaves fewer blocks than the GPU has SMs, then 64. wgrad splits its
-reduction (N*P*Q) into fixed chunks so that there are about two blocks per SM, and adds the float32
-partial sums in split order (deterministic).
-
-Opt-in channels-last float16 kernels, not yet run on a GPU (``GPUCONV_UNVERIFIED``, see _unverified.py), take
-the problems their module ``supports`` before the kernels above: ``igemm_nhwc`` fprop and stride-1 dgrad
-(_igemm_nhwc.py), ``nhwc_dgrad`` strided dgrad (_igemm_nhwc_dgrad.py), ``nhwc_wgrad`` wgrad
-(_igemm_nhwc_wgrad.py).
+Tiles: BN = 64 when the GEMM has at most 64 columns, else 128; BM = 128 unless that leaves fewer blocks than
+the GPU has SMs, then 64. wgrad splits its reduction (N*P*Q) into fixed chunks so that there are about two
+blocks per SM, and adds the float32 partial sums in split order (deterministic).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
-import cupy
 import numpy
 
-from . import _alloc, _env, _unverified
-from ._loader import get_function
+from . import _alloc, _config, _runtime
+from ._launch import pointer_or_null
+from ._runtime import get_function
 
 SOURCES = {"fprop": "implicit_gemm_fprop.cu", "dgrad": "implicit_gemm_dgrad.cu", "wgrad": "implicit_gemm_wgrad.cu"}
 TILES = ((128, 128), (128, 64), (64, 128), (64, 64))  # (BM, BN) instantiated for every kernel kind
@@ -37,7 +32,7 @@ SIMT_STAGES = 3
 MMA_STAGES = 2  # float16 ignores it (register-staged); TF32 at 128x128x16 x 3 stages would pass 48 KB
 REFERENCE_TILE = (64, 64)
 THREADS = 256
-SIMT_BK, MMA_BK = 8, {"__half": 32, "float": 16}
+SIMT_BK = 8
 
 _INT32_LIMIT = (1 << 31) - 1 - 4096  # headroom for the last tile's row / k indices
 _GRID_YZ_LIMIT = 65535
@@ -46,74 +41,71 @@ _GRID_YZ_LIMIT = 65535
 # ------------------------------------------------------------------------------------------- names
 
 
+class Kind(NamedTuple):
+    """One kernel kind: its name part, element type, k-tile depth, tensor cores, pipeline stages, and a
+    fixed tile (the reference kernel) or None (the tile rule)."""
+    kind: str
+    ctype: str
+    bk: int
+    tensor_cores: bool
+    stages: int
+    fixed_tile: tuple | None = None
+
+
+MMA_HALF = Kind("mma", "__half", 32, True, MMA_STAGES)
+MMA_TF32 = Kind("mma", "float", 16, True, MMA_STAGES)
+REFERENCE = Kind("simt", "float", SIMT_BK, False, 1, REFERENCE_TILE)
+SIMT = Kind("simt", "float", SIMT_BK, False, SIMT_STAGES)
+DTYPE = {MMA_HALF: numpy.dtype(numpy.float16), MMA_TF32: numpy.dtype(numpy.float32),
+         REFERENCE: numpy.dtype(numpy.float32), SIMT: numpy.dtype(numpy.float32)}
+
+
 def kernel_name(pass_name: str, kind: str, ctype: str, bm: int, bn: int, stages: int) -> str:
-    """The name expression of one kernel, spelled exactly as in ``_kernel_table.KERNELS``."""
+    """The name expression of one kernel (the kernel table lists every one of ``kernel_names``)."""
     return f"conv2d_{pass_name}_implicit_gemm_{kind}<{ctype}, {bm}, {bn}, {stages}>"
 
 
-def kernel_names(pass_name: str) -> tuple:
-    """Every instantiation of one pass's source file (the kernel table lists these)."""
-    names = [kernel_name(pass_name, "simt", "float", *REFERENCE_TILE, 1)]
-    names += [kernel_name(pass_name, "simt", "float", bm, bn, SIMT_STAGES) for bm, bn in TILES]
-    names += [kernel_name(pass_name, "mma", t, bm, bn, MMA_STAGES) for t in ("__half", "float") for bm, bn in TILES]
+def kernel_names(pass_name: str, kinds=(REFERENCE, SIMT, MMA_HALF, MMA_TF32)) -> tuple:
+    """The instantiations of one pass's source file that ``kinds`` launch (the wgrad reduction of each
+    element type included)."""
+    names = []
+    for k in kinds:
+        tiles = (k.fixed_tile,) if k.fixed_tile else TILES
+        names += [kernel_name(pass_name, k.kind, k.ctype, bm, bn, k.stages) for bm, bn in tiles]
     if pass_name == "wgrad":
-        names += ["conv2d_wgrad_reduce_splits<float>", "conv2d_wgrad_reduce_splits<__half>"]
+        names += [f"conv2d_wgrad_reduce_splits<{c}>" for c in ("float", "__half") if any(k.ctype == c for k in kinds)]
     return tuple(names)
+
+
+def kernels(kinds) -> dict:
+    """{source file: instantiations} of ``kinds`` over the three passes (a registry declaration)."""
+    return {SOURCES[p]: kernel_names(p, kinds) for p in SOURCES}
 
 
 # ---------------------------------------------------------------------------------------- choices
 
 
-def _tf32_allowed() -> bool:
-    return _env.get("GPUCONV_ALLOW_TF32") == "1"
-
-
-def _reference_requested() -> bool:
-    return _env.get("GPUCONV_IGEMM_REFERENCE") == "1"
-
-
-# Device properties, read once per device: Device().attributes queries every attribute of the device
-# (about a hundred driver calls), too slow for every launch.
-@functools.lru_cache(maxsize=None)
-def _device_properties(device_id: int) -> tuple:
-    device = cupy.cuda.Device(device_id)
-    return int(device.compute_capability), int(device.attributes["MultiProcessorCount"])
-
-
 def _compute_capability() -> int:
-    return _device_properties(cupy.cuda.Device().id)[0]
+    """The compute capability of the current device, or the configured one (a tunable)."""
+    return _config.current().compute_capability or _runtime.device_properties()[0]
 
 
 def _sm_count() -> int:
-    return _device_properties(cupy.cuda.Device().id)[1]
+    """The SM count of the current device, or the configured one (a tunable)."""
+    return _config.current().sm_count or _runtime.device_properties()[1]
 
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _variant(dtype):
-    """(kind, ctype, BK, uses tensor cores) for a dtype under the current environment."""
-    if dtype == numpy.float16:
-        return "mma", "__half", MMA_BK["__half"], True
-    if _tf32_allowed():
-        return "mma", "float", MMA_BK["float"], True
-    return "simt", "float", SIMT_BK, False
-
-
-def _tile(kind: str, rows: int, cols: int, batches: int) -> tuple:
+def _tile(kind: Kind, rows: int, cols: int, batches: int) -> tuple:
     """(BM, BN) for a GEMM of rows x cols, repeated over `batches` grid.z slices. See the module doc."""
-    if kind == "simt" and _reference_requested():
-        return REFERENCE_TILE
+    if kind.fixed_tile:
+        return kind.fixed_tile
     bn = 64 if cols <= 64 else 128
     bm = 128 if _cdiv(rows, 128) * _cdiv(cols, bn) * batches >= _sm_count() else 64
     return bm, bn
-
-
-def _stages(kind: str) -> int:
-    if kind == "simt":
-        return 1 if _reference_requested() else SIMT_STAGES
-    return MMA_STAGES
 
 
 def _gemm_sizes(g, pass_name: str) -> tuple:
@@ -126,13 +118,12 @@ def _gemm_sizes(g, pass_name: str) -> tuple:
     return g.k_per_group, g.c_per_group * g.R * g.S, g.N * g.P * g.Q, g.groups
 
 
-def supports(g, dtype, pass_name: str) -> bool:
-    """Whether these kernels run this pass: float16 / float32, tensor cores only on sm_80+, GEMM indices in
-    int32 (tensor offsets are 64-bit), grid y / z within CUDA's 65535."""
-    dtype = numpy.dtype(dtype)
-    if dtype not in (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32)) or pass_name not in SOURCES:
+def supports(kind: Kind, g, dtype, pass_name: str) -> bool:
+    """Whether ``kind`` runs this pass: its dtype, tensor cores only on sm_80+, GEMM indices in int32
+    (tensor offsets are 64-bit), grid y / z within CUDA's 65535."""
+    if numpy.dtype(dtype) != DTYPE[kind] or pass_name not in SOURCES:
         return False
-    if _variant(dtype)[3] and _compute_capability() < 80:
+    if kind.tensor_cores and _compute_capability() < 80:
         return False
     rows, cols, reduction, batches = _gemm_sizes(g, pass_name)
     sizes = (rows, cols, reduction, g.N * g.H * g.W, g.N * g.P * g.Q, g.H + g.pad_top, g.W + g.pad_left)
@@ -152,61 +143,27 @@ def _sizes(g) -> tuple:
     return tuple(numpy.int32(v) for v in values)
 
 
-def _pointer_or_null(a):
-    # The kernels test the bias pointer against nullptr; CuPy passes a uint64 scalar as 8 raw bytes.
-    return a if a is not None else numpy.uint64(0)
-
-
-def _launch_gemm(pass_name: str, dtype, rows: int, cols: int, batches: int, args: tuple) -> None:
-    kind, ctype, _, _ = _variant(dtype)
+def _launch_gemm(kind: Kind, pass_name: str, rows: int, cols: int, batches: int, args: tuple) -> None:
     bm, bn = _tile(kind, rows, cols, batches)
-    name = kernel_name(pass_name, kind, ctype, bm, bn, _stages(kind))
+    name = kernel_name(pass_name, kind.kind, kind.ctype, bm, bn, kind.stages)
     grid = (_cdiv(rows, bm), _cdiv(cols, bn), batches)
     get_function(SOURCES[pass_name], name)(grid, (THREADS,), args)
 
 
-def _nhwc_for(g, dtype, pass_name: str):
-    """The channels-last module when GPUCONV_UNVERIFIED turns on igemm_nhwc and it supports this pass, else
-    None."""
-    if not _unverified.enabled("igemm_nhwc"):
-        return None
-    from . import _igemm_nhwc
-
-    return _igemm_nhwc if _igemm_nhwc.supports(g, dtype, pass_name) else None
-
-
-def _nhwc_dgrad_for(g, dtype):
-    """The channels-last strided-dgrad module when GPUCONV_UNVERIFIED turns on nhwc_dgrad and it supports this
-    problem (stride > 1), else None."""
-    if not _unverified.enabled("nhwc_dgrad"):
-        return None
-    from . import _igemm_nhwc_dgrad
-
-    return _igemm_nhwc_dgrad if _igemm_nhwc_dgrad.supports(g, dtype) else None
-
-
-def conv2d_fprop(g, x, w, bias=None):
+def conv2d_fprop(kind: Kind, g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
-    nhwc = _nhwc_for(g, x.dtype, "fprop")
-    if nhwc is not None:
-        return nhwc.conv2d_fprop(g, x, w, bias)
     y = _alloc.empty(g.output_shape, x.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "fprop")
-    _launch_gemm("fprop", x.dtype, rows, cols, batches, (x, w, _pointer_or_null(bias), y) + _sizes(g))
+    _launch_gemm(kind, "fprop", rows, cols, batches, (x, w, pointer_or_null(bias), y) + _sizes(g))
     return y
 
 
-def conv2d_dgrad(g, gy, w, bias=None):
+def conv2d_dgrad(kind: Kind, g, gy, w, bias=None):
     """gx (N, C, H, W) = the gradient of conv2d in its input, + bias[c]; one grid.z slice per group and
     stride phase (blocks past a smaller phase's pixels exit at once)."""
-    nhwc = _nhwc_for(g, gy.dtype, "dgrad")
-    if nhwc is None:
-        nhwc = _nhwc_dgrad_for(g, gy.dtype)
-    if nhwc is not None:
-        return nhwc.conv2d_dgrad(g, gy, w, bias)
     gx = _alloc.empty(g.input_shape, gy.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "dgrad")
-    _launch_gemm("dgrad", gy.dtype, rows, cols, batches, (gy, w, _pointer_or_null(bias), gx) + _sizes(g))
+    _launch_gemm(kind, "dgrad", rows, cols, batches, (gy, w, pointer_or_null(bias), gx) + _sizes(g))
     return gx
 
 
@@ -221,27 +178,14 @@ def _wgrad_splits(rows: int, cols: int, reduction: int, groups: int, bm: int, bn
     return _cdiv(reduction, k_chunk), k_chunk
 
 
-def _nhwc_wgrad_for(g, dtype):
-    """The channels-last wgrad module when GPUCONV_UNVERIFIED turns on nhwc_wgrad and it supports this
-    problem, else None."""
-    if not _unverified.enabled("nhwc_wgrad"):
-        return None
-    from . import _igemm_nhwc_wgrad
-
-    return _igemm_nhwc_wgrad if _igemm_nhwc_wgrad.supports(g, dtype) else None
-
-
-def conv2d_wgrad(g, x, gy):
+def conv2d_wgrad(kind: Kind, g, x, gy):
     """gw (K, C/groups, R, S): split-K partial sums in float32, then added in split order."""
-    nhwc = _nhwc_wgrad_for(g, x.dtype)
-    if nhwc is not None:
-        return nhwc.conv2d_wgrad(g, x, gy)
-    kind, ctype, bk, _ = _variant(x.dtype)
+    ctype = kind.ctype
     rows, cols, reduction, groups = _gemm_sizes(g, "wgrad")
     bm, bn = _tile(kind, rows, cols, groups)
-    splits, k_chunk = _wgrad_splits(rows, cols, reduction, groups, bm, bn, bk)
+    splits, k_chunk = _wgrad_splits(rows, cols, reduction, groups, bm, bn, kind.bk)
     workspace = _alloc.empty((splits, g.K, cols), numpy.float32)
-    name = kernel_name("wgrad", kind, ctype, bm, bn, _stages(kind))
+    name = kernel_name("wgrad", kind.kind, ctype, bm, bn, kind.stages)
     grid = (_cdiv(rows, bm), _cdiv(cols, bn), groups * splits)
     args = (x, gy, workspace) + _sizes(g) + (numpy.int32(splits), numpy.int32(k_chunk))
     get_function(SOURCES["wgrad"], name)(grid, (THREADS,), args)

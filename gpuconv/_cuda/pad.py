@@ -7,12 +7,12 @@ padded copy of itself (closed-form preimages, fixed order: bitwise reproducible)
 
 from __future__ import annotations
 
-import cupy
-
+from . import _runtime
 from ._alloc import empty
 from ._launch import i32, i64, launch
 
 SOURCE = "pad.cu"
+KERNELS = {SOURCE: tuple(f"{k}<{t}>" for k in ("pad2d", "pad2d_backward") for t in ("__half", "float", "double"))}
 MODE_CODES = {"reflect": 0, "replicate": 1, "circular": 2}  # PAD_REFLECT, ... in pad.cu
 
 
@@ -32,7 +32,7 @@ def pad2d(x, pads, mode):
     N, C, H, W = x.shape
     Hp, Wp = H + top + bottom, W + left + right
     with x.device:
-        x = cupy.ascontiguousarray(x)
+        x = _runtime.xp().ascontiguousarray(x)
         xp = empty((N, C, Hp, Wp), x.dtype)
         launch(SOURCE, "pad2d", x.dtype, xp.size, (x, xp) + _args(N * C, H, W, Hp, Wp, top, left, mode))
         return xp
@@ -44,7 +44,7 @@ def pad2d_backward(gxp, pads, mode):
     N, C, Hp, Wp = gxp.shape
     H, W = Hp - top - bottom, Wp - left - right
     with gxp.device:
-        gxp = cupy.ascontiguousarray(gxp)
+        gxp = _runtime.xp().ascontiguousarray(gxp)
         gx = empty((N, C, H, W), gxp.dtype)
         launch(SOURCE, "pad2d_backward", gxp.dtype, gx.size,
                (gxp, gx) + _args(N * C, H, W, Hp, Wp, top, left, mode))
