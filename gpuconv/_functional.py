@@ -50,10 +50,10 @@ def _zeros(like, shape, dtype=None):
     """A zero array of the same kind (NumPy / CuPy, device) as ``like``."""
     if isinstance(like, numpy.ndarray):
         return numpy.zeros(shape, dtype=dtype or like.dtype)
-    import cupy
+    from ._cuda import _runtime  # CuPy, through the CUDA path's one seam
 
     with like.device:
-        return cupy.zeros(shape, dtype=dtype or like.dtype)
+        return _runtime.xp().zeros(shape, dtype=dtype or like.dtype)
 
 
 def _zero_grads(mask, input, weight, n_bias):

@@ -14,6 +14,7 @@ with the same GPU architecture, or with the cache directory copied over) never c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -23,9 +24,7 @@ def precompile(device=None, files=None, *, verbose=False) -> list:
     ``device`` (default: the current one) into CuPy's kernel cache. Returns one ``(file, seconds, error)``
     per file, ``error`` None when it compiled; a file that fails (an architecture too old for its tensor-core
     kernels) does not stop the others. Needs CuPy and a GPU."""
-    import cupy
-
-    from ._cuda import _loader
+    from ._cuda import _runtime
     from ._cuda._kernel_table import KERNELS
 
     chosen = sorted(KERNELS) if files is None else list(files)
@@ -33,13 +32,13 @@ def precompile(device=None, files=None, *, verbose=False) -> list:
     if unknown:
         raise ValueError(f"precompile: unknown kernel files {unknown}; known: {sorted(KERNELS)}")
     results = []
-    with cupy.cuda.Device(device):
+    with _device(device):
         for source_file in chosen:
             start = time.perf_counter()
             error = None
             try:
                 for name in KERNELS[source_file]:  # the first of each dtype compiles, the rest are lookups
-                    _loader.get_function(source_file, name)
+                    _runtime.get_function(source_file, name)
             except Exception as exc:  # noqa: BLE001 - reported per file, the others still compile
                 error = f"{type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - start
@@ -48,6 +47,15 @@ def precompile(device=None, files=None, *, verbose=False) -> list:
                 status = "ok" if error is None else f"FAILED ({error.splitlines()[0][:200]})"
                 print(f"  {source_file:32s} {len(KERNELS[source_file]):3d} kernels {seconds:7.2f} s  {status}")
     return results
+
+
+def _device(device):
+    """CuPy's device scope for ``device``; the current device (and no CuPy import) for None."""
+    if device is None:
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.Device(device)
 
 
 def cache_dir() -> str:

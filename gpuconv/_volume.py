@@ -36,12 +36,12 @@ WORKSPACE_BYTES = 64 << 20  # the largest stacked input one chunk may build
 
 
 def _xp(a):
-    """The array module of a (numpy or cupy)."""
+    """The array module of a: NumPy, or for a CuPy array the CUDA path's (CuPy, through its runtime seam)."""
     if isinstance(a, numpy.ndarray):
         return numpy
-    import cupy
+    from ._cuda import _runtime
 
-    return cupy
+    return _runtime.xp()
 
 
 def quiet(fn):

@@ -123,6 +123,36 @@ def _calls(gpuconv, cupy, numpy):
                 yield f"avg_pool2d/{name}/{dtype}", lambda x=x, kw=kw: gpuconv.avg_pool2d(x, **kw)
                 yield (f"avg_pool2d_backward/{name}/{dtype}",
                        lambda gy=gy, s=xs, kw=kw: gpuconv.avg_pool2d_backward(gy, s, **kw))
+        for name, call in _calls_1d_3d(gpuconv, cupy, numpy, lambda shape: arr(shape, dtype)):
+            yield f"{name}/{dtype}", call
+
+
+def _calls_1d_3d(gpuconv, cupy, numpy, arr):
+    """The 1-d ops (the 2-d kernels on views), the 3-d ones (2-d kernels and CuPy's own operations: depth
+    folded into channels) and adaptive pooling (ordinary pooling, a reduction, or CuPy's gathers)."""
+    x1, w1, gy1 = arr((2, 32, 50)), arr((64, 32, 3)), arr((2, 64, 50))
+    x3, w3, gy3 = arr((2, 16, 6, 14, 14)), arr((32, 16, 3, 3, 3)), arr((2, 32, 6, 14, 14))
+    wt3, gyt3 = arr((16, 8, 2, 2, 2)), arr((2, 8, 12, 28, 28))
+    p3 = arr((2, 16, 3, 7, 7))
+    idx3 = cupy.asarray(numpy.zeros((2, 16, 3, 7, 7), numpy.int64))
+    xa, ga = arr((2, 64, 7, 9)), arr((2, 64, 3, 4))
+    yield "conv1d/dilated", lambda: gpuconv.conv1d(x1, w1, padding=2, dilation=2)
+    yield "conv1d_backward/dilated", lambda: gpuconv.conv1d_backward(gy1, x1, w1, padding=2, dilation=2)
+    yield "conv3d/3x3x3", lambda: gpuconv.conv3d(x3, w3, padding=1)
+    yield "conv3d_backward/3x3x3", lambda: gpuconv.conv3d_backward(gy3, x3, w3, padding=1)
+    yield "conv3d/replicate", lambda: gpuconv.conv3d(x3, w3, padding=1, padding_mode="replicate")
+    yield "conv_transpose3d/up2x2x2", lambda: gpuconv.conv_transpose3d(x3, wt3, stride=2)
+    yield "conv_transpose3d_backward/up2x2x2", lambda: gpuconv.conv_transpose3d_backward(gyt3, x3, wt3, stride=2)
+    yield "max_pool1d/3_s2", lambda: gpuconv.max_pool1d(x1, 3, 2, 1, return_indices=True)
+    yield "max_pool3d/2x2x2", lambda: gpuconv.max_pool3d(x3, 2, return_indices=True)
+    yield "max_pool3d_backward/2x2x2", lambda: gpuconv.max_pool3d_backward(p3, idx3, x3.shape)
+    yield "avg_pool3d/2x2x2", lambda: gpuconv.avg_pool3d(x3, 2)
+    yield "avg_pool3d_backward/2x2x2", lambda: gpuconv.avg_pool3d_backward(p3, x3.shape, 2)
+    yield "adaptive_avg_pool2d/global", lambda: gpuconv.adaptive_avg_pool2d(xa, 1)
+    yield "adaptive_avg_pool2d/uneven", lambda: gpuconv.adaptive_avg_pool2d(xa, (3, 4))
+    yield "adaptive_avg_pool2d_backward/uneven", lambda: gpuconv.adaptive_avg_pool2d_backward(ga, xa.shape)
+    yield "adaptive_max_pool2d/uneven", lambda: gpuconv.adaptive_max_pool2d(xa, (3, 4), return_indices=True)
+    yield "adaptive_max_pool3d/regular", lambda: gpuconv.adaptive_max_pool3d(x3, (3, 7, 7), return_indices=True)
 
 
 def _short(entry) -> str:

@@ -57,6 +57,39 @@ def _calls(dtype):
         "max_pool2d_backward": lambda: gpuconv.max_pool2d_backward(gp, idx, x.shape),
         "avg_pool2d": lambda: gpuconv.avg_pool2d(x, 2),
         "avg_pool2d_backward": lambda: gpuconv.avg_pool2d_backward(gp, x.shape, 2),
+        **_calls_1d_3d(arr),
+    }
+
+
+def _calls_1d_3d(arr):
+    """The 1-d ops (2-d on views), the 3-d ones (composed of 2-d ops and CuPy's own) and adaptive pooling."""
+    x1, w1, gy1 = arr((2, 8, 20)), arr((8, 8, 3)), arr((2, 8, 20))
+    x3, w3, gy3 = arr((2, 4, 6, 8, 8)), arr((8, 4, 3, 3, 3)), arr((2, 8, 6, 8, 8))
+    wt3, gyt3 = arr((4, 4, 2, 2, 2)), arr((2, 4, 12, 16, 16))
+    g3 = arr((2, 4, 3, 4, 4))
+    idx3 = fake_cupy.asarray(numpy.zeros((2, 4, 3, 4, 4), numpy.int64))
+    xa, ga = arr((2, 4, 7, 9)), arr((2, 4, 3, 4))
+    return {
+        "conv1d": lambda: gpuconv.conv1d(x1, w1, padding=1),
+        "conv1d_backward": lambda: gpuconv.conv1d_backward(gy1, x1, w1, padding=1),
+        "conv3d": lambda: gpuconv.conv3d(x3, w3, padding=1),
+        "conv3d reflect": lambda: gpuconv.conv3d(x3, w3, padding=1, padding_mode="reflect"),
+        "conv3d_backward": lambda: gpuconv.conv3d_backward(gy3, x3, w3, padding=1),
+        "conv3d_backward circular": lambda: gpuconv.conv3d_backward(gy3, x3, w3, padding=1, padding_mode="circular"),
+        "conv_transpose3d": lambda: gpuconv.conv_transpose3d(x3, wt3, stride=2),
+        "conv_transpose3d_backward": lambda: gpuconv.conv_transpose3d_backward(gyt3, x3, wt3, stride=2),
+        "max_pool1d": lambda: gpuconv.max_pool1d(x1, 3, 2, 1, return_indices=True),
+        "max_pool3d": lambda: gpuconv.max_pool3d(x3, 2, return_indices=True),
+        "max_pool3d_backward": lambda: gpuconv.max_pool3d_backward(g3, idx3, x3.shape),
+        "avg_pool3d": lambda: gpuconv.avg_pool3d(x3, 3, 2, 1),
+        "avg_pool3d_backward": lambda: gpuconv.avg_pool3d_backward(g3, x3.shape, 3, 2, 1),
+        "adaptive_avg_pool2d global": lambda: gpuconv.adaptive_avg_pool2d(xa, 1),
+        "adaptive_avg_pool2d uneven": lambda: gpuconv.adaptive_avg_pool2d(xa, (3, 4)),
+        "adaptive_avg_pool2d_backward uneven": lambda: gpuconv.adaptive_avg_pool2d_backward(ga, xa.shape),
+        "adaptive_max_pool2d uneven": lambda: gpuconv.adaptive_max_pool2d(xa, (3, 4), return_indices=True),
+        "adaptive_max_pool3d global": lambda: gpuconv.adaptive_max_pool3d(x3, 1, return_indices=True),
+        "adaptive_max_pool2d_backward": lambda: gpuconv.adaptive_max_pool2d_backward(
+            ga, fake_cupy.asarray(numpy.zeros((2, 4, 3, 4), numpy.int64)), xa.shape),
     }
 
 
@@ -73,7 +106,7 @@ def recording():
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_no_op_transfers_or_synchronises(recording, monkeypatch, env, dtype):
     for k, v in ENVIRONMENTS[env].items():
         monkeypatch.setenv(k, v)

@@ -1,9 +1,10 @@
 """Cold start: gpuconv compiles nothing at import, compiles one source file for one dtype at the first call
 that needs a kernel of it, and ``precompile()`` compiles every file of the kernel table, each dtype once.
 
-Runs the CUDA path on the CPU with the stand-in CuPy (``tests/fake_cupy.py``), in a process of its own,
-counting ``cupy.RawModule`` constructions (one per compiled file and dtype: CuPy compiles a RawModule with
-name expressions at its first ``get_function``) and those lookups.
+The import check runs in a fresh process (the loader's module cache must be empty after it). The rest runs
+the CUDA path on the CPU through the runtime seam: a recording runtime (``tests/support/fake_cupy.py``) with
+the real loader in front, counting RawModule constructions (one per compiled file and dtype: CuPy compiles a
+RawModule with name expressions at its first ``get_function``) and kernel lookups.
 """
 
 from __future__ import annotations
@@ -13,69 +14,96 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
+
+from gpuconv._cuda import _loader, _runtime
+from gpuconv._cuda._kernel_table import KERNELS
+from gpuconv._cuda._loader import dtype_group
+from support import fake_cupy
 
 HERE = Path(__file__).resolve().parent
 
-SCRIPT = r"""
-import json, sys
-sys.path[:0] = [__TESTS__, __ROOT__]
-import fake_cupy
-fake_cupy.install()
-compiled, looked_up = [], []
-class Recording(fake_cupy.RawModule):
-    def __init__(self, code="", options=(), name_expressions=(), **kw):
-        super().__init__(code, options, name_expressions, **kw)
-        compiled.append("|".join(name_expressions))
-    def get_function(self, name):
-        looked_up.append(name)
-        return super().get_function(name)
-fake_cupy.RawModule = Recording
-out = {}
-import importlib, pkgutil
-import gpuconv, gpuconv._cuda
+# Import every module of the package in a fresh process and report what the loader compiled: nothing.
+IMPORT_SCRIPT = r"""
+import importlib, json, pkgutil, sys
+sys.path[:0] = [__ROOT__]
+import gpuconv, gpuconv._cuda, gpuconv._precompile
 for m in pkgutil.iter_modules(gpuconv._cuda.__path__):
     importlib.import_module("gpuconv._cuda." + m.name)
-import gpuconv._precompile
-out["after_import"] = len(compiled)
-import numpy, cupy
-from gpuconv._cuda._kernel_table import KERNELS
-from gpuconv._cuda._loader import dtype_group
-def files():
-    # (file, dtype group) of every module compiled so far
-    out = []
-    for joined in compiled:
-        names = joined.split("|")
-        (f,) = [f for f, listed in KERNELS.items() if names[0] in listed and set(names) <= set(listed)]
-        groups = {dtype_group(n) for n in names}
-        assert len(groups) == 1 and set(names) == {n for n in KERNELS[f] if dtype_group(n) in groups}, names
-        out.append(f + ":" + groups.pop())
-    return sorted(out)
-x = cupy.asarray(numpy.ones((1, 16, 8, 8), numpy.float32)); w = cupy.asarray(numpy.ones((16, 16, 3, 3), numpy.float32))
-gpuconv.conv2d(x, w, padding=1)
-out["after_conv2d"] = files()
-out["names_after_conv2d"] = sorted(set(looked_up))
-gpuconv.conv2d(x, w, padding=1)
-gpuconv.conv2d(x.astype(numpy.float16), w.astype(numpy.float16), padding=1)
-out["after_more_conv2d"] = files()
-gpuconv.max_pool2d(x, 2)
-out["after_max_pool2d"] = files()
-results = gpuconv._precompile.precompile()
-out["precompile"] = [[f, e] for f, _, e in results]
-out["after_precompile"] = files()
-out["modules"] = len(compiled)
-out["groups"] = sorted({f + ":" + dtype_group(n) for f, names in KERNELS.items() for n in names})
-out["names"] = sorted(set(looked_up))
-print(json.dumps(out))
+for m in pkgutil.iter_modules(gpuconv._cuda.experimental.__path__):
+    importlib.import_module("gpuconv._cuda.experimental." + m.name)
+from gpuconv._cuda import _loader
+print(json.dumps({"modules": len(_loader._modules), "functions": len(_loader._functions)}))
 """
+
+
+class CompilingRuntime(fake_cupy.RecordingRuntime):
+    """The recording runtime with the real loader in front: kernels come from ``_loader.get_function``, which
+    builds one (recording) RawModule per source file and dtype group, as it would with CuPy's."""
+
+    def __init__(self):
+        super().__init__()
+        self.compiled, self.looked_up = [], []
+        runtime = self
+
+        class RecordingRawModule(fake_cupy.RawModule):
+            def __init__(self, code="", options=(), name_expressions=(), **kw):
+                super().__init__(code, options, name_expressions, **kw)
+                runtime.compiled.append(tuple(name_expressions))
+
+            def get_function(self, name):
+                runtime.looked_up.append(name)
+                return super().get_function(name)
+
+        self._raw_module = RecordingRawModule
+
+    def get_function(self, source_file, name):
+        return _loader.get_function(source_file, name, device_id=0, raw_module=self._raw_module)
+
+    def groups(self):
+        """(file:dtype group) of every module compiled so far, sorted; each must be a whole group."""
+        out = []
+        for names in self.compiled:
+            (f,) = [f for f, listed in KERNELS.items() if names[0] in listed and set(names) <= set(listed)]
+            groups = {dtype_group(n) for n in names}
+            assert len(groups) == 1 and set(names) == {n for n in KERNELS[f] if dtype_group(n) in groups}, names
+            out.append(f + ":" + groups.pop())
+        return sorted(out)
 
 
 @pytest.fixture(scope="module")
 def record():
-    code = SCRIPT.replace("__TESTS__", repr(str(HERE))).replace("__ROOT__", repr(str(HERE.parent)))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    import gpuconv
+    from gpuconv._precompile import precompile
+
+    run = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT.replace("__ROOT__", repr(str(HERE.parent)))],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    out = {"after_import": json.loads(run.stdout.strip().splitlines()[-1])["modules"]}
+    runtime = CompilingRuntime()
+    _loader.clear_cache()
+    try:
+        with _runtime.use(runtime):
+            x = fake_cupy.asarray(numpy.ones((1, 16, 8, 8), numpy.float32))
+            w = fake_cupy.asarray(numpy.ones((16, 16, 3, 3), numpy.float32))
+            gpuconv.conv2d(x, w, padding=1)
+            out["after_conv2d"] = runtime.groups()
+            out["names_after_conv2d"] = sorted(set(runtime.looked_up))
+            gpuconv.conv2d(x, w, padding=1)
+            gpuconv.conv2d(x.astype(numpy.float16), w.astype(numpy.float16), padding=1)
+            out["after_more_conv2d"] = runtime.groups()
+            gpuconv.max_pool2d(x, 2)
+            out["after_max_pool2d"] = runtime.groups()
+            results = precompile()
+            out["precompile"] = [[f, e] for f, _, e in results]
+            out["after_precompile"] = runtime.groups()
+            out["modules"] = len(runtime.compiled)
+            out["names"] = sorted(set(runtime.looked_up))
+    finally:
+        _loader.clear_cache()
+    out["groups"] = sorted({f + ":" + dtype_group(n) for f, names in KERNELS.items() for n in names})
+    return out
 
 
 def test_import_compiles_nothing(record):
@@ -93,9 +121,6 @@ def test_first_use_compiles_one_file_for_one_dtype(record):
 
 
 def test_precompile_compiles_every_file_and_dtype_once(record):
-    sys.path.insert(0, str(HERE.parent))
-    from gpuconv._cuda._kernel_table import KERNELS
-
     assert record["precompile"] == [[f, None] for f in sorted(KERNELS)]
     assert record["after_precompile"] == record["groups"]
     assert record["modules"] == len(record["groups"])  # groups compiled before were not compiled again

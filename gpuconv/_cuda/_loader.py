@@ -111,19 +111,25 @@ def dtype_group(name: str) -> str:
     return match.group(1) if match else ""
 
 
-def _module(source_file: str, group: str, device_id: int):
+def _module(source_file: str, group: str, device_id: int, raw_module):
     """The RawModule of one source file's names of one dtype group on one device. CuPy compiles it (with
     those name expressions) at the first get_function, for the device current then; its cache key holds the
     source, the options, the architecture and the name expressions."""
     key = (source_file, group, device_id)
     module = _modules.get(key)
     if module is None:
-        import cupy
-
         names = [n for n in _table[source_file] if dtype_group(n) == group]
-        module = cupy.RawModule(code=source(source_file), options=tuple(COMPILE_OPTIONS), name_expressions=names)
+        module = raw_module(code=source(source_file), options=tuple(COMPILE_OPTIONS), name_expressions=names)
         _modules[key] = module
     return module
+
+
+def clear_cache() -> None:
+    """Forgets every module and kernel this process compiled (CuPy's disk cache stays): for tests that count
+    compilations."""
+    with _lock:
+        _modules.clear()
+        _functions.clear()
 
 
 def check_listed(source_file: str, name: str) -> None:
@@ -138,17 +144,21 @@ def check_listed(source_file: str, name: str) -> None:
         raise KeyError(f"gpuconv: kernel {name!r} is not listed for {source_file!r} in _kernel_table.KERNELS")
 
 
-def get_function(source_file: str, name: str):
+def get_function(source_file: str, name: str, device_id: int | None = None, raw_module=None):
     """The kernel ``name`` (a name expression such as ``"im2col<float>"``) of ``kernels/<source_file>``,
-    compiled for the current CuPy device. Call it inside ``with array.device:``; it launches on CuPy's
-    current stream."""
+    compiled for device ``device_id`` (default: CuPy's current one) by ``raw_module`` (default:
+    ``cupy.RawModule``; the runtime seam passes its own). Call it inside ``with array.device:``; it launches
+    on CuPy's current stream."""
     check_listed(source_file, name)
-    import cupy
+    if raw_module is None or device_id is None:
+        import cupy
 
-    key = (source_file, cupy.cuda.runtime.getDevice(), name)
+        raw_module = raw_module or cupy.RawModule
+        device_id = cupy.cuda.runtime.getDevice() if device_id is None else device_id
+    key = (source_file, device_id, name)
     function = _functions.get(key)
     if function is None:
         with _lock:
-            function = _module(source_file, dtype_group(name), key[1]).get_function(name)
+            function = _module(source_file, dtype_group(name), device_id, raw_module).get_function(name)
             _functions[key] = function
     return function

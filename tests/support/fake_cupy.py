@@ -134,10 +134,10 @@ class ndarray:
         return method
 
     def __getitem__(self, key):
-        return _wrap_result(self._a[key])
+        return _wrap_result(self._a[_unwrap_key(key)])
 
     def __setitem__(self, key, value):
-        self._a[key] = _unwrap((value,))[0]
+        self._a[_unwrap_key(key)] = _unwrap((value,))[0]
 
     def __len__(self):
         return len(self._a)
@@ -168,10 +168,18 @@ def _operator(name: str):
     return method
 
 
-for _name in ("add", "sub", "mul", "truediv", "neg", "eq", "ne", "lt", "le", "gt", "ge", "abs"):
+for _name in ("add", "sub", "mul", "truediv", "neg", "eq", "ne", "lt", "le", "gt", "ge", "abs", "or", "and",
+              "invert"):
     for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
         if hasattr(numpy.ndarray, _form):
             setattr(ndarray, _form, _operator(_form))
+
+
+def _unwrap_key(key):
+    """An index with device arrays in it (advanced indexing: a gather on the device, no transfer)."""
+    if isinstance(key, tuple):
+        return _unwrap(key)
+    return _unwrap((key,))[0]
 
 
 def _unwrap(args):
@@ -209,7 +217,7 @@ def ascontiguousarray(a, dtype=None):
         return a  # as CuPy: no copy
     if RECORDING[0]:
         record(("copy", "ascontiguousarray", _describe(a), str(dtype)))
-    return _wrap(numpy.ascontiguousarray(numpy.asarray(a), dtype=dtype))
+    return _wrap(numpy.ascontiguousarray(_unwrap((a,))[0], dtype=dtype))
 
 
 def copyto(dst, src, **kwargs):
@@ -302,6 +310,28 @@ def empty_like(a, dtype=None):
 
 def abs(a):  # noqa: A001 - CuPy's name
     return _wrap(numpy.abs(numpy.asarray(a)))
+
+
+def _library(name: str, launches: bool = True):
+    """cupy.<name> as NumPy's namesake on the wrapped arrays; a function that runs a kernel of CuPy's own
+    (a gather, a fill, an elementwise selection, a reduction) records it as ("cupy", name, operands)."""
+    fn = getattr(numpy, name)
+
+    def library_call(*args, **kwargs):
+        if launches and RECORDING[0]:
+            record(("cupy", name, tuple(_describe(a) for a in args)))
+        with numpy.errstate(all="ignore"):
+            result = fn(*_unwrap(args), **{k: _unwrap((v,))[0] for k, v in kwargs.items()})
+        return _wrap_result(result)
+
+    library_call.__name__ = name
+    return library_call
+
+
+# Used by the compositions outside gpuconv/_cuda (the 3-d and adaptive ops): CuPy's own operations.
+take, array, full, ones, where, argmax, take_along_axis = (
+    _library(n) for n in ("take", "array", "full", "ones", "where", "argmax", "take_along_axis"))
+flip, expand_dims, broadcast_to = (_library(n, launches=False) for n in ("flip", "expand_dims", "broadcast_to"))
 
 
 float16, float32, float64, uint8 = numpy.float16, numpy.float32, numpy.float64, numpy.uint8
