@@ -22,7 +22,7 @@ def _unbatch(a, unbatched):
 def _zeros(like, shape, dtype=None):
     """A zero array of the same kind (NumPy / CuPy, device) as ``like``."""
     if isinstance(like, numpy.ndarray):
-        return numpy.zeros(shape, dtype=dtype or like.dtype)
+        return numpy.zeros(shape, dtype=numpy.dtype(dtype or like.dtype).newbyteorder("="))  # '>f4' in: native out
     import cupy
 
     with like.device:

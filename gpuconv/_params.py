@@ -743,9 +743,11 @@ def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBa
     # The range check reads every index on the host. On CuPy arrays that would synchronise the stream (and
     # break CUDA-graph capture), so there it runs only on request (GPUCONV_CHECK_INDICES=1); the CUDA
     # kernels drop the gradient of an index outside [0, H*W) instead of reading or writing out of bounds.
+    # One reduction: viewed as uint64 (same byte order), a negative int64 is above every valid index, so the
+    # largest is below H*W exactly when all lie in [0, H*W); the two-sided range only for the message.
     if indices.size and (kind == "numpy" or os.environ.get("GPUCONV_CHECK_INDICES", "") == "1"):
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or hi >= H * W:
+        if int(indices.view(indices.dtype.str.replace("i", "u")).max()) >= H * W:
+            lo, hi = int(indices.min()), int(indices.max())
             raise ValueError(
                 f"{op}: indices must lie in [0, {H * W}) (flat positions in an input plane of {H} x {W}), but "
                 f"found values in [{lo}, {hi}]"

@@ -162,3 +162,11 @@ def test_memmap_computes_as_a_plain_array(tmp_path):
     numpy.testing.assert_array_equal(y, gpuconv.conv2d(X, W, padding=1))
     gx, gw, gb = gpuconv.conv2d_backward(GY, mm, W, padding=1)
     assert type(gb) is numpy.ndarray and type(gw) is numpy.ndarray
+
+
+def test_empty_batches_in_the_other_byte_order_give_native_zeros():
+    x = numpy.zeros((0, 3, 8, 8), ">f4")
+    outs = (gpuconv.conv2d(x, W.astype(">f4")), gpuconv.avg_pool2d(x, 2), gpuconv.max_pool2d(x, 2),
+            *gpuconv.conv2d_backward(numpy.zeros((0, 4, 6, 6), ">f4"), x, W))
+    for out in outs:
+        assert out.dtype == numpy.float32 and out.dtype.isnative, out.dtype
