@@ -92,6 +92,13 @@ CONV_CASES = [  # (x shape, w shape, stride, padding, dilation, groups)
     *[((2, 6, 9, 9), (2, 6, 3, 3), (s, 1), 1, 1, 1) for s in BIG],  # K < C: dgrad by stride phases
     *[((2, 3, 9, 9), (4, 3, 3, 3), (2, s), (1, 0), 1, 1) for s in BIG],
     ((1, 2, 9, 9), (4, 1, 3, 3), (10**6, 3), 1, 2, 2),
+    # windows that mostly read padding: padding with dilation (or stride) far past the input
+    ((2, 3, 9, 9), (4, 3, 3, 3), 1, 10**6, 10**6, 1),
+    ((2, 4, 9, 9), (4, 1, 3, 3), 1, 10**5, 10**5, 4),
+    ((2, 3, 9, 9), (4, 3, 3, 3), 10**6, 10**6, 1, 1),
+    ((2, 6, 9, 9), (2, 6, 3, 3), (10**6, 1), (10**6, 1), (10**6, 1), 1),
+    ((1, 2, 7, 8), (3, 2, 3, 3), 2, (10**5, 2), (10**5, 1), 1),
+    ((2, 3, 9, 9), (4, 3, 2, 2), 10**5, 10**5, 10**5, 1),  # input row 0 read by two (output, tap) pairs
 ]
 
 

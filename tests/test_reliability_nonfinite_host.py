@@ -21,6 +21,7 @@ def _numpy_dgrad(g, gy, w):
     return _numpy.conv2d_dgrad(g, gy, w)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's matmul as cuBLAS
 @pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
 @pytest.mark.parametrize("g", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("module", ["_conv_direct", "_conv_im2col"])

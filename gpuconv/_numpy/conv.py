@@ -21,7 +21,7 @@ import functools
 
 import numpy
 
-from . import _direct, _gemm, _parallel, _phases
+from . import _direct, _gemm, _parallel, _phases, _sparse_axes
 
 _DIRECT_MAX_CHANNEL_PRODUCT = 4
 
@@ -88,6 +88,9 @@ def _finish(out, bias, dtype):
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
     g = _single_output_strides(g)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:
+        g, x = sparse.geometry, _sparse_axes.gather(sparse, x)
     dt = _compute_dtype(x.dtype)
     return _finish(_fprop_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
@@ -120,11 +123,20 @@ def conv2d_dgrad(g, gy, w, bias=None):
     g = _single_output_strides(g)
     dt = _compute_dtype(gy.dtype)
     w = _contiguous(w, dt)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:  # the gathered input's gradient, summed back onto the input (in dt)
+        gx = _sparse_axes.scatter(sparse, _dgrad(sparse.geometry, gy, w, dt), g.input_shape)
+    else:
+        gx = _dgrad(g, gy, w, dt)
+    return _finish(gx, bias, gy.dtype)
+
+
+def _dgrad(g, gy, w, dt):
     if not numpy.isfinite(w).all():
-        return _finish(_dgrad_method(g).dgrad(g, gy, w, dt, gather=False), bias, gy.dtype)
+        return _dgrad_method(g).dgrad(g, gy, w, dt, gather=False)
     if _by_phases(g):
-        return _finish(_dgrad_by_phases(g, gy, w, dt), bias, gy.dtype)
-    return _finish(_dgrad_method(g).dgrad(g, gy, w, dt), bias, gy.dtype)
+        return _dgrad_by_phases(g, gy, w, dt)
+    return _dgrad_method(g).dgrad(g, gy, w, dt)
 
 
 @_ieee
@@ -137,5 +149,8 @@ def conv2d_bias_grad(gy):
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
     g = _single_output_strides(g)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:
+        g, x = sparse.geometry, _sparse_axes.gather(sparse, x)
     dt = _compute_dtype(x.dtype)
     return _gemm.wgrad(g, x, gy, dt).astype(x.dtype, copy=False)
