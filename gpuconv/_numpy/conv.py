@@ -9,6 +9,11 @@ choice of method:
   over the input's stride phases, so that every pass still runs over long contiguous rows);
 - ``_gemm`` (im2col / per-tap GEMM over strided window views, workspace capped by ``_tiling``) otherwise.
 
+Before any method, two rewrites keep time and memory proportional to the work (issue 14): a stride along an
+axis with a single output counts as 1, and an axis whose windows mostly read padding (padding with a
+dilation or stride far past the input) runs on the rows actually read (``_sparse_axes``). dgrad with a
+non-finite weight runs the scatter methods (the gathers would multiply padding zeros by it).
+
 Strided dgrad where K/groups <= C/groups runs one stride-1 fprop per stride phase of gx (``_phases``).
 wgrad always uses ``_gemm``: its per-tap products have a whole image as inner dimension, long even for
 depthwise. Inputs are never written: every method reads through views and writes only arrays it allocates.
