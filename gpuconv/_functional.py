@@ -49,7 +49,7 @@ def _unbatch(a, unbatched):
 def _zeros(like, shape, dtype=None):
     """A zero array of the same kind (NumPy / CuPy, device) as ``like``."""
     if isinstance(like, numpy.ndarray):
-        return numpy.zeros(shape, dtype=dtype or like.dtype)
+        return numpy.zeros(shape, dtype=numpy.dtype(dtype or like.dtype).newbyteorder("="))  # '>f4' in: native out
     from ._cuda import _runtime  # CuPy, through the CUDA path's one seam
 
     with like.device:

@@ -913,9 +913,11 @@ def max_pool_backward_call(op, nd, grad_output, indices, input_shape) -> MaxPool
     # The range check reads every index on the host. On CuPy arrays that would synchronise the stream (and
     # break CUDA-graph capture), so there it runs only on request (GPUCONV_CHECK_INDICES=1); the CUDA
     # kernels drop the gradient of an index outside the plane instead of reading or writing out of bounds.
+    # One reduction: viewed as uint64 (same byte order), a negative int64 is above every valid index, so the
+    # largest is below the plane size exactly when all lie in [0, plane); the two-sided range only for the message.
     if indices.size and (kind == "numpy" or os.environ.get("GPUCONV_CHECK_INDICES", "") == "1"):
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or hi >= plane:
+        if int(indices.view(indices.dtype.str.replace("i", "u")).max()) >= plane:
+            lo, hi = int(indices.min()), int(indices.max())
             raise ValueError(
                 f"{op}: indices must lie in [0, {plane}) (flat positions in an input plane of {_x(full[2:])}), "
                 f"but found values in [{lo}, {hi}]"

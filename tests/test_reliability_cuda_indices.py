@@ -30,7 +30,7 @@ def _expected(gy, idx, planes, HW):
 
 @needs_pool
 @pytest.mark.parametrize("path", list(BPROP_PATHS))
-def test_host_max_pool2d_backward_drops_out_of_range_indices(host_pool, monkeypatch, path):
+def test_host_max_pool2d_backward_drops_out_of_range_indices(host_pool, tunables, path):
     rng = numpy.random.default_rng(14)
     N, C, H, W, P, Q = 2, 2, 4, 4, 3, 3
     gy = rng.standard_normal((N, C, P, Q)).astype(numpy.float32)
@@ -40,14 +40,14 @@ def test_host_max_pool2d_backward_drops_out_of_range_indices(host_pool, monkeypa
     spots = rng.choice(numpy.arange(1, flat.size - 1), len(BAD) - 2, replace=False)
     for where, bad in zip([0, flat.size - 1, *spots], BAD):
         flat[where] = bad
-    gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (N, C, H, W))
+    gx = _bprop_on_path(host_pool, tunables, path, gy, idx, (N, C, H, W))
     numpy.testing.assert_array_equal(gx.reshape(N * C, -1), _expected(gy, idx, N * C, H * W))
 
 
 @needs_pool
 @pytest.mark.parametrize("path", list(BPROP_PATHS))
-def test_host_max_pool2d_backward_with_only_out_of_range_indices_is_zero(host_pool, monkeypatch, path):
+def test_host_max_pool2d_backward_with_only_out_of_range_indices_is_zero(host_pool, tunables, path):
     gy = numpy.full((1, 3, 2, 2), 5.0, numpy.float32)
     idx = numpy.array(BAD[:4] * 3, numpy.int64).reshape(1, 3, 2, 2)
-    gx = _bprop_on_path(host_pool, monkeypatch, path, gy, idx, (1, 3, 2, 2))
+    gx = _bprop_on_path(host_pool, tunables, path, gy, idx, (1, 3, 2, 2))
     numpy.testing.assert_array_equal(gx, numpy.zeros((1, 3, 2, 2), numpy.float32))

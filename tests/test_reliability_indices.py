@@ -9,17 +9,11 @@ out-of-range index's gradient (test_reliability_cuda_indices.py runs them on the
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-import textwrap
-
 import numpy
 import pytest
 
 import gpuconv
 
-TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def test_int8_minus_one_is_refused_not_misrouted():
@@ -57,34 +51,20 @@ def test_big_endian_int64_gives_the_native_result():
     assert got.dtype == numpy.float32 and got.dtype.isnative
 
 
-_CUPY_SCRIPT = textwrap.dedent("""
-    import os, sys
-    sys.path.insert(0, {tests!r})
-    import fake_cupy
-    fake_cupy.install()
-    import numpy, cupy, gpuconv
-    gy = cupy.asarray(numpy.ones((1, 2, 1, 2), numpy.float32))
-    idx = cupy.asarray(numpy.array([[[[0, 5]], [[-1, 2**40]]]], numpy.int64))
-    fake_cupy.LAUNCHES.clear()
-    gpuconv.max_pool2d_backward(gy, idx, (1, 2, 4, 4))
-    reductions = [e for e in fake_cupy.LAUNCHES if e[0] == "method" and e[1] in ("min", "max")]
-    assert not reductions, reductions  # no reduction read back to the host: no synchronisation
-    os.environ["GPUCONV_CHECK_INDICES"] = "1"
-    try:
+def test_cupy_indices_are_checked_only_on_request(monkeypatch):
+    """On CuPy arrays (the recording runtime of tests/support/fake_cupy.py) the range check would synchronise
+    with the host: it is off by default (no reduction at all) and on with GPUCONV_CHECK_INDICES=1."""
+    from gpuconv._cuda import _runtime
+    from support import fake_cupy
+
+    monkeypatch.delenv("GPUCONV_CHECK_INDICES", raising=False)
+    with _runtime.use(fake_cupy.RecordingRuntime()):
+        gy = fake_cupy.asarray(numpy.ones((1, 2, 1, 2), numpy.float32))
+        idx = fake_cupy.asarray(numpy.array([[[[0, 5]], [[-1, 2**40]]]], numpy.int64))
+        fake_cupy.LAUNCHES.clear()
         gpuconv.max_pool2d_backward(gy, idx, (1, 2, 4, 4))
-    except ValueError as e:
-        assert "found values in [-1, 1099511627776]" in str(e), e
-    else:
-        raise AssertionError("GPUCONV_CHECK_INDICES=1 did not check the indices")
-    print("ok")
-""")
-
-
-def test_cupy_indices_are_checked_only_on_request():
-    """On CuPy arrays (the fake CuPy of tests/fake_cupy.py, in a process of its own) the range check would
-    synchronise with the host: it is off by default and on with GPUCONV_CHECK_INDICES=1."""
-    pytest.importorskip("cupy")  # gpuconv._cuda imports the real CuPy's pieces too
-    env = {k: v for k, v in __import__("os").environ.items() if k != "GPUCONV_CHECK_INDICES"}
-    run = subprocess.run([sys.executable, "-c", _CUPY_SCRIPT.format(tests=str(TESTS))], capture_output=True,
-                         text=True, timeout=300, env=env)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+        reductions = [e for e in fake_cupy.LAUNCHES if e[0] == "method" and e[1] in ("min", "max")]
+        assert not reductions, reductions  # no reduction read back to the host: no synchronisation
+        monkeypatch.setenv("GPUCONV_CHECK_INDICES", "1")
+        with pytest.raises(ValueError, match=r"found values in \[-1, 1099511627776\]"):
+            gpuconv.max_pool2d_backward(gy, idx, (1, 2, 4, 4))

@@ -30,6 +30,7 @@ CONV_CASES = [
     ((2, 3, 9, 9), (6, 3, 3, 3), 3, 2, 1, 1, "zeros"),
     ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 1, 1, "reflect"),
     ((1, 4, 6, 6), (4, 4, 3, 3), 1, 1, 1, 1, "circular"),
+    ((1, 3, 7, 7), (4, 3, 3, 3), 1, 10**5, 10**5, 1, "zeros"),  # rows and columns gathered (_sparse_axes)
 ]
 
 # (x shape, w shape (in, out/groups, R, S), stride, padding, output_padding, groups, dilation)

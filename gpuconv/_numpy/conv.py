@@ -9,6 +9,11 @@ choice of method:
   over the input's stride phases, so that every pass still runs over long contiguous rows);
 - ``_gemm`` (im2col / per-tap GEMM over strided window views, workspace capped by ``_tiling``) otherwise.
 
+Before any method, two rewrites keep time and memory proportional to the work (issue 14): a stride along an
+axis with a single output counts as 1, and an axis whose windows mostly read padding (padding with a
+dilation or stride far past the input) runs on the rows actually read (``_sparse_axes``). dgrad with a
+non-finite weight runs the scatter methods (the gathers would multiply padding zeros by it).
+
 Strided dgrad where K/groups <= C/groups runs one stride-1 fprop per stride phase of gx (``_phases``).
 wgrad always uses ``_gemm``: its per-tap products have a whole image as inner dimension, long even for
 depthwise. Inputs are never written: every method reads through views and writes only arrays it allocates.
@@ -21,7 +26,7 @@ import functools
 
 import numpy
 
-from . import _direct, _gemm, _parallel, _phases
+from . import _direct, _gemm, _parallel, _phases, _sparse_axes
 
 _DIRECT_MAX_CHANNEL_PRODUCT = 4
 
@@ -88,6 +93,9 @@ def _finish(out, bias, dtype):
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d of x (N, C, H, W) with w (K, C/groups, R, S), plus bias[k] when given."""
     g = _single_output_strides(g)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:
+        g, x = sparse.geometry, _sparse_axes.gather(sparse, x)
     dt = _compute_dtype(x.dtype)
     return _finish(_fprop_method(g).fprop(g, x, _contiguous(w, dt), dt), bias, x.dtype)
 
@@ -120,11 +128,20 @@ def conv2d_dgrad(g, gy, w, bias=None):
     g = _single_output_strides(g)
     dt = _compute_dtype(gy.dtype)
     w = _contiguous(w, dt)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:  # the gathered input's gradient, summed back onto the input (in dt)
+        gx = _sparse_axes.scatter(sparse, _dgrad(sparse.geometry, gy, w, dt), g.input_shape)
+    else:
+        gx = _dgrad(g, gy, w, dt)
+    return _finish(gx, bias, gy.dtype)
+
+
+def _dgrad(g, gy, w, dt):
     if not numpy.isfinite(w).all():
-        return _finish(_dgrad_method(g).dgrad(g, gy, w, dt, gather=False), bias, gy.dtype)
+        return _dgrad_method(g).dgrad(g, gy, w, dt, gather=False)
     if _by_phases(g):
-        return _finish(_dgrad_by_phases(g, gy, w, dt), bias, gy.dtype)
-    return _finish(_dgrad_method(g).dgrad(g, gy, w, dt), bias, gy.dtype)
+        return _dgrad_by_phases(g, gy, w, dt)
+    return _dgrad_method(g).dgrad(g, gy, w, dt)
 
 
 @_ieee
@@ -137,5 +154,8 @@ def conv2d_bias_grad(gy):
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d's weight given input x and gy (N, K, P, Q)."""
     g = _single_output_strides(g)
+    sparse = _sparse_axes.plan(g)
+    if sparse is not None:
+        g, x = sparse.geometry, _sparse_axes.gather(sparse, x)
     dt = _compute_dtype(x.dtype)
     return _gemm.wgrad(g, x, gy, dt).astype(x.dtype, copy=False)
