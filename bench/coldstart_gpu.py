@@ -9,7 +9,8 @@ fresh directory ("cold": every kernel file it needs is compiled by NVRTC) or at 
 just filled ("warm": CuPy >= 14.2 loads the binaries). A process imports gpuconv and CuPy, builds its
 arrays, synchronises, then times its op's first call and a second call (device-synchronised wall time).
 Also times ``python -m gpuconv --precompile`` into an empty cache, and the warm first calls after it.
-``--fake`` runs the children on tests/fake_cupy.py: the numbers mean nothing, the plumbing runs.
+``--fake`` runs the children on the recording runtime (tests/support/fake_cupy.py): the numbers mean
+nothing, the plumbing runs.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
 sys.path[:0] = [__ROOT__, __TESTS__]
-if __FAKE__:
-    import fake_cupy
-    fake_cupy.install()
-import numpy, ml_dtypes, cupy
+import numpy, ml_dtypes
 import gpuconv as gc
+if __FAKE__:
+    from support import fake_cupy as cupy
+    from gpuconv._cuda import _runtime
+    _runtime.install(cupy.RecordingRuntime())
+else:
+    import cupy
 t_import = time.perf_counter() - t0
 dtype = numpy.dtype(__DTYPE__)
 rng = numpy.random.default_rng(0)
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtypes", nargs="*", default=["float32", "float16", "bfloat16"])
     ap.add_argument("--ops", nargs="*", default=list(OPS), choices=list(OPS))
-    ap.add_argument("--fake", action="store_true", help="children on tests/fake_cupy.py (a CPU dry run)")
+    ap.add_argument("--fake", action="store_true", help="children on the recording runtime (a CPU dry run)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
