@@ -55,6 +55,9 @@ def cuda_modules_on_host(alias: str, names: tuple, make_kernel) -> SimpleNamespa
 
 SHIM_DIR = ROOT / "tests" / "host_cuda"
 GXX_FLAGS = ("-std=c++20", "-O1", "-fPIC", "-pthread", "-Wall", "-Wno-unknown-pragmas", f"-I{SHIM_DIR}")
+# The kernels' tunables, as the loader passes them to NVRTC (-D options of the kernel table).
+GXX_FLAGS += tuple(o for o in load_by_path("gpuconv_kernel_table_defines", "gpuconv/_cuda/_kernel_table.py")
+                   .COMPILE_OPTIONS if o.startswith("-D"))
 
 
 def host_compiler(build: Path) -> tuple:

@@ -37,13 +37,14 @@ import numpy
 
 from . import _launch, _unverified
 from ._alloc import empty
+from ._kernel_table import DEFINES
 from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
 SOURCE = "conv_depthwise.cu"
-# Must equal the #defines of conv_depthwise.cu.
-MAX_THREADS = 256  # DW_MAX_THREADS
-OUTPUTS_PER_THREAD = 4  # DW_OUTPUTS_PER_THREAD
-SMEM_BYTES = 16384  # DW_SMEM_BYTES
+# conv_depthwise.cu's tunables (the kernel table passes them to it as -D options).
+MAX_THREADS = DEFINES["DW_MAX_THREADS"]
+OUTPUTS_PER_THREAD = DEFINES["DW_OUTPUTS_PER_THREAD"]
+SMEM_BYTES = DEFINES["DW_SMEM_BYTES"]
 # Filters with a specialised kernel (loops unrolled, taps in registers); others use <T, 0, 0>.
 SPECIALISED = ((3, 3),)
 # Aim for about this many wgrad blocks (several waves on an H100's 132 SMs at 8 blocks each).
@@ -222,12 +223,12 @@ def _run(kernel_name: str, dtype, items: int, threads: int, args: tuple) -> None
 
 V2_SOURCES = {3: "conv_depthwise_v2.cu", 5: "conv_depthwise_v2_5x5.cu"}  # by filter size
 V2_FEATURE = "depthwise_v2"
-# Must equal the #defines of conv_depthwise_v2.cuh.
-V2_ROWS = 7  # DW2_ROWS
-V2_DGRAD_ROWS = 8  # DW2_DGRAD_ROWS
-V2_DGRAD_COLS = 8  # DW2_DGRAD_COLS
-V2_VEC = 4  # DW2_VEC
-V2_THREADS = 128  # DW2_THREADS
+# conv_depthwise_v2.cuh's tunables (the kernel table passes them to it as -D options).
+V2_ROWS = DEFINES["DW2_ROWS"]
+V2_DGRAD_ROWS = DEFINES["DW2_DGRAD_ROWS"]
+V2_DGRAD_COLS = DEFINES["DW2_DGRAD_COLS"]
+V2_VEC = DEFINES["DW2_VEC"]
+V2_THREADS = DEFINES["DW2_THREADS"]
 V2_FILTERS = tuple(V2_SOURCES)  # square filters instantiated
 V2_STRIDES = (1, 2)  # square strides instantiated
 V2_CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float"}
@@ -269,16 +270,14 @@ def v2_columns(dtype, S: int, stride: int, wgrad: bool = False) -> int:
 
 
 def divisor(d: int) -> tuple:
-    """(d, mul, shr) of the kernels' Dw2Div: n // d == (n * mul >> 32) >> shr for 0 <= n < 2^31, with
-    mul = ceil(2^(31 + L) / d), shr = L - 1, L = ceil(log2 d); mul = shr = 0 for d == 1. mul is passed as
-    the int32 of the same bits."""
+    """(d, mul, shift) of the kernels' FastDivisor (kernels/fast_divide.cuh): n // d == (umulhi(n, mul) + n)
+    >> shift for 0 <= n < 2^31, with shift = ceil(log2 d) and mul = floor(2^32 (2^shift - d) / d) + 1, the
+    magic of pool.fast_divisor unpacked. mul is passed as the int32 of the same bits."""
     if not 1 <= d < _INT32_LIMIT:
         raise ValueError(f"divisor {d} outside [1, 2^31)")
-    if d == 1:
-        return i32(1), i32(0), i32(0)
-    ell = (d - 1).bit_length()  # ceil(log2 d)
-    mul = -(-(1 << (31 + ell)) // d)
-    return i32(d), i32(mul - (1 << 32) if mul >= 1 << 31 else mul), i32(ell - 1)
+    shift = (d - 1).bit_length()  # ceil(log2 d)
+    mul = ((1 << 32) * ((1 << shift) - d)) // d + 1
+    return i32(d), i32(mul - (1 << 32) if mul >= 1 << 31 else mul), i32(shift)
 
 
 def _address(a) -> int:

@@ -23,11 +23,12 @@ import numpy
 
 from . import _alloc
 from . import implicit_gemm as _igemm
+from ._kernel_table import NHWC_STAGES
 from ._loader import get_function
 
 SOURCE = "implicit_gemm_nhwc.cu"
 LAYOUT_KERNEL = "nchw_to_nhwc<__half>"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
+STAGES = NHWC_STAGES  # static shared memory <= 48 KB each
 THREADS = 256
 _LAYOUT_GRID_Z = 65535
 _SAFE_DILATION_SPAN = 1 << 30  # the kernel's filter position stays far from int32 overflow

@@ -22,10 +22,11 @@ import numpy
 
 from . import _alloc, _igemm_nhwc
 from . import implicit_gemm as _igemm
+from ._kernel_table import NHWC_STAGES
 from ._loader import get_function
 
 SOURCE = "implicit_gemm_nhwc_dgrad.cu"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
+STAGES = NHWC_STAGES  # static shared memory <= 48 KB each
 THREADS = 256
 _TAP_HEADROOM = 4  # the kernel's tap position runs at most ceil(32 / K) <= 4 taps past the last one
 

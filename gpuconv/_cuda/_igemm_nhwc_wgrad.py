@@ -27,11 +27,12 @@ import numpy
 
 from . import _alloc, _igemm_nhwc
 from . import implicit_gemm as _igemm
+from ._kernel_table import NHWC_STAGES
 from ._loader import get_function
 
 SOURCE = "implicit_gemm_nhwc_wgrad.cu"
 REDUCE_KERNEL = "conv2d_wgrad_nhwc_reduce<__half>"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
+STAGES = NHWC_STAGES  # static shared memory <= 48 KB each
 BK = 32  # pixels per k-tile (the kernel's igemm::nhwc_wgrad::BK)
 THREADS = 256
 _REDUCE_TILE = 32
