@@ -7,6 +7,7 @@ checkout), without build isolation or dependencies, so it takes a few seconds an
 from __future__ import annotations
 
 import importlib.util
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -64,9 +65,11 @@ def test_wheel_contains_every_kernel_source_and_header(wheel_names):
         pending = [source_file]
         while pending:  # the local headers each source includes, recursively
             name = pending.pop()
-            for header in _local_headers((ROOT / "kernels" / name).read_text()) - needed:
-                needed.add(header)
-                pending.append(header)
+            for header in _local_headers((ROOT / "kernels" / name).read_text()):
+                header = posixpath.normpath(posixpath.join(posixpath.dirname(name), header))  # "../x.cu"
+                if header not in needed:
+                    needed.add(header)
+                    pending.append(header)
     missing = sorted(n for n in needed if f"gpuconv/kernels/{n}" not in wheel_names)
     assert not missing, f"the wheel lacks gpuconv/kernels/{missing}"
 

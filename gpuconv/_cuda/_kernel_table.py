@@ -5,8 +5,24 @@ NVRTC check in CI compiles exactly this list with exactly these options. Importi
 CuPy and no GPU.
 """
 
+# Tunables that the launchers and the kernels share, defined here only: the kernels receive them as -D options
+# (COMPILE_OPTIONS; a kernel source without them fails with #error), the launchers read them from here. The
+# host builds of the tests pass the same options.
+DEFINES = {
+    # conv_depthwise.cu: the largest block, outputs per thread along a row, static shared memory per kernel.
+    "DW_MAX_THREADS": 256, "DW_OUTPUTS_PER_THREAD": 4, "DW_SMEM_BYTES": 16384,
+    # conv_depthwise_v2.cuh: output rows per unit, elements per vector load, block size; stride-2 dgrad tile.
+    "DW2_ROWS": 7, "DW2_VEC": 4, "DW2_THREADS": 128, "DW2_DGRAD_ROWS": 8, "DW2_DGRAD_COLS": 8,
+    # bias_grad.cu: the largest block (the shared tree's size, a power of two).
+    "BG_THREADS": 256,
+}
+
 # Options passed to NVRTC by the loader (CuPy adds the architecture of the device).
-COMPILE_OPTIONS = ("--std=c++17",)
+COMPILE_OPTIONS = ("--std=c++17",) + tuple(f"-D{name}={value}" for name, value in DEFINES.items())
+
+# The channels-last float16 implicit GEMMs' tiles (BM, BN) and the depth of their cp.async ring (static shared
+# memory STAGES * (BM + BN) * 64 bytes <= 48 KB), for all three passes: their kernel names carry STAGES.
+NHWC_STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}
 
 KERNELS = {
     # Conv and padding kernels (gpuconv._cuda.conv / .pad), each for the three dtypes.
@@ -27,10 +43,11 @@ KERNELS = {
     # for strides 1 / 2, one body each: aligned 4-vectors at column offset O = (-(K-1)/2) mod 4 or 0, or
     # elements (1, 0). Stride-2 dgrad <T, KR, KS, VEC, O>: vectors at the offset of padding (K-1)/2, or elements.
     **{file: tuple(f"conv2d_{p}_depthwise_v2<{t}, {k}, {k}, {s}, {s}, {vec}, {o}>" for p in ("fprop", "wgrad")
-                   for t in ("__half", "float") for s in (1, 2) for vec, o in ((4, (-(k // 2)) % 4), (4, 0), (1, 0)))
+                   for t in ("__half", "float") for s in (1, 2) for vec, o in ((V, (-(k // 2)) % V), (V, 0), (1, 0)))
        + tuple(f"conv2d_dgrad_depthwise_v2<{t}, {k}, {k}, {vec}, {o}>" for t in ("__half", "float")
-               for vec, o in ((4, o2), (1, 0)))
-       for file, k, o2 in (("conv_depthwise_v2.cu", 3, 0), ("conv_depthwise_v2_5x5.cu", 5, 3))},
+               for vec, o in ((V, o2), (1, 0)))
+       for file, k, o2 in (("conv_depthwise_v2.cu", 3, 0), ("conv_depthwise_v2_5x5.cu", 5, 3))
+       for V in (DEFINES["DW2_VEC"],)},
     "pool.cu": (  # owned by the pooling kernels; gpuconv._cuda.pool.kernel_names() must equal this
         "max_pool2d_fprop<__half, long long>", "max_pool2d_fprop<float, long long>",
         "max_pool2d_fprop<double, long long>",
@@ -69,19 +86,34 @@ KERNELS = {
     # Opt-in channels-last float16 fprop (gpuconv._cuda._igemm_nhwc; its kernel_names() must equal this):
     # the layout transpose, then <__half, BM, BN, STAGES>.
     "implicit_gemm_nhwc.cu": ("nchw_to_nhwc<__half>",) + tuple(
-        f"conv2d_fprop_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
-        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+        f"conv2d_fprop_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>" for (bm, bn), st in NHWC_STAGES.items()
     ),
     # Opt-in channels-last float16 wgrad (gpuconv._cuda._igemm_nhwc_wgrad; its kernel_names() must equal this):
     # the split-K GEMM <__half, BM, BN, STAGES>, then the ordered split reduction that writes gw (K, C, R, S).
     "implicit_gemm_nhwc_wgrad.cu": tuple(
-        f"conv2d_wgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
-        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+        f"conv2d_wgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>" for (bm, bn), st in NHWC_STAGES.items()
     ) + ("conv2d_wgrad_nhwc_reduce<__half>",),
     # Opt-in channels-last float16 dgrad of strided convolutions (gpuconv._cuda._igemm_nhwc_dgrad; its
     # kernel_names() must equal this): one GEMM per stride phase, <__half, BM, BN, STAGES>.
     "implicit_gemm_nhwc_dgrad.cu": tuple(
-        f"conv2d_dgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>"
-        for bm, bn, st in ((128, 128, 3), (128, 64, 4), (64, 128, 4), (64, 64, 4))
+        f"conv2d_dgrad_implicit_gemm_nhwc<__half, {bm}, {bn}, {st}>" for (bm, bn), st in NHWC_STAGES.items()
     ),
 }
+
+# Experimental native bfloat16 kernels (GPUCONV_UNVERIFIED=bf16_native; gpuconv/_cuda/_unverified.py), one file per
+# family under kernels/experimental/ that includes the family's source: every float16 instantiation of the
+# family with T = __nv_bfloat16 (float accumulation, one rounding on store; the implicit GEMMs on mma.sync
+# m16n8k16 .bf16). Kept apart so that compiling a verified file does not compile them.
+BF16_FAMILIES = ("im2col.cu", "conv_direct.cu", "pad.cu", "conv_depthwise.cu", "pool.cu", "bias_grad.cu",
+                 "implicit_gemm_fprop.cu", "implicit_gemm_dgrad.cu", "implicit_gemm_wgrad.cu")
+
+
+def bf16_source(source_file: str) -> str:
+    """The experimental file holding the bfloat16 instantiations of ``source_file``'s kernels."""
+    return f"experimental/bf16_{source_file}"
+
+
+KERNELS.update({
+    bf16_source(f): tuple(n.replace("__half", "__nv_bfloat16") for n in KERNELS[f] if "__half" in n)
+    for f in BF16_FAMILIES
+})

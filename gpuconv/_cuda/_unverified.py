@@ -29,6 +29,10 @@ FEATURES = {
                 "group-batched GEMMs in float16 (gpuconv/_cuda/_cublas.py, _conv_gemm1x1.py)",
     "bias_grad": "conv2d / conv_transpose2d grad_bias by a deterministic split-sum kernel, one launch for small "
                  "tensors, instead of CuPy's reduction (kernels/bias_grad.cu, gpuconv/_cuda/_bias_grad.py)",
+    "bf16_native": "native bfloat16 kernels (float accumulation, one rounding on store) beside the float16 ones: "
+                   "direct, im2col/col2im, depthwise v1, pooling, padding, bias grad, and mma.sync bf16 implicit "
+                   "GEMMs (kernels/experimental/bf16_*.cu; _kernel_table.BF16_FAMILIES); not yet chosen by a "
+                   "launcher",
 }
 
 
