@@ -28,7 +28,7 @@
 // threads_x * this); DW_SMEM_BYTES, the static shared memory of each kernel (staged tiles, weights, the wgrad
 // reduction).
 #if !defined(DW_MAX_THREADS) || !defined(DW_OUTPUTS_PER_THREAD) || !defined(DW_SMEM_BYTES)
-#error "DW_MAX_THREADS, DW_OUTPUTS_PER_THREAD, DW_SMEM_BYTES: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
+#error "DW_MAX_THREADS, DW_OUTPUTS_PER_THREAD, DW_SMEM_BYTES: -D options from _kernel_table.py DEFINES"
 #endif
 // Blocks per SM the register allocation must allow (__launch_bounds__): 4 x 256 threads (64 registers)
 // for float and __half, 2 x 256 (128 registers) for double.

@@ -38,8 +38,9 @@
 // DW2_THREADS, the block size of every launch (the wgrad block sum is sized for it); DW2_DGRAD_ROWS and
 // DW2_DGRAD_COLS, the gx rows and columns a stride-2 dgrad unit owns (rows even: the row phases repeat from
 // unit to unit).
-#if !defined(DW2_ROWS) || !defined(DW2_VEC) || !defined(DW2_THREADS) || !defined(DW2_DGRAD_ROWS) || !defined(DW2_DGRAD_COLS)
-#error "DW2_ROWS, DW2_VEC, DW2_THREADS, DW2_DGRAD_ROWS, DW2_DGRAD_COLS: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
+#if !defined(DW2_ROWS) || !defined(DW2_VEC) || !defined(DW2_THREADS) || !defined(DW2_DGRAD_ROWS) || \
+    !defined(DW2_DGRAD_COLS)
+#error "DW2_ROWS, DW2_VEC, DW2_THREADS, DW2_DGRAD_*: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
 #endif
 
 // VN elements of T, loaded or stored as one access (VN * sizeof(T) = 8 or 16 bytes).
@@ -149,8 +150,9 @@ template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __device__ __forceinline__ void dw2_fprop_body(const T* __restrict__ x, const T* __restrict__ w,
                                                const T* __restrict__ bias, T* __restrict__ y, int C, int H, int W,
                                                int K, int P, int Q, int pad_top, int pad_left, bool flip,
-                                               bool vec_out, int units, const FastDivisor& groups, const FastDivisor& strips,
-                                               const FastDivisor& planes, const FastDivisor& mult) {
+                                               bool vec_out, int units, const FastDivisor& groups,
+                                               const FastDivisor& strips, const FastDivisor& planes,
+                                               const FastDivisor& mult) {
     typedef Accumulator<T> A;
     constexpr int V = Dw2Cols<T, KS, SW>::V;
     constexpr int SPAN = (V - 1) * SW + KS;                    // input columns a unit reads
@@ -217,8 +219,8 @@ conv2d_fprop_depthwise_v2(const T* __restrict__ x, const T* __restrict__ w, cons
                           int strips_mul, int strips_shift, int K_mul, int K_shift, int m, int m_mul, int m_shift) {
     dw2_fprop_body<T, KR, KS, SH, SW, VEC, O>(x, w, bias, y, C, H, W, K, P, Q, pad_top, pad_left, flip != 0,
                                               vec_out != 0, units, FastDivisor(groups, groups_mul, groups_shift),
-                                              FastDivisor(strips, strips_mul, strips_shift), FastDivisor(K, K_mul, K_shift),
-                                              FastDivisor(m, m_mul, m_shift));
+                                              FastDivisor(strips, strips_mul, strips_shift),
+                                              FastDivisor(K, K_mul, K_shift), FastDivisor(m, m_mul, m_shift));
 }
 
 
@@ -394,7 +396,8 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
 // block adds its threads' sums in a fixed order: per tap, lane l < 32 adds the sums of threads l, l+32,
 // ... in turn, then one thread adds the 32 lane sums in turn. No atomics: bitwise reproducible.
 // blockDim.x is a multiple of 32, at most DW2_THREADS. VEC and O as fprop's; vec_gy: Q % DW2_VEC == 0 and
-// gy aligned to DW2_VEC elements (gy rows read as DW2_VEC-element vectors, each wholly in or out of the row). Divisors as (d, mul, shift) (FastDivisor): groups, strips, chunks, m = K / C.
+// gy aligned to DW2_VEC elements (gy rows read as DW2_VEC-element vectors, each wholly in or out of the row).
+// Divisors as (d, mul, shift) (FastDivisor): groups, strips, chunks, m = K / C.
 template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __global__ void __launch_bounds__(DW2_THREADS, (Dw2Blocks<KR, SH, true>::MIN))
 conv2d_wgrad_depthwise_v2(const T* __restrict__ x, const T* __restrict__ gy,

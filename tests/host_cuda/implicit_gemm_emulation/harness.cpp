@@ -376,6 +376,7 @@ int main(int argc, char** argv) {
             run<__nv_bfloat16, 64, 128, 2, true>(g, label, BF16_TOL);
         }
     }
+    if (only == "mma_bf16") run<__nv_bfloat16, 128, 128, 2, true>(cases[1].second, cases[1].first, BF16_TOL);
     printf("%s\n", failures ? "FAILURES" : "all ok");
     return failures != 0;
 }
