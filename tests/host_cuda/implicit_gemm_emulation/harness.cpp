@@ -333,8 +333,8 @@ static int nhwc_dgrad_main() {
 
 // bfloat16 inputs (the reference uses the same rounded values), float32 accumulation, one bfloat16 rounding of
 // the output: at most 2^-8 of |y| (8 significant bits, round to nearest), plus float32 sums in another order;
-// a quarter more leaves room for the latter and still fails a kernel that sums in bfloat16 or reads its
-// fragments as float16.
+// a quarter more leaves room for the latter (a kernel whose mma reads the bfloat16 fragments as float16 fails
+// every check: planted and seen).
 constexpr double BF16_TOL = 1.25 / 256;
 
 int main(int argc, char** argv) {
