@@ -1,11 +1,11 @@
-// Shared device helpers for gpuconv's kernels: 64-bit index type, grid-stride loop bounds, and the
-// accumulator traits (float for __half and float, double for double).
+// Shared device helpers for gpuconv's kernels: 64-bit index type, grid-stride loop bounds, bias and
+// coordinate helpers; element types and conversions (Accumulator<T>) come from types.cuh.
 //
 // The loader inlines this header into each .cu file before compiling (CuPy's cache key ignores
 // #include'd files), so it must compile as plain text at the top of a translation unit.
 #pragma once
 
-#include <cuda_fp16.h>
+#include "types.cuh"
 
 // Flat indices and element counts: a tensor may pass 2^31 elements.
 typedef long long index_t;
@@ -19,32 +19,6 @@ __device__ __forceinline__ index_t first_thread_index() {
 __device__ __forceinline__ index_t thread_count() {
     return (index_t)blockDim.x * gridDim.x;
 }
-
-// Accumulator<T>: the type sums run in, and the conversions in and out of it. float16 sums in float32
-// and is rounded once, when the result is stored.
-template <typename T>
-struct Accumulator;
-
-template <>
-struct Accumulator<float> {
-    typedef float type;
-    static __device__ __forceinline__ float load(float v) { return v; }
-    static __device__ __forceinline__ float store(float v) { return v; }
-};
-
-template <>
-struct Accumulator<double> {
-    typedef double type;
-    static __device__ __forceinline__ double load(double v) { return v; }
-    static __device__ __forceinline__ double store(double v) { return v; }
-};
-
-template <>
-struct Accumulator<__half> {
-    typedef float type;
-    static __device__ __forceinline__ float load(__half v) { return __half2float(v); }
-    static __device__ __forceinline__ __half store(float v) { return __float2half_rn(v); }
-};
 
 // The value a bias pointer contributes to channel c: zero when the pointer is null (no bias).
 template <typename T>

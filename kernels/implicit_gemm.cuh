@@ -13,7 +13,7 @@
 //   ConvSize           the problem, built from the kernel's int arguments
 //   TileLoader         copies a BK x ROWS tile of an operand to shared memory, stored [BK][ROWS + pad]
 //   SimtAccumulator    float32 register tiling on CUDA cores (TM x TN outputs per thread)
-//   MmaAccumulator     tensor cores: mma.sync m16n8k16 (float16) or m16n8k8 (TF32), float32 accumulators
+//   MmaAccumulator     tensor cores: mma.sync m16n8k16 (float16, bfloat16) or m16n8k8 (TF32), float32 accumulators
 //   mainloop_*         the k loop: a multi-stage cp.async ring (4-byte elements) or a register-staged
 //                      double buffer (2-byte elements: cp.async cannot move fewer than 4 bytes, and a
 //                      gathered im2col element is a lone half)
@@ -22,7 +22,8 @@
 // every offset into a tensor is int64, so tensors past 2^31 elements are addressed correctly.
 #pragma once
 
-#include <cuda_fp16.h>
+#include "cp_async.cuh"
+#include "types.cuh"
 
 namespace igemm {
 
@@ -54,41 +55,9 @@ __device__ __forceinline__ ConvSize make_conv_size(int N, int C, int H, int W, i
 
 // ------------------------------------------------------------------------------------ element types
 
-template <typename T> __device__ __forceinline__ float to_float(T v) { return (float)v; }
-template <> __device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T from_float(float v) { return (T)v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <typename T> __device__ __forceinline__ T zero_of() { return from_float<T>(0.0f); }
-
 // Shared-memory rows are padded by 16 bytes: keeps 16-byte alignment and spreads the column stores of the
 // k-fast loaders over the banks.
 template <typename T> struct SmemPad { static constexpr int value = 16 / sizeof(T); };
-
-// ----------------------------------------------------------------------------------------- cp.async
-
-// Copies 4 bytes global -> shared, or writes 4 zero bytes when !valid (src-size 0: nothing is read).
-__device__ __forceinline__ void cp_async_4(float* smem, const float* gmem, bool valid) {
-#if __CUDA_ARCH__ >= 800
-    unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
-    int src_bytes = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
-#else
-    *smem = valid ? __ldg(gmem) : 0.0f;
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-
-// Waits until at most N committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
 
 // ------------------------------------------------------------------------------------- tile loader
 
@@ -147,7 +116,7 @@ struct TileLoader {
     // them to shared memory later, after the current tile's math has hidden the load latency.
     __device__ __forceinline__ void fetch(T (&regs)[KI * RJ], int k0) const {
         const T* base = op.ptr;
-        for_each(k0, [&](int e, int, int64 off) { regs[e] = off >= 0 ? base[off] : zero_of<T>(); });
+        for_each(k0, [&](int e, int, int64 off) { regs[e] = off >= 0 ? base[off] : Accumulator<T>::store(0.0f); });
     }
     __device__ __forceinline__ void store(const T (&regs)[KI * RJ], T* smem) const {
 #pragma unroll
@@ -235,13 +204,9 @@ struct SimtAccumulator {
 //   C 16x8  f32: c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1)
 // Shared memory holds the tiles [k][row]; float16 fragments come through ldmatrix.trans (wgrad: element by
 // element, see LDMATRIX below), TF32 ones element by element (ldmatrix.trans moves 16-bit elements only).
+// bfloat16 (experimental, GPUCONV_UNVERIFIED=bf16_native): mma.m16n8k16 with .bf16 operands, whose fragments
+// are laid out as float16's (PTX ISA): the same tiles, ldmatrix and packing, another instruction.
 template <typename T> struct MmaShape;
-template <> struct MmaShape<__half> { static constexpr int K = 16; };
-template <> struct MmaShape<float> { static constexpr int K = 8; };
-
-__device__ __forceinline__ unsigned pack_half2(__half lo, __half hi) {
-    return (unsigned)__half_as_ushort(lo) | ((unsigned)__half_as_ushort(hi) << 16);
-}
 
 __device__ __forceinline__ unsigned to_tf32(float v) {
     unsigned r;
@@ -256,7 +221,8 @@ __device__ __forceinline__ unsigned to_tf32(float v) {
 // Four 8x8 matrices of 16-bit elements from shared memory, transposed: lane L gives the address of row
 // L % 8 of matrix L / 8 (16 contiguous bytes, 16-byte aligned); register i of lane (g = L / 4, t = L % 4)
 // receives elements (row 2t, column g) and (row 2t + 1, column g) of matrix i, low half first.
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+template <typename H> __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const H* row) {
+    static_assert(sizeof(H) == 2, "ldmatrix moves 16-bit elements");
 #if __CUDA_ARCH__ >= 800
     unsigned addr = (unsigned)__cvta_generic_to_shared(row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -283,6 +249,20 @@ __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const unsigned (&a)[4
 #endif
 }
 
+__device__ __forceinline__ void mma_16x8x16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(IGEMM_HOST_EMULATION)
+    igemm_emulated_mma(d, a, b, 16, true);
+#else
+    __trap();
+#endif
+}
+
 __device__ __forceinline__ void mma_16x8x8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
 #if __CUDA_ARCH__ >= 800
     asm volatile(
@@ -297,7 +277,27 @@ __device__ __forceinline__ void mma_16x8x8_tf32(float (&d)[4], const unsigned (&
 #endif
 }
 
-// LDMATRIX (float16 only): fragments through ldmatrix.x4.trans (fprop, dgrad: measured 1.06-1.19x faster
+// The mma step of each element type: k per instruction, and the instruction.
+template <> struct MmaShape<__half> {
+    static constexpr int K = 16;
+    static __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+        mma_16x8x16(d, a, b);
+    }
+};
+template <> struct MmaShape<__nv_bfloat16> {
+    static constexpr int K = 16;
+    static __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+        mma_16x8x16_bf16(d, a, b);
+    }
+};
+template <> struct MmaShape<float> {
+    static constexpr int K = 8;
+    static __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+        mma_16x8x8_tf32(d, a, b);
+    }
+};
+
+// LDMATRIX (16-bit types only): fragments through ldmatrix.x4.trans (fprop, dgrad: measured 1.06-1.19x faster
 // on the H100) or gathered element by element from shared memory (wgrad: ldmatrix measured slower there,
 // 0.69-1.10x, cause not established; bench/notes/implicit_gemm.md).
 template <typename T, int BM, int BN, int BK, bool LDMATRIX = true>
@@ -333,7 +333,8 @@ struct MmaAccumulator {
     //   B: matrices (k0, n), (k0 + 8, n), (k0, n + 8), (k0 + 8, n + 8)  ->  b[j][0], b[j][1], b[j+1][0], b[j+1][1]
     // Rows are 2 * LD bytes apart with LD = rows + 8 halves: a multiple of 16 bytes (ldmatrix's alignment)
     // and 4 banks apart modulo 32, so the 8 rows of one matrix fall in distinct banks.
-    __device__ __forceinline__ void fragments(const __half* As, const __half* Bs, int k0, unsigned (&a)[MT][4],
+    template <typename H>
+    __device__ __forceinline__ void fragments(const H* As, const H* Bs, int k0, unsigned (&a)[MT][4],
                                               unsigned (&b)[NT][2]) const {
         if constexpr (!LDMATRIX) {
             gathered_fragments(As, Bs, k0, a, b);
@@ -353,7 +354,8 @@ struct MmaAccumulator {
     }
 
     // The same fragments, element by element (two 16-bit shared loads per register), per the table above.
-    __device__ __forceinline__ void gathered_fragments(const __half* As, const __half* Bs, int k0,
+    template <typename H>
+    __device__ __forceinline__ void gathered_fragments(const H* As, const H* Bs, int k0,
                                                        unsigned (&a)[MT][4], unsigned (&b)[NT][2]) const {
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
@@ -361,16 +363,16 @@ struct MmaAccumulator {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {  // h = 0: k columns 2t, 2t+1;  h = 1: 2t+8, 2t+9
                 int k = k0 + 2 * t + 8 * h;
-                a[i][2 * h] = pack_half2(As[k * LDA + m], As[(k + 1) * LDA + m]);
-                a[i][2 * h + 1] = pack_half2(As[k * LDA + m + 8], As[(k + 1) * LDA + m + 8]);
+                a[i][2 * h] = pack2(As[k * LDA + m], As[(k + 1) * LDA + m]);
+                a[i][2 * h + 1] = pack2(As[k * LDA + m + 8], As[(k + 1) * LDA + m + 8]);
             }
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
             int n = wn0 + j * 8 + g;
             int k = k0 + 2 * t;
-            b[j][0] = pack_half2(Bs[k * LDB + n], Bs[(k + 1) * LDB + n]);
-            b[j][1] = pack_half2(Bs[(k + 8) * LDB + n], Bs[(k + 9) * LDB + n]);
+            b[j][0] = pack2(Bs[k * LDB + n], Bs[(k + 1) * LDB + n]);
+            b[j][1] = pack2(Bs[(k + 8) * LDB + n], Bs[(k + 9) * LDB + n]);
         }
     }
 
@@ -393,8 +395,7 @@ struct MmaAccumulator {
     }
 
     __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) const {
-        if constexpr (KS == 16) mma_16x8x16(d, a, b);
-        else mma_16x8x8_tf32(d, a, b);
+        MmaShape<T>::mma(d, a, b);
     }
 
     __device__ __forceinline__ void step(const T* As, const T* Bs) {
@@ -520,10 +521,11 @@ __device__ __forceinline__ void mainloop_register_staged(const LA& la, const LB&
 
 // The kernel templates take (T, BM, BN, STAGES); these pick BK, the accumulator and the copy path.
 //   SIMT (float32):          BK 8,  SimtAccumulator, cp.async ring of STAGES (1 = unpipelined reference)
-//   MMA float16:             BK 32, MmaAccumulator m16n8k16, register-staged double buffer (STAGES ignored)
+//   MMA float16, bfloat16:   BK 32, MmaAccumulator m16n8k16, register-staged double buffer (STAGES ignored)
 //   MMA float32 (TF32):      BK 16, MmaAccumulator m16n8k8,  cp.async ring of STAGES
 template <typename T> struct MmaBK;
 template <> struct MmaBK<__half> { static constexpr int value = 32; };
+template <> struct MmaBK<__nv_bfloat16> { static constexpr int value = 32; };
 template <> struct MmaBK<float> { static constexpr int value = 16; };
 
 constexpr int SIMT_BK = 8;

@@ -153,10 +153,10 @@ struct DgradEpilogue {
     __device__ Col col(int c) const {
         bool valid = c < z.Cg;
         int cc = g * z.Cg + (valid ? c : 0);
-        return Col{cc * z.HW, (bias != nullptr && valid) ? to_float(bias[cc]) : 0.0f, valid};
+        return Col{cc * z.HW, (bias != nullptr && valid) ? Accumulator<T>::load(bias[cc]) : 0.0f, valid};
     }
     __device__ __forceinline__ void store(const Row& r, const Col& c, float v) const {
-        if (r.valid && c.valid) gx[r.base + c.off] = from_float<T>(v + c.bias);
+        if (r.valid && c.valid) gx[r.base + c.off] = Accumulator<T>::store(v + c.bias);
     }
 };
 

@@ -96,10 +96,10 @@ struct FpropEpilogue {
     __device__ Col col(int k) const {
         bool valid = k < z.Kg;
         int kk = g * z.Kg + (valid ? k : 0);
-        return Col{kk * z.PQ, (bias != nullptr && valid) ? to_float(bias[kk]) : 0.0f, valid};
+        return Col{kk * z.PQ, (bias != nullptr && valid) ? Accumulator<T>::load(bias[kk]) : 0.0f, valid};
     }
     __device__ __forceinline__ void store(const Row& r, const Col& c, float v) const {
-        if (r.valid && c.valid) y[r.base + c.off] = from_float<T>(v + c.bias);
+        if (r.valid && c.valid) y[r.base + c.off] = Accumulator<T>::store(v + c.bias);
     }
 };
 

@@ -152,6 +152,6 @@ __global__ void conv2d_wgrad_reduce_splits(const float *__restrict__ workspace, 
          i += (long long)gridDim.x * blockDim.x) {
         float sum = 0.0f;
         for (int sp = 0; sp < splits; ++sp) sum += workspace[sp * count + i];
-        gw[i] = igemm::from_float<T>(sum);
+        gw[i] = Accumulator<T>::store(sum);
     }
 }

@@ -5,32 +5,19 @@
 // starts at input row p*sH - pH, column q*sW - pW.
 //
 // Layout of this file: per-element functions (__host__ __device__), then the __global__ kernels, each a
-// grid-stride loop over the elements it owns. The file is self-contained (no common.cuh, whose helpers
+// grid-stride loop over the elements it owns. The file includes only types.cuh (no common.cuh, whose helpers
 // are device-only) so that tests/test_cuda_pool_host.py can build it with g++ and run these very kernels
 // on the CPU over an emulated grid.
 // Index arithmetic: the forward and avg-backward functions are templated over the index type I, int when
 // the launcher has checked that every tensor of the call and every window bound fits in 31 bits (32-bit
 // division and multiplication are several times cheaper than 64-bit on the GPU), long long otherwise: a
 // tensor, and even one plane, may pass 2^31 elements. The max-pool backward keys are int or long long too.
-// __half loads and stores convert through float; sums accumulate in AccOf<T> (float for __half).
+// Loads and stores convert through Accumulator<T> (types.cuh): sums run in float for the 16-bit types.
 // CuPy compiles with -ftz=true: float32 subnormals count as zero in comparisons and sums.
 
-#include <cuda_fp16.h>
+#include "types.cuh"
 
 namespace gpuconv_pool {
-
-template <typename T> struct AccOf { typedef T type; };
-template <> struct AccOf<__half> { typedef float type; };
-
-template <typename Acc, typename T> __host__ __device__ inline Acc load_as(const T* p, long long i) {
-    return static_cast<Acc>(p[i]);
-}
-template <> __host__ __device__ inline float load_as<float, __half>(const __half* p, long long i) {
-    return __half2float(p[i]);
-}
-
-template <typename T, typename Acc> __host__ __device__ inline T store_as(Acc v) { return static_cast<T>(v); }
-template <> __host__ __device__ inline __half store_as<__half, float>(float v) { return __float2half_rn(v); }
 
 template <typename Acc> __host__ __device__ inline bool is_nan(Acc v) { return v != v; }
 
@@ -62,7 +49,7 @@ template <typename T, typename I>
 __host__ __device__ inline void max_pool2d_fprop_one(
     const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices, I o, I H, I W, I P, I Q,
     I kH, I kW, I sH, I sW, I pH, I pW, I dH, I dW) {
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     const I row = o / Q;  // plane*P + p
     const I q = o - row * Q;
     const I plane = row / P;
@@ -81,14 +68,14 @@ __host__ __device__ inline void max_pool2d_fprop_one(
     for (I h = h0; h < h1; h += dH) {
         const T* xr = xp + h * W;
         for (I w = w0; w < w1; w += dW) {
-            const Acc v = load_as<Acc>(xr, w);
+            const Acc v = Accumulator<T>::load(xr[w]);
             if (v > best || is_nan(v)) {
                 best = v;
                 best_index = h * W + w;
             }
         }
     }
-    y[o] = store_as<T, Acc>(best);
+    y[o] = Accumulator<T>::store(best);
     indices[o] = static_cast<long long>(best_index);
 }
 
@@ -114,12 +101,12 @@ __host__ __device__ inline void max_pool2d_bprop_key_one(
 // exactly P*Q outputs and keys order by plane first); a binary search finds the first key >= row*PQ with
 // row = plane*(H*W + 1) + i, and the run of keys k with k / PQ == row names, in increasing output order,
 // the outputs that chose element t (k - row*PQ in [0, PQ): their positions, always inside the plane). Their
-// gy are summed in that order in AccOf<T>: the same sum, bit for bit, on every run. No run: 0.
+// gy are summed in that order in Accumulator<T>: the same sum, bit for bit, on every run. No run: 0.
 template <typename T, typename Key>
 __host__ __device__ inline void max_pool2d_bprop_gather_one(
     const T* __restrict__ gy, const Key* __restrict__ sorted_keys, T* __restrict__ gx, long long t,
     long long HW, long long PQ) {
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     const long long plane = t / HW;
     const long long row = t + plane;  // plane*(HW + 1) + (t - plane*HW)
     const long long first_key = row * PQ;
@@ -133,9 +120,9 @@ __host__ __device__ inline void max_pool2d_bprop_gather_one(
     for (long long m = lo; m < end; ++m) {
         const long long key = static_cast<long long>(sorted_keys[m]);
         if (key / PQ != row) break;
-        sum += load_as<Acc>(gy, plane * PQ + (key - first_key));
+        sum += Accumulator<T>::load(gy[plane * PQ + (key - first_key)]);
     }
-    gx[t] = store_as<T, Acc>(sum);
+    gx[t] = Accumulator<T>::store(sum);
 }
 
 // Sift-down of a max-heap over a[0, n) from root r (heapsort's step).
@@ -223,13 +210,13 @@ __host__ __device__ inline I avg_pool2d_window(I p, I q, I H, I W, I kH, I kW, I
 }
 
 // One output of average pooling: y[o] = (sum of the window's in-bounds inputs) / divisor, summed row-major
-// in AccOf<T>. A window with no in-bounds element gives 0 (PyTorch's rule; _params' output sizes and
+// in Accumulator<T>. A window with no in-bounds element gives 0 (PyTorch's rule; _params' output sizes and
 // padding <= kernel/2 make it unreachable).
 template <typename T, typename I>
 __host__ __device__ inline void avg_pool2d_fprop_one(
     const T* __restrict__ x, T* __restrict__ y, I o, I H, I W, I P, I Q, I kH, I kW, I sH, I sW, I pH, I pW,
     bool count_include_pad, I divisor_override) {
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     const I row = o / Q;  // plane*P + p
     const I q = o - row * Q;
     const I plane = row / P;
@@ -239,27 +226,27 @@ __host__ __device__ inline void avg_pool2d_fprop_one(
     const I divisor = avg_pool2d_window(p, q, H, W, kH, kW, sH, sW, pH, pW, count_include_pad, divisor_override,
                                         &h0, &h1, &w0, &w1);
     if (h0 >= h1 || w0 >= w1) {
-        y[o] = store_as<T, Acc>(Acc(0));
+        y[o] = Accumulator<T>::store(Acc(0));
         return;
     }
     Acc sum = Acc(0);
     for (I h = h0; h < h1; ++h) {
         const T* xr = xp + h * W;
-        for (I w = w0; w < w1; ++w) sum += load_as<Acc>(xr, w);
+        for (I w = w0; w < w1; ++w) sum += Accumulator<T>::load(xr[w]);
     }
-    y[o] = store_as<T, Acc>(sum / static_cast<Acc>(divisor));
+    y[o] = Accumulator<T>::store(sum / static_cast<Acc>(divisor));
 }
 
 // One input element of the average-pool gradient: t = ((n*C + c)*H + h)*W + w. The outputs whose window
 // holds row h are p in [p_lo, p_hi): p*sH - pH <= h < p*sH - pH + kH, i.e.
 //     p_lo = h + pH < kH ? 0 : (h + pH - kH) / sH + 1,     p_hi = min((h + pH) / sH + 1, P)
-// (columns alike). gx[t] = sum over them, p then q ascending, of gy[p, q] / divisor(p, q), in AccOf<T>:
+// (columns alike). gx[t] = sum over them, p then q ascending, of gy[p, q] / divisor(p, q), in Accumulator<T>:
 // PyTorch's CUDA gather, with no atomics.
 template <typename T, typename I>
 __host__ __device__ inline void avg_pool2d_bprop_one(
     const T* __restrict__ gy, T* __restrict__ gx, I t, I H, I W, I P, I Q, I kH, I kW, I sH, I sW, I pH, I pW,
     bool count_include_pad, I divisor_override) {
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     const I row = t / W;  // plane*H + h
     const I w = t - row * W;
     const I plane = row / H;
@@ -276,10 +263,10 @@ __host__ __device__ inline void avg_pool2d_bprop_one(
             I h0, h1, w0, w1;
             const I divisor = avg_pool2d_window(p, q, H, W, kH, kW, sH, sW, pH, pW, count_include_pad,
                                                 divisor_override, &h0, &h1, &w0, &w1);
-            sum += load_as<Acc>(gyp, p * Q + q) / static_cast<Acc>(divisor);
+            sum += Accumulator<T>::load(gyp[p * Q + q]) / static_cast<Acc>(divisor);
         }
     }
-    gx[t] = store_as<T, Acc>(sum);
+    gx[t] = Accumulator<T>::store(sum);
 }
 
 }  // namespace gpuconv_pool
@@ -319,7 +306,7 @@ __global__ void max_pool2d_fprop(const T* __restrict__ x, T* __restrict__ y, lon
 // max_pool2d_bprop_plane<T>: gx of a max pool, one (n, c) plane per block (grid-stride over planes), for
 // planes small enough that H*W + P*Q + blockDim.x ints fit in shared memory (the host checks, and that
 // H*W and P*Q fit in 31 bits). Formula: gx[plane][i] = sum over the outputs j of the plane with
-// indices[plane][j] == i, in increasing j, of gy[plane][j] (AccOf<T>); 0 where no output chose i. Indices
+// indices[plane][j] == i, in increasing j, of gy[plane][j] (Accumulator<T>); 0 where no output chose i. Indices
 // outside [0, H*W) are ignored. Deterministic, with integer atomics only (a counting sort):
 //   1. count[i] = number of outputs that chose i        (shared atomicAdd; threads stride over j)
 //   2. start[i] = exclusive prefix sum of count         (block_exclusive_scan)
@@ -332,7 +319,7 @@ __global__ void max_pool2d_fprop(const T* __restrict__ x, T* __restrict__ y, lon
 template <typename T>
 __global__ void max_pool2d_bprop_plane(const T* __restrict__ gy, const long long* __restrict__ indices,
                                        T* __restrict__ gx, long long planes, int HW, int PQ) {
-    typedef typename gpuconv_pool::AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     GPUCONV_POOL_DYNAMIC_SMEM(smem);
     int* offsets = reinterpret_cast<int*>(smem);
     int* slots = offsets + HW;
@@ -360,8 +347,8 @@ __global__ void max_pool2d_bprop_plane(const T* __restrict__ gy, const long long
             const int count = offsets[i] - begin;
             gpuconv_pool::sort_positions(slots + begin, count);
             Acc sum = Acc(0);
-            for (int k = 0; k < count; ++k) sum += gpuconv_pool::load_as<Acc>(gyp, slots[begin + k]);
-            gxp[i] = gpuconv_pool::store_as<T, Acc>(sum);
+            for (int k = 0; k < count; ++k) sum += Accumulator<T>::load(gyp[slots[begin + k]]);
+            gxp[i] = Accumulator<T>::store(sum);
         }
         __syncthreads();  // the next plane reuses the shared arrays
     }

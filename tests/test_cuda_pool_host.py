@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import zlib
 
+import ml_dtypes
 import numpy
 import pytest
 
@@ -184,6 +185,7 @@ extern "C" void run_{symbol}(unsigned grid, unsigned block, unsigned long long s
 THREADED_KERNELS = {"max_pool2d_bprop_plane": 7, "max_pool2d_bprop_plane_wide": 40}
 
 C_DTYPES = {"__half": numpy.float16, "float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
+            "__nv_bfloat16": numpy.dtype(ml_dtypes.bfloat16),  # experimental bf16_native (test_bf16_native_on_host)
             "long long": numpy.int64}
 _KERNEL_DEF = re.compile(
     r"template\s*<([^>]*)>\s*__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(([^)]*)\)")

@@ -339,20 +339,21 @@ def test_v2_coverage_and_switch(dw, monkeypatch):
 
 
 def test_divisor_magic(dw):
-    """The launcher's (mul, shr) give floor(n / d) for every n < 2^31, as the kernel computes it."""
+    """The launcher's (mul, shift) give floor(n / d) for every n < 2^31, as the kernel computes it
+    (fast_divide.cuh: (umulhi(n, mul) + n) >> shift)."""
     divisor = dw._conv_depthwise.divisor
     rng = random.Random(7)
     ds = list(range(1, 300)) + [rng.randrange(1, 1 << 31) for _ in range(300)] + [(1 << 31) - 1, 1 << 30, 3 << 29]
     edges = [0, 1, (1 << 31) - 1, (1 << 31) - 2]
     for d in ds:
-        d32, mul, shr = (int(v) for v in divisor(d))
+        d32, mul, shift = (int(v) for v in divisor(d))
         assert d32 == d
         mul &= 0xFFFFFFFF
         ns = edges + [rng.randrange(0, 1 << 31) for _ in range(40)] + [q * d + r for q in (1, 2, 1000) for r in (-1, 0)
                                                                        if 0 <= q * d + r < 1 << 31]
         for n in ns:
-            got = n if mul == 0 else ((n * mul) >> 32) >> shr
-            assert got == n // d, (n, d, mul, shr)
+            got = (((n * mul) >> 32) + n) >> shift
+            assert got == n // d, (n, d, mul, shift)
     with pytest.raises(ValueError):
         divisor(0)
 

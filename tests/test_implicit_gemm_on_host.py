@@ -11,6 +11,10 @@ kernel, then every tile instantiation on 3x3 / 1x1 / strided, dilated, asymmetri
 C = 8 and 72 (partial k-tiles) and K = 8 and 136 (partial n-tiles), its 16-byte cp.async landing at the
 wait (a missing wait shows) and, for two cases, at once (a slot overwritten while read shows).
 
+"mma_bf16" runs the experimental bfloat16 tensor-core variants (bf16_native: mma.sync m16n8k16 .bf16, whose
+fragments the emulation decodes as bfloat16) of all three passes, every tile shape, within one bfloat16
+rounding of the float64 reference.
+
 "nhwc_wgrad" runs the opt-in channels-last wgrad (kernels/implicit_gemm_nhwc_wgrad.cu): every tile on 3x3 /
 1x1 / strided, dilated, asymmetrically padded geometries, P*Q below and Q above the 32-pixel k-tile, C and K
 from 8 to 136 (partial tiles on both edges), 1 to 4 splits (the last one partial), then the ordered split
@@ -49,7 +53,7 @@ def emulator(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("kind", ["simt", "mma", "nhwc", "nhwc_wgrad", "nhwc_dgrad"])
+@pytest.mark.parametrize("kind", ["simt", "mma", "mma_bf16", "nhwc", "nhwc_wgrad", "nhwc_dgrad"])
 def test_implicit_gemm_kernels_match_the_float64_reference(emulator, kind):
     run = subprocess.run([str(emulator), kind], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("all ok"), run.stdout[-3000:] + run.stderr[-2000:]

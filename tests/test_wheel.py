@@ -7,6 +7,7 @@ checkout), without build isolation or dependencies, so it takes a few seconds an
 from __future__ import annotations
 
 import importlib.util
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_wheel_contains_every_kernel_source_and_header(wheel_names):
         while pending:  # the local headers each source includes, recursively: beside it, else kernels/
             name = pending.pop()
             for header in _local_headers((ROOT / "kernels" / name).read_text()):
-                beside = str(Path(name).parent / header) if "/" in name else header
+                beside = posixpath.normpath(posixpath.join(posixpath.dirname(name), header))  # "../x.cu" too
                 header = beside if (ROOT / "kernels" / beside).is_file() else header
                 if header not in needed:
                     needed.add(header)

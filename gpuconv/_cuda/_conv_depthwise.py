@@ -25,14 +25,15 @@ from dataclasses import dataclass
 import numpy
 
 from . import _config, _launch
+from ._defines import DEFINES
 from ._alloc import empty
 from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
 SOURCE = "conv_depthwise.cu"
 # Must equal the #defines of conv_depthwise.cu.
-MAX_THREADS = 256  # DW_MAX_THREADS
-OUTPUTS_PER_THREAD = 4  # DW_OUTPUTS_PER_THREAD
-SMEM_BYTES = 16384  # DW_SMEM_BYTES
+MAX_THREADS = DEFINES["DW_MAX_THREADS"]  # conv_depthwise.cu's tunables, passed to it as -D options
+OUTPUTS_PER_THREAD = DEFINES["DW_OUTPUTS_PER_THREAD"]
+SMEM_BYTES = DEFINES["DW_SMEM_BYTES"]
 # Filters with a specialised kernel (loops unrolled, taps in registers); others use <T, 0, 0>.
 SPECIALISED = ((3, 3),)
 # The wgrad aims at about Config.depthwise_wgrad_blocks blocks (4096: several waves on an H100's 132 SMs at 8

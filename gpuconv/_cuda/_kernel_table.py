@@ -5,7 +5,8 @@ launches it. The loader compiles each file once per device with all of its names
 the NVRTC check in CI compiles exactly this list with exactly these options. Importing it needs no GPU.
 """
 
+from ._defines import DEFINES, NHWC_STAGES
 from ._loader import COMPILE_OPTIONS
-from ._registry import KERNELS, VARIANTS
+from ._registry import BF16_FAMILIES, KERNELS, VARIANTS, bf16_source
 
-__all__ = ["COMPILE_OPTIONS", "KERNELS", "VARIANTS"]
+__all__ = ["BF16_FAMILIES", "COMPILE_OPTIONS", "DEFINES", "KERNELS", "NHWC_STAGES", "VARIANTS", "bf16_source"]

@@ -20,8 +20,10 @@ import re
 import threading
 from pathlib import Path
 
+from ._defines import DEFINE_OPTIONS
+
 # Options passed to NVRTC (CuPy adds the architecture of the device); the NVRTC check in CI uses the same.
-COMPILE_OPTIONS = ("--std=c++17",)
+COMPILE_OPTIONS = ("--std=c++17",) + DEFINE_OPTIONS  # the shared tunables as -D options (_defines)
 
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)

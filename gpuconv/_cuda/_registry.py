@@ -121,5 +121,28 @@ def kernel_table() -> dict:
     return {source: tuple(names) for source, names in table.items()}
 
 
+# Native bfloat16 kernels (experimental): one file per family under kernels/experimental/ that includes the
+# family's source and instantiates every float16 kernel of it with T = __nv_bfloat16 (float accumulation, one
+# rounding on store; the implicit GEMMs on mma.sync m16n8k16 .bf16). Compiled by NVRTC in CI and run on the
+# host stand-ins; no launcher chooses them yet (bfloat16 runs through float32: gpuconv._backend), so the
+# variant supports nothing until a GPU run has checked and timed them.
+BF16_FAMILIES = ("im2col.cu", "conv_direct.cu", "pad.cu", "conv_depthwise.cu", "pool.cu", "bias_grad.cu",
+                 "implicit_gemm_fprop.cu", "implicit_gemm_dgrad.cu", "implicit_gemm_wgrad.cu")
+
+
+def bf16_source(source_file: str) -> str:
+    """The experimental file holding the bfloat16 instantiations of ``source_file``'s kernels."""
+    return f"experimental/bf16_{source_file}"
+
+
+def _bf16_kernels(table: dict) -> dict:
+    return {bf16_source(f): tuple(n.replace("__half", "__nv_bfloat16") for n in table[f] if "__half" in n)
+            for f in BF16_FAMILIES}
+
+
+BF16_NATIVE = Variant("bf16_native", _bf16_kernels(kernel_table()), lambda g, dtype, pass_name: False, {},
+                      feature="bf16_native")
+FAMILIES["bf16_native"] = (BF16_NATIVE,)
+VARIANTS = VARIANTS + (BF16_NATIVE,)
 KERNELS = kernel_table()
 _loader.use_table(KERNELS)

@@ -31,13 +31,17 @@
 #pragma once
 
 #include "common.cuh"
+#include "fast_divide.cuh"
 
-// Output rows per unit (7 divides every ImageNet-style plane size: 112, 56, 28, 14, 7).
-#define DW2_ROWS 7
-// Elements per vector load of an input row.
-#define DW2_VEC 4
-// Block size of every launch (the wgrad block sum is sized for it).
-#define DW2_THREADS 128
+// From the kernel table (-D, shared with the launcher): DW2_ROWS, output rows per unit (7 divides every
+// ImageNet-style plane size: 112, 56, 28, 14, 7); DW2_VEC, elements per vector load of an input row;
+// DW2_THREADS, the block size of every launch (the wgrad block sum is sized for it); DW2_DGRAD_ROWS and
+// DW2_DGRAD_COLS, the gx rows and columns a stride-2 dgrad unit owns (rows even: the row phases repeat from
+// unit to unit).
+#if !defined(DW2_ROWS) || !defined(DW2_VEC) || !defined(DW2_THREADS) || !defined(DW2_DGRAD_ROWS) || \
+    !defined(DW2_DGRAD_COLS)
+#error "DW2_ROWS, DW2_VEC, DW2_THREADS, DW2_DGRAD_*: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
+#endif
 
 // VN elements of T, loaded or stored as one access (VN * sizeof(T) = 8 or 16 bytes).
 template <typename T, int VN>
@@ -132,19 +136,6 @@ __device__ __forceinline__ unsigned dw2_column_mask(int a, int W) {
     return mask;
 }
 
-// n / d for 0 <= n < 2^31 and 1 <= d < 2^31, by a multiply and a shift (no division instruction): the
-// launcher's divisor(d) gives mul = ceil(2^(31 + L) / d) and shr = L - 1 with L = ceil(log2 d) (the
-// round-up method, exact for every n < 2^31), or mul = 0 for d == 1 (quotient n).
-struct Dw2Div {
-    int d;
-    unsigned mul, shr;
-    __device__ Dw2Div(int d_, int mul_, int shr_) : d(d_), mul((unsigned)mul_), shr((unsigned)shr_) {}
-    __device__ __forceinline__ int div(int n) const {
-        const unsigned hi = (unsigned)(((unsigned long long)(unsigned)n * mul) >> 32);
-        return mul == 0u ? n : (int)(hi >> shr);
-    }
-};
-
 // y[n, k, p, q] = bias[k] + sum over r < KR, s < KS of
 //     x[n, k / m, p*SH - pad_top + r, q*SW - pad_left + s] * w[k, 0, r', s']
 // with m = K / C, (r', s') = (r, s), or (KR-1-r, KS-1-s) when flip (bias null: no bias term; taps in the
@@ -159,8 +150,9 @@ template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __device__ __forceinline__ void dw2_fprop_body(const T* __restrict__ x, const T* __restrict__ w,
                                                const T* __restrict__ bias, T* __restrict__ y, int C, int H, int W,
                                                int K, int P, int Q, int pad_top, int pad_left, bool flip,
-                                               bool vec_out, int units, const Dw2Div& groups, const Dw2Div& strips,
-                                               const Dw2Div& planes, const Dw2Div& mult) {
+                                               bool vec_out, int units, const FastDivisor& groups,
+                                               const FastDivisor& strips, const FastDivisor& planes,
+                                               const FastDivisor& mult) {
     typedef Accumulator<T> A;
     constexpr int V = Dw2Cols<T, KS, SW>::V;
     constexpr int SPAN = (V - 1) * SW + KS;                    // input columns a unit reads
@@ -217,23 +209,20 @@ __device__ __forceinline__ void dw2_fprop_body(const T* __restrict__ x, const T*
 // it); <1, 0> reads elements. vec_out: Q % DW2_VEC == 0 and y aligned to DW2_VEC elements (dw2_store_row);
 // flip: see dw2_fprop_body.
 // units = N*K*strips*groups, with strips = ceil(P / DW2_ROWS) and groups = ceil(Q / V); the launcher
-// checks units + gridDim.x*blockDim.x < 2^31. Each divisor comes as (d, mul, shr) (Dw2Div): groups,
+// checks units + gridDim.x*blockDim.x < 2^31. Each divisor comes as (d, mul, shift) (FastDivisor): groups,
 // strips, K (planes per image) and m = K / C.
 template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __global__ void __launch_bounds__(DW2_THREADS, (Dw2Blocks<KR, SH, false>::MIN))
 conv2d_fprop_depthwise_v2(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                           T* __restrict__ y, int C, int H, int W, int K, int P, int Q, int pad_top, int pad_left,
-                          int flip, int vec_out, int units, int groups, int groups_mul, int groups_shr, int strips,
-                          int strips_mul, int strips_shr, int K_mul, int K_shr, int m, int m_mul, int m_shr) {
+                          int flip, int vec_out, int units, int groups, int groups_mul, int groups_shift, int strips,
+                          int strips_mul, int strips_shift, int K_mul, int K_shift, int m, int m_mul, int m_shift) {
     dw2_fprop_body<T, KR, KS, SH, SW, VEC, O>(x, w, bias, y, C, H, W, K, P, Q, pad_top, pad_left, flip != 0,
-                                              vec_out != 0, units, Dw2Div(groups, groups_mul, groups_shr),
-                                              Dw2Div(strips, strips_mul, strips_shr), Dw2Div(K, K_mul, K_shr),
-                                              Dw2Div(m, m_mul, m_shr));
+                                              vec_out != 0, units, FastDivisor(groups, groups_mul, groups_shift),
+                                              FastDivisor(strips, strips_mul, strips_shift),
+                                              FastDivisor(K, K_mul, K_shift), FastDivisor(m, m_mul, m_shift));
 }
 
-// gx rows a stride-2 dgrad unit owns (even: the row phases repeat from unit to unit) and its columns.
-#define DW2_DGRAD_ROWS 8
-#define DW2_DGRAD_COLS 8
 
 // Compile-time shape of the stride-2 dgrad along one axis: gx position h = h0 + j (h0 even) with pad
 // pad = 2*B + PAR reads gy position (h + pad - r) / 2 = h0/2 + B + (j + PAR - r) / 2 at the taps r < KR
@@ -263,15 +252,15 @@ template <typename T, int KR, int KS, int VEC, int O>
 __global__ void __launch_bounds__(DW2_THREADS, (Dw2Blocks<KR, 2, false>::MIN))
 conv2d_dgrad_depthwise_v2(const T* __restrict__ gy, const T* __restrict__ w, const T* __restrict__ bias,
                           T* __restrict__ gx, int C, int H, int W, int P, int Q, int pad_top, int pad_left,
-                          int vec_out, int units, int groups, int groups_mul, int groups_shr, int strips,
-                          int strips_mul, int strips_shr, int C_mul, int C_shr) {
+                          int vec_out, int units, int groups, int groups_mul, int groups_shift, int strips,
+                          int strips_mul, int strips_shift, int C_mul, int C_shift) {
     typedef Accumulator<T> A;
     constexpr int PT = ((KR - 1) / 2) % 2, PL = ((KS - 1) / 2) % 2;
     constexpr int V = DW2_DGRAD_COLS;
     typedef Dw2Phase<KR, PT, DW2_DGRAD_ROWS> Rows;
     typedef Dw2Phase<KS, PL, V> Cols;
     constexpr int NV = (O + Cols::COUNT + VEC - 1) / VEC;  // pieces per gy row
-    const Dw2Div dg(groups, groups_mul, groups_shr), ds(strips, strips_mul, strips_shr), dc(C, C_mul, C_shr);
+    const FastDivisor dg(groups, groups_mul, groups_shift), ds(strips, strips_mul, strips_shift), dc(C, C_mul, C_shift);
     const index_t plane_x = (index_t)H * W, plane_y = (index_t)P * Q;
     const int B = (pad_top - PT) / 2, Acol = (pad_left - PL) / 2;  // pad_top - PT, pad_left - PL are even
     for (int unit = (int)(blockIdx.x * blockDim.x + threadIdx.x); unit < units; unit += (int)(gridDim.x * blockDim.x)) {
@@ -328,8 +317,8 @@ template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* __restrict__ x,
                                                const T* __restrict__ gy, int C, int H, int W, int K, int P, int Q,
                                                int pad_top, int pad_left, int k, int c, int first, int last,
-                                               int step, bool vec_gy, const Dw2Div& groups,
-                                               const Dw2Div& strips) {
+                                               int step, bool vec_gy, const FastDivisor& groups,
+                                               const FastDivisor& strips) {
     typedef Accumulator<T> A;
     constexpr int V = Dw2Cols<T, KS, SW, true>::V;
     constexpr int SPAN = (V - 1) * SW + KS;
@@ -407,19 +396,20 @@ __device__ __forceinline__ void dw2_wgrad_body(float (&acc)[KR * KS], const T* _
 // block adds its threads' sums in a fixed order: per tap, lane l < 32 adds the sums of threads l, l+32,
 // ... in turn, then one thread adds the 32 lane sums in turn. No atomics: bitwise reproducible.
 // blockDim.x is a multiple of 32, at most DW2_THREADS. VEC and O as fprop's; vec_gy: Q % DW2_VEC == 0 and
-// gy aligned to DW2_VEC elements (gy rows read as DW2_VEC-element vectors, each wholly in or out of the row). Divisors as (d, mul, shr) (Dw2Div): groups, strips, chunks, m = K / C.
+// gy aligned to DW2_VEC elements (gy rows read as DW2_VEC-element vectors, each wholly in or out of the row).
+// Divisors as (d, mul, shift) (FastDivisor): groups, strips, chunks, m = K / C.
 template <typename T, int KR, int KS, int SH, int SW, int VEC, int O>
 __global__ void __launch_bounds__(DW2_THREADS, (Dw2Blocks<KR, SH, true>::MIN))
 conv2d_wgrad_depthwise_v2(const T* __restrict__ x, const T* __restrict__ gy,
                           typename Accumulator<T>::type* __restrict__ workspace, int C, int H, int W, int K, int P,
                           int Q, int pad_top, int pad_left, int vec_gy, int per_channel,
-                          int units_per_chunk, int groups, int groups_mul, int groups_shr, int strips,
-                          int strips_mul, int strips_shr, int chunks, int chunks_mul, int chunks_shr, int m,
-                          int m_mul, int m_shr) {
+                          int units_per_chunk, int groups, int groups_mul, int groups_shift, int strips,
+                          int strips_mul, int strips_shift, int chunks, int chunks_mul, int chunks_shift, int m,
+                          int m_mul, int m_shift) {
     constexpr int TAPS = KR * KS;
     __shared__ float red[TAPS * DW2_THREADS];
-    const Dw2Div dg(groups, groups_mul, groups_shr), ds(strips, strips_mul, strips_shr),
-        dc(chunks, chunks_mul, chunks_shr), dm(m, m_mul, m_shr);
+    const FastDivisor dg(groups, groups_mul, groups_shift), ds(strips, strips_mul, strips_shift),
+        dc(chunks, chunks_mul, chunks_shift), dm(m, m_mul, m_shift);
     const int t = (int)threadIdx.x, B = (int)blockDim.x;
     const int items = K * chunks;
     for (int item = (int)blockIdx.x; item < items; item += (int)gridDim.x) {

@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
             col_ok[j][e] = k < K;
             int kk = col_ok[j][e] ? k : 0;
             col_off[j][e] = kk * PQ;
-            col_bias[j][e] = (bias != nullptr && col_ok[j][e]) ? to_float(bias[kk]) : 0.0f;
+            col_bias[j][e] = (bias != nullptr && col_ok[j][e]) ? Accumulator<T>::load(bias[kk]) : 0.0f;
         }
 #pragma unroll
     for (int i = 0; i < MT; ++i)
@@ -205,6 +205,6 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
             for (int j = 0; j < NT; ++j)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
-                    if (col_ok[j][e]) yrow[col_off[j][e]] = from_float<T>(acc[i][j][2 * h + e] + col_bias[j][e]);
+                    if (col_ok[j][e]) yrow[col_off[j][e]] = Accumulator<T>::store(acc[i][j][2 * h + e] + col_bias[j][e]);
         }
 }

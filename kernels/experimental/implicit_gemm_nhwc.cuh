@@ -1,9 +1,7 @@
 // Primitives shared by the channels-last (NHWC) float16 implicit-GEMM kernels
-// (implicit_gemm_nhwc.cu, implicit_gemm_nhwc_wgrad.cu, implicit_gemm_nhwc_dgrad.cu):
+// (implicit_gemm_nhwc.cu, implicit_gemm_nhwc_wgrad.cu, implicit_gemm_nhwc_dgrad.cu); their 16-byte copies
+// are cp_async.cuh's cp_async_16 / cp_async_commit / cp_async_wait:
 //
-//   cp_async_16            16 bytes global -> shared (cp.async.cg), zero-filled where the source is invalid
-//   cp_async_commit_group  closes this thread's group of copies
-//   cp_async_wait_group<N> waits until at most N of this thread's groups are in flight
 //   ldmatrix_x4            four 8x8 16-bit matrices, not transposed (the .trans form is ldmatrix_x4_trans in
 //                          implicit_gemm.cuh)
 //   WarpGrid<BM, BN>       how the 8 warps of a block split a BM x BN tile
@@ -21,38 +19,6 @@
 
 namespace igemm {
 namespace nhwc {
-
-// 16 bytes global -> shared; with !valid, 16 zero bytes (src-size 0: nothing is read from gmem).
-// Both addresses 16-byte aligned.
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
-#if __CUDA_ARCH__ >= 800
-    unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
-    int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes)
-                 : "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_16(smem, gmem, valid ? 16 : 0);
-#else
-    __trap();  // the host never launches this kernel below sm_80
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit_group() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_commit();
-#endif
-}
-
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait_group() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#elif defined(IGEMM_HOST_EMULATION)
-    igemm_emulated_cp_async_wait(N);
-#endif
-}
 
 // Four 8x8 matrices of 16-bit elements from shared memory, not transposed: lane L gives the address of row
 // L % 8 of matrix L / 8 (16 contiguous bytes, 16-byte aligned); register i of lane (g = L / 4, t = L % 4)
@@ -172,17 +138,17 @@ __device__ __forceinline__ void cp_async_ring(int tiles, Issue& issue, Compute& 
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
         if (st < tiles) issue(st);
-        cp_async_commit_group();
+        cp_async_commit();
     }
     for (int kt = 0; kt < tiles; ++kt) {
-        cp_async_wait_group<STAGES - 2>();
+        cp_async_wait<STAGES - 2>();
         __syncthreads();
         const int next = kt + STAGES - 1;
         if (next < tiles) issue(next % STAGES);
-        cp_async_commit_group();
+        cp_async_commit();
         compute(kt % STAGES);
     }
-    cp_async_wait_group<0>();
+    cp_async_wait<0>();
 }
 
 }  // namespace nhwc

@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             int c = c_lane + j * 8 + e;
-            col_bias[j][e] = (bias != nullptr && c < C) ? to_float(bias[c]) : 0.0f;
+            col_bias[j][e] = (bias != nullptr && c < C) ? Accumulator<T>::load(bias[c]) : 0.0f;
         }
 #pragma unroll
     for (int i = 0; i < MT; ++i)
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     int c = c_lane + j * 8 + e;
-                    if (c < C) px[c * HW] = from_float<T>(acc[i][j][2 * h2 + e] + col_bias[j][e]);
+                    if (c < C) px[c * HW] = Accumulator<T>::store(acc[i][j][2 * h2 + e] + col_bias[j][e]);
                 }
         }
 }

@@ -52,7 +52,9 @@ namespace igemm {
 namespace nhwc_wgrad {
 
 constexpr int BK = 32;        // pixels (reduction steps) per k-tile: the tile rows
+static_assert(BK % 16 == 0, "a k-tile holds whole m16n8k16 steps");
 constexpr int THREADS = 256;
+static_assert(THREADS == 8 * 32, "8 warps, as WarpGrid splits a tile");
 
 // Offset (in halves) of 16-byte chunk `chunk` of tile row `row`, rows of ROW halves (ROW >= 64: at least 8
 // chunks, so the swizzle stays inside the row).
@@ -100,7 +102,6 @@ __global__ void __launch_bounds__(256, igemm::nhwc::MinBlocks<BM, BN>::value) co
     int splits, int k_chunk) {
     using namespace igemm;
     using namespace igemm::nhwc_wgrad;
-    using nhwc::cp_async_16;
     using nhwc::cp_async_ring;
     static_assert(sizeof(T) == 2, "16-bit elements (float16) only");
     using WG = nhwc::WarpGrid<BM, BN>;
@@ -257,7 +258,7 @@ __global__ void __launch_bounds__(256) conv2d_wgrad_nhwc_reduce(const float* __r
         T* dst = gw + ((igemm::int64)k * C + c0) * RS + rs0;
         for (int e = threadIdx.x; e < cn * rsn; e += 256) {
             int cl = e / rsn, rl = e - cl * rsn;
-            dst[(igemm::int64)cl * RS + rl] = igemm::from_float<T>(tile[cl][rl]);
+            dst[(igemm::int64)cl * RS + rl] = Accumulator<T>::store(tile[cl][rl]);
         }
         __syncthreads();
     }

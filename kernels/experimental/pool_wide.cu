@@ -23,41 +23,25 @@
 // thread (all in flight at once), a warp-shuffle block scan (2 barriers instead of 18), and V adjacent gx
 // written per thread with one store.
 
+#include "cp_async.cuh"
+#include "fast_divide.cuh"
 #include "pool.cu"
 
 namespace gpuconv_pool_wide {
 
-using gpuconv_pool::AccOf;
 using gpuconv_pool::is_nan;
-using gpuconv_pool::load_as;
 using gpuconv_pool::minus_infinity;
-using gpuconv_pool::store_as;
 
 template <typename T> struct Lanes;
 template <> struct Lanes<__half> { enum { value = 8 }; };
 template <> struct Lanes<float> { enum { value = 4 }; };
 template <> struct Lanes<double> { enum { value = 2 }; };
 
-// n / d for 0 <= n < 2^31, d >= 1, by a multiply and a shift (Granlund & Montgomery): magic = mul | shift << 32
-// from the host (gpuconv._cuda.pool.fast_divisor): shift = l = ceil(log2 d), mul = floor(2^32 (2^l - d) / d) + 1,
-// and n / d = (umulhi(n, mul) + n) >> l, exact for every n < 2^32 (the sum stays below 2^32 for n < 2^31).
-// A 32-bit division by a run-time divisor costs three quarter-rate conversion / reciprocal instructions and a
-// dozen others; this costs three.
-__host__ __device__ inline int divide(int n, long long magic) {
-    const unsigned mul = static_cast<unsigned>(magic), un = static_cast<unsigned>(n);
-#ifdef __CUDA_ARCH__
-    const unsigned high = __umulhi(un, mul);
-#else
-    const unsigned high = static_cast<unsigned>((static_cast<unsigned long long>(un) * mul) >> 32);
-#endif
-    return static_cast<int>((high + un) >> static_cast<unsigned>(magic >> 32));
-}
-
 __host__ __device__ inline bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
 }
 
-// The Lanes<T> values at p (16-byte aligned) as they are stored, and V results (AccOf<T>) stored as T.
+// The Lanes<T> values at p (16-byte aligned) as they are stored, and V results (Accumulator<T>) stored as T.
 __host__ __device__ inline void load16(const float* p, float* v) {
     const float4 u = *reinterpret_cast<const float4*>(p);
     v[0] = u.x; v[1] = u.y; v[2] = u.z; v[3] = u.w;
@@ -86,8 +70,7 @@ __host__ __device__ inline void store16(__half* p, const float* v) {
     unsigned w[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k)
-        w[k] = static_cast<unsigned>(__half_as_ushort(store_as<__half, float>(v[2 * k]))) |
-               (static_cast<unsigned>(__half_as_ushort(store_as<__half, float>(v[2 * k + 1]))) << 16);
+        w[k] = pack2(Accumulator<__half>::store(v[2 * k]), Accumulator<__half>::store(v[2 * k + 1]));
     uint4 u;
     u.x = w[0]; u.y = w[1]; u.z = w[2]; u.w = w[3];
     *reinterpret_cast<uint4*>(p) = u;
@@ -95,7 +78,7 @@ __host__ __device__ inline void store16(__half* p, const float* v) {
 
 // -inf and -0.0 in T: the fill values of RowSegment (exact in every T).
 template <typename T> __host__ __device__ inline T negative_infinity() {
-    return static_cast<T>(minus_infinity<typename AccOf<T>::type>());
+    return static_cast<T>(minus_infinity<typename Accumulator<T>::type>());
 }
 template <> __host__ __device__ inline __half negative_infinity<__half>() { return __ushort_as_half(0xfc00); }
 template <typename T> __host__ __device__ inline T negative_zero() { return static_cast<T>(-0.0); }
@@ -103,14 +86,14 @@ template <> __host__ __device__ inline __half negative_zero<__half>() { return _
 
 // V results to out[0, V) (count <= V of them valid: the rest lie past the row): one 16-byte store when vec.
 template <typename T>
-__host__ __device__ inline void store_run(T* out, const typename AccOf<T>::type* v, int count, bool vec) {
+__host__ __device__ inline void store_run(T* out, const typename Accumulator<T>::type* v, int count, bool vec) {
     if (vec) {
         store16(out, v);
         return;
     }
 #pragma unroll
     for (int e = 0; e < Lanes<T>::value; ++e)
-        if (e < count) out[e] = store_as<T, typename AccOf<T>::type>(v[e]);
+        if (e < count) out[e] = Accumulator<T>::store(v[e]);
 }
 
 // ------------------------------------------------------------------------------------------ forward
@@ -124,7 +107,7 @@ __host__ __device__ inline void store_run(T* out, const typename AccOf<T>::type*
 // negative result, and +0.0 would turn it into +0).
 template <typename T, int KW, int SW, int PW>
 struct RowSegment {
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     enum { V = Lanes<T>::value, SPAN = (V - 1) * SW + KW, M = (V - PW) % V, NCH = (M + SPAN + V - 1) / V };
     T buf[NCH * V];  // as stored (__half converts to float in tap: half the registers)
 
@@ -149,7 +132,7 @@ struct RowSegment {
             }
         }
     }
-    __host__ __device__ inline Acc tap(int v, int j) const { return load_as<Acc>(buf, M + v * SW + j); }
+    __host__ __device__ inline Acc tap(int v, int j) const { return Accumulator<T>::load(buf[M + v * SW + j]); }
 };
 
 // max_pool2d_fprop_one's rule: a value wins when `v > best || isnan(v)` (the last NaN wins).
@@ -170,11 +153,11 @@ __host__ __device__ inline void max_pool2d_fprop_group(
     const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices, int g, int H, int W, int P, int Q,
     int QV, int kH, int sH, int pH, int dH, long long div_QV, long long div_P, bool vec_in, bool vec_out) {
     typedef RowSegment<T, KW, SW, PW> Segment;
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     enum { V = Segment::V };
-    const int row = divide(g, div_QV);
+    const int row = fast_divide(g, div_QV);
     const int q0 = (g - row * QV) * V;
-    const int plane = divide(row, div_P);
+    const int plane = fast_divide(row, div_P);
     const int p = row - plane * P;
     const T* xp = x + plane * H * W;
 
@@ -227,11 +210,11 @@ __host__ __device__ inline void avg_pool2d_fprop_group(
     const T* __restrict__ x, T* __restrict__ y, int g, int H, int W, int P, int Q, int QV, int kH, int sH, int pH,
     bool count_include_pad, int divisor_override, long long div_QV, long long div_P, bool vec_in, bool vec_out) {
     typedef RowSegment<T, KW, SW, PW> Segment;
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     enum { V = Segment::V };
-    const int row = divide(g, div_QV);
+    const int row = fast_divide(g, div_QV);
     const int q0 = (g - row * QV) * V;
-    const int plane = divide(row, div_P);
+    const int plane = fast_divide(row, div_P);
     const int p = row - plane * P;
     const T* xp = x + plane * H * W;
     const int ws = q0 * SW - PW;
@@ -291,16 +274,16 @@ __host__ __device__ inline void avg_pool2d_bprop_group(
     bool count_include_pad, int divisor_override, long long div_WV, long long div_H, long long div_sH,
     bool vec_out) {
     typedef ColumnCover<T, KW, SW, PW> Cover;
-    typedef typename AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     enum { V = Cover::V, NQ = Cover::NQ };
-    const int row = divide(g, div_WV);
+    const int row = fast_divide(g, div_WV);
     const int w0 = (g - row * WV) * V;
-    const int plane = divide(row, div_H);
+    const int plane = fast_divide(row, div_H);
     const int h = row - plane * H;
     const T* gyp = gy + plane * P * Q;
     const int hp = h + pH;  // avg_pool2d_bprop_one's p_lo, p_hi
-    const int p_lo = hp < kH ? 0 : divide(hp - kH, div_sH) + 1;
-    const int p_hi = divide(hp, div_sH) + 1 < P ? divide(hp, div_sH) + 1 : P;
+    const int p_lo = hp < kH ? 0 : fast_divide(hp - kH, div_sH) + 1;
+    const int p_hi = fast_divide(hp, div_sH) + 1 < P ? fast_divide(hp, div_sH) + 1 : P;
     const int qa = w0 / SW + Cover::C0;
 
     Acc sum[V];
@@ -316,7 +299,7 @@ __host__ __device__ inline void avg_pool2d_bprop_group(
                 int h0, h1, c0, c1;
                 const int divisor = gpuconv_pool::avg_pool2d_window<int>(
                     p, q, H, W, kH, KW, sH, SW, pH, PW, count_include_pad, divisor_override, &h0, &h1, &c0, &c1);
-                d[k] = load_as<Acc>(gyp, p * Q + q) / static_cast<Acc>(divisor);
+                d[k] = Accumulator<T>::load(gyp[p * Q + q]) / static_cast<Acc>(divisor);
             }
         }
 #pragma unroll
@@ -353,22 +336,6 @@ __device__ inline int block_exclusive_sum(int value, int* warp_sums) {
     }
     const int before = __shfl_sync(0xffffffffu, s, warp > 0 ? warp - 1 : 0);
     return x - value + (warp > 0 ? before : 0);
-}
-
-// 16 bytes global -> shared (both 16-byte aligned) without a register: cp.async on sm_80 and later, which
-// copy16_async_wait() waits for; a plain copy elsewhere (older GPUs, the host harness).
-__device__ inline void copy16_async(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
-#else
-    *reinterpret_cast<uint4*>(smem) = *reinterpret_cast<const uint4*>(gmem);
-#endif
-}
-__device__ inline void copy16_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
 }
 
 // The keys of outputs 2u and 2u + 1 of a plane: the input element each chose, or -1 when it chose none
@@ -418,7 +385,7 @@ __device__ inline int packed_increment(unsigned* counters, int key) {
 // stride_w = SW, dilation_w = 1, pad_w = pW (0 or 1). Thread: group g (V outputs along q) per grid stride,
 // g < groups = N*C*P*ceil(Q/V). Formula: max_pool2d_fprop_group. Every index fits in int (the launcher checks
 // N*C*H*W, N*C*P*ceil(Q/V)*V and the padded, dilated window extent, as pool.index_ctype). div_QV, div_P: the
-// magic numbers of QV = ceil(Q/V) and P (divide()).
+// magic numbers of QV = ceil(Q/V) and P (fast_divide()).
 template <typename T, int KW, int SW>
 __global__ void max_pool2d_fprop_wide(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices,
                                       int groups, int H, int W, int P, int Q, int QV, int kH, int sH, int pH, int dH,
@@ -485,7 +452,7 @@ __global__ void avg_pool2d_bprop_wide(const T* __restrict__ gy, T* __restrict__ 
 // max_pool2d_bprop_plane_wide<T>: gx of a max pool, one (n, c) plane per block (grid-stride over planes), for
 // planes with P*Q <= 65535 (16-bit counters; the host checks) whose shared arrays fit. Same result, bit for bit,
 // as max_pool2d_bprop_plane: gx[plane][i] = sum over the outputs j with indices[plane][j] == i, in increasing j,
-// of gy[plane][j] (AccOf<T>, from 0); indices outside [0, H*W) are ignored. Per plane:
+// of gy[plane][j] (Accumulator<T>, from 0); indices outside [0, H*W) are ignored. Per plane:
 //   1. zero the packed counters                                                              | barrier
 //   2. gy -> shared memory with cp.async (16-byte chunks, no registers) while the indices are counted in
 //      rounds of 4 pairs per thread (16-byte loads, all in flight at once): count[i] += 1 per output
@@ -503,7 +470,7 @@ template <typename T>
 __global__ void __launch_bounds__(512, 4) max_pool2d_bprop_plane_wide(
     const T* __restrict__ gy, const long long* __restrict__ indices, T* __restrict__ gx, long long planes, int HW,
     int PQ) {
-    typedef typename gpuconv_pool::AccOf<T>::type Acc;
+    typedef typename Accumulator<T>::type Acc;
     enum { V = gpuconv_pool_wide::Lanes<T>::value, ROUND = 4 };
     GPUCONV_POOL_DYNAMIC_SMEM(smem);
     const int gy_bytes = (PQ * static_cast<int>(sizeof(T)) + 15) & ~15;
@@ -529,7 +496,7 @@ __global__ void __launch_bounds__(512, 4) max_pool2d_bprop_plane_wide(
         __syncthreads();
 
         if (vec_gy) {  // gy -> shared memory, in the background while the indices are counted
-            for (int c = tid; c < PQ / V; c += nt) gpuconv_pool_wide::copy16_async(gys + c * V, gyp + c * V);
+            for (int c = tid; c < PQ / V; c += nt) cp_async_16(gys + c * V, gyp + c * V, true);
         } else {
             for (int j = tid; j < PQ; j += nt) gys[j] = gyp[j];
         }
@@ -546,7 +513,8 @@ __global__ void __launch_bounds__(512, 4) max_pool2d_bprop_plane_wide(
             for (int e = 0; e < 2 * ROUND; ++e)
                 if (key[e] >= 0) gpuconv_pool_wide::packed_increment(counters, key[e]);
         }
-        gpuconv_pool_wide::copy16_async_wait();
+        cp_async_commit();
+        cp_async_wait<0>();
         __syncthreads();
 
         {  // counters -> starts: thread t rewrites words [t*per, (t + 1)*per)
@@ -596,7 +564,7 @@ __global__ void __launch_bounds__(512, 4) max_pool2d_bprop_plane_wide(
                 const int count = i0 + e < HW ? end - begin : 0;
                 gpuconv_pool::sort_positions(slots + begin, count);
                 Acc sum = Acc(0);
-                for (int k = 0; k < count; ++k) sum += gpuconv_pool::load_as<Acc>(gys, slots[begin + k]);
+                for (int k = 0; k < count; ++k) sum += Accumulator<T>::load(gys[slots[begin + k]]);
                 out[e] = sum;
                 begin = end;
             }

@@ -38,3 +38,13 @@ struct __half {
 };
 inline float __half2float(__half h) { return (float)h.value; }
 inline __half __float2half_rn(float f) { return __half{(_Float16)f}; }
+inline unsigned short __half_as_ushort(__half h) {
+    unsigned short u;
+    __builtin_memcpy(&u, &h, 2);
+    return u;
+}
+inline __half __ushort_as_half(unsigned short u) {
+    __half h;
+    __builtin_memcpy(&h, &u, 2);
+    return h;
+}

@@ -15,13 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ml_dtypes
 import numpy
 
 from support.host_modules import host_compiler
 
 CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
           numpy.dtype(numpy.float64): "double"}
-ACC = {"__half": "float", "float": "float", "double": "double"}
+# Every element type a host kernel may take: CTYPES and the experimental bfloat16 (bf16_native).
+ELEMENT_TYPES = {**CTYPES, numpy.dtype(ml_dtypes.bfloat16): "__nv_bfloat16"}
+ACC = {"__half": "float", "float": "float", "double": "double", "__nv_bfloat16": "float"}
 SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
 
 # The shim's __launch_bounds__ takes one argument; the kernels give two.
@@ -62,7 +65,7 @@ class Signatures:
             if type(a) is numpy.uint64 and a == 0:  # _launch.pointer_or_null(None)
                 continue
             assert isinstance(a, numpy.ndarray) and a.flags.c_contiguous, (kernel, i)
-            assert CTYPES[a.dtype] == self.pointer_type(kernel, i, ctype), (kernel, i, a.dtype)
+            assert ELEMENT_TYPES[a.dtype] == self.pointer_type(kernel, i, ctype), (kernel, i, a.dtype)
             pointers[i] = a.ctypes.data
         values = (ctypes.c_longlong * len(scalars))()
         for i, (a, t) in enumerate(zip(args[n_ptr:], scalars)):

@@ -22,17 +22,18 @@ from dataclasses import dataclass
 import numpy
 
 from .. import _config, _launch
+from .._defines import DEFINES
 from .._alloc import empty
 from .._conv_depthwise import PASSES, SOURCE, _cdiv
 from .._launch import MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
 V2_SOURCES = {3: "experimental/conv_depthwise_v2.cu", 5: "experimental/conv_depthwise_v2_5x5.cu"}  # by filter size
 # Must equal the #defines of conv_depthwise_v2.cuh.
-V2_ROWS = 7  # DW2_ROWS
-V2_DGRAD_ROWS = 8  # DW2_DGRAD_ROWS
-V2_DGRAD_COLS = 8  # DW2_DGRAD_COLS
-V2_VEC = 4  # DW2_VEC
-V2_THREADS = 128  # DW2_THREADS
+V2_ROWS = DEFINES["DW2_ROWS"]  # conv_depthwise_v2.cuh's tunables, passed to it as -D options
+V2_DGRAD_ROWS = DEFINES["DW2_DGRAD_ROWS"]
+V2_DGRAD_COLS = DEFINES["DW2_DGRAD_COLS"]
+V2_VEC = DEFINES["DW2_VEC"]
+V2_THREADS = DEFINES["DW2_THREADS"]
 V2_FILTERS = tuple(V2_SOURCES)  # square filters instantiated
 V2_STRIDES = (1, 2)  # square strides instantiated
 V2_CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float"}
@@ -74,16 +75,14 @@ def v2_columns(dtype, S: int, stride: int, wgrad: bool = False) -> int:
 
 
 def divisor(d: int) -> tuple:
-    """(d, mul, shr) of the kernels' Dw2Div: n // d == (n * mul >> 32) >> shr for 0 <= n < 2^31, with
-    mul = ceil(2^(31 + L) / d), shr = L - 1, L = ceil(log2 d); mul = shr = 0 for d == 1. mul is passed as
-    the int32 of the same bits."""
+    """(d, mul, shift) of the kernels' FastDivisor (kernels/fast_divide.cuh): n // d == (umulhi(n, mul) + n)
+    >> shift for 0 <= n < 2^31, with shift = ceil(log2 d) and mul = floor(2^32 (2^shift - d) / d) + 1, the
+    magic of the wide pooling kernels' divisor unpacked. mul is passed as the int32 of the same bits."""
     if not 1 <= d < _INT32_LIMIT:
         raise ValueError(f"divisor {d} outside [1, 2^31)")
-    if d == 1:
-        return i32(1), i32(0), i32(0)
-    ell = (d - 1).bit_length()  # ceil(log2 d)
-    mul = -(-(1 << (31 + ell)) // d)
-    return i32(d), i32(mul - (1 << 32) if mul >= 1 << 31 else mul), i32(ell - 1)
+    shift = (d - 1).bit_length()  # ceil(log2 d)
+    mul = ((1 << 32) * ((1 << shift) - d)) // d + 1
+    return i32(d), i32(mul - (1 << 32) if mul >= 1 << 31 else mul), i32(shift)
 
 
 def _address(a) -> int:

@@ -22,13 +22,14 @@ import functools
 import numpy
 
 from .. import _alloc, _runtime
+from .._defines import NHWC_STAGES
 from .. import implicit_gemm as _igemm
 from .._launch import pointer_or_null
 from .._runtime import get_function
 
 SOURCE = "experimental/implicit_gemm_nhwc.cu"
 LAYOUT_KERNEL = "nchw_to_nhwc<__half>"
-STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}  # static shared memory <= 48 KB each
+STAGES = NHWC_STAGES  # static shared memory <= 48 KB each (one definition, also for the dgrad and wgrad)
 THREADS = 256
 _LAYOUT_GRID_Z = 65535
 _SAFE_DILATION_SPAN = 1 << 30  # the kernel's filter position stays far from int32 overflow

@@ -10,6 +10,7 @@
 #include "implicit_gemm_nhwc_wgrad.cu"
 #include "implicit_gemm_nhwc_dgrad.cu"
 #include <random>
+#include <type_traits>
 #include <string>
 
 struct Geo { int N, C, H, W, K, R, S, sh, sw, pt, pb, pl, pr, dh, dw, groups; int P, Q; };
@@ -37,15 +38,22 @@ template <class F> static void taps(const Geo& g, F f) {
               (((size_t)n * g.K + k) * g.P + p) * g.Q + q);
         }
 }
+// Conversions as the kernels make them (types.cuh): to T rounds to nearest even, back to float is exact.
+template <typename T> static T from_float(float v) { return Accumulator<T>::store(v); }
 template <typename T> static std::vector<T> cast(const std::vector<double>& v) {
     std::vector<T> o(v.size());
-    for (size_t i = 0; i < v.size(); ++i) o[i] = igemm::from_float<T>((float)v[i]);
+    for (size_t i = 0; i < v.size(); ++i) o[i] = from_float<T>((float)v[i]);
     return o;
 }
 template <typename T> static std::vector<double> back(const std::vector<T>& v) {
     std::vector<double> o(v.size());
-    for (size_t i = 0; i < v.size(); ++i) o[i] = igemm::to_float(v[i]);
+    for (size_t i = 0; i < v.size(); ++i) o[i] = Accumulator<T>::load(v[i]);
     return o;
+}
+template <typename T> static const char* type_name() {
+    if constexpr (sizeof(T) == 4) return "float";
+    else if constexpr (std::is_same_v<T, __nv_bfloat16>) return "bf16";
+    else return "half";
 }
 static int failures = 0;
 static void compare(const char* what, const std::string& name, const std::vector<double>& got,
@@ -78,9 +86,9 @@ static void run(const Geo& g, const std::string& label, double tol) {
         gx_ref[xi] += gyd[yi] * wd[wi];
         gw_ref[wi] += gyd[yi] * xd[xi];
     });
-    std::string name = label + (MMA ? " mma<" : " simt<") + (sizeof(T) == 2 ? "half," : "float,") +
+    std::string name = label + (MMA ? " mma<" : " simt<") + type_name<T>() + std::string(",") +
                        std::to_string(BM) + "," + std::to_string(BN) + "," + std::to_string(STAGES) + ">";
-    const T nanT = igemm::from_float<T>(NAN);
+    const T nanT = from_float<T>(NAN);
 #define SIZES g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.groups
     {   // fprop: grid (M / BM, Kg / BN, groups)
         std::vector<T> y(y_ref.size(), nanT);
@@ -132,7 +140,7 @@ static void run_nhwc(const Geo& g, const std::string& label, double tol, bool wi
     std::string name = label + " nhwc<half," + std::to_string(BM) + "," + std::to_string(BN) + "," +
                        std::to_string(STAGES) + ">" + (g_cp_async_eager ? " eager" : "") +
                        (with_bias ? "" : " no-bias");
-    const __half nanT = igemm::from_float<__half>(NAN);
+    const __half nanT = from_float<__half>(NAN);
 
     // Layout: x (N, C, H*W) -> xh (N, H*W, C), w (K, C, R*S) -> wh (K, R*S, C); grid.z of at most 2 slices
     // so that the kernel's stride over slices runs too.
@@ -225,7 +233,7 @@ static void run_nhwc_wgrad(const Geo& g, const std::string& label, int want_spli
                                                                  g.K, g.R, g.S, g.P, g.Q, g.sh, g.sw, g.pt, g.pl,
                                                                  g.dh, g.dw, splits, chunk);
     });
-    std::vector<__half> gw(gw_ref.size(), igemm::from_float<__half>(NAN));
+    std::vector<__half> gw(gw_ref.size(), from_float<__half>(NAN));
     int RS = g.R * g.S;
     launch(dim3{(unsigned)cdiv(g.C, 32), (unsigned)cdiv(RS, 32), 2u},
            [&] { conv2d_wgrad_nhwc_reduce<__half>(ws.data(), gw.data(), splits, g.K, g.C, RS); });
@@ -279,7 +287,7 @@ static void run_nhwc_dgrad(const Geo& g, const std::string& label, double tol, b
     for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = with_bias ? bd[(i / ((size_t)g.H * g.W)) % g.C] : 0.0;
     taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
     auto gyh = host_to_nhwc(gy, g.N, g.K, g.P * g.Q), wt = host_to_nhwc(w, 1, g.K, g.C * g.R * g.S);
-    std::vector<__half> gx(gx_ref.size(), igemm::from_float<__half>(NAN));
+    std::vector<__half> gx(gx_ref.size(), from_float<__half>(NAN));
     long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
     dim3 grid{(unsigned)cdiv(maxM, BM), (unsigned)cdiv(g.C, BN), (unsigned)(g.sh * g.sw)};
     launch(grid, [&] {
@@ -323,6 +331,12 @@ static int nhwc_dgrad_main() {
     return failures != 0;
 }
 
+// bfloat16 inputs (the reference uses the same rounded values), float32 accumulation, one bfloat16 rounding of
+// the output: at most 2^-8 of |y| (8 significant bits, round to nearest), plus float32 sums in another order;
+// a quarter more leaves room for the latter (a kernel whose mma reads the bfloat16 fragments as float16 fails
+// every check: planted and seen).
+constexpr double BF16_TOL = 1.25 / 256;
+
 int main(int argc, char** argv) {
     std::vector<std::pair<std::string, Geo>> cases = {
         // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
@@ -342,6 +356,7 @@ int main(int argc, char** argv) {
         run<float, 128, 64, 3, false>(g, "K130 M288", 1e-5);
         run<float, 64, 128, 3, false>(g, "K130 M288", 1e-5);
         run<__half, 128, 128, 2, true>(g, "K130 M288", 2e-2);
+        run<__nv_bfloat16, 128, 128, 2, true>(g, "K130 M288", BF16_TOL);
         run<float, 128, 128, 2, true>(g, "K130 M288", 1e-5);
         printf("%s\n", failures ? "FAILURES" : "all ok");
         return failures != 0;
@@ -355,7 +370,13 @@ int main(int argc, char** argv) {
             run<__half, 64, 64, 2, true>(g, label, 2e-2);
             run<float, 64, 64, 2, true>(g, label, 1e-5);
         }
+        if (only == "mma_bf16" || only.empty()) {  // experimental (bf16_native): every tile shape
+            run<__nv_bfloat16, 64, 64, 2, true>(g, label, BF16_TOL);
+            run<__nv_bfloat16, 128, 64, 2, true>(g, label, BF16_TOL);
+            run<__nv_bfloat16, 64, 128, 2, true>(g, label, BF16_TOL);
+        }
     }
+    if (only == "mma_bf16") run<__nv_bfloat16, 128, 128, 2, true>(cases[1].second, cases[1].first, BF16_TOL);
     printf("%s\n", failures ? "FAILURES" : "all ok");
     return failures != 0;
 }

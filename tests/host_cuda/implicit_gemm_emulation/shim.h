@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 #include "cuda_fp16.h"
+#include "cuda_bf16.h"
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
@@ -24,6 +25,7 @@ inline void __syncthreads() { g_barrier->arrive_and_wait(); }
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __host__
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
@@ -37,15 +39,20 @@ using std::min;
 struct WarpFragments { unsigned a[32][4]; unsigned b[32][2]; };
 inline WarpFragments g_frag[8];
 
-// d += A*B for one warp's 16 x ks x 8 tile, from the fragment layout of the PTX ISA.
-inline void igemm_emulated_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], int ks) {
+// d += A*B for one warp's 16 x ks x 8 tile, from the fragment layout of the PTX ISA. ks 16: 16-bit operands,
+// float16 or (bf16) bfloat16, whose m16n8k16 fragments have the same layout; ks 8: TF32 in float32 registers.
+inline void igemm_emulated_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], int ks,
+                               bool bf16 = false) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     std::memcpy(g_frag[warp].a[lane], a, sizeof a);
     std::memcpy(g_frag[warp].b[lane], b, sizeof b);
     __syncthreads();
     float A[16][16] = {}, B[16][8] = {};
-    auto lo = [](unsigned u) { return __half2float(__ushort_as_half(u & 0xffff)); };
-    auto hi = [](unsigned u) { return __half2float(__ushort_as_half(u >> 16)); };
+    auto value = [bf16](unsigned short u) {
+        return bf16 ? __bfloat162float(__ushort_as_bfloat16(u)) : __half2float(__ushort_as_half(u));
+    };
+    auto lo = [&](unsigned u) { return value((unsigned short)(u & 0xffff)); };
+    auto hi = [&](unsigned u) { return value((unsigned short)(u >> 16)); };
     for (int L = 0; L < 32; ++L) {
         int g = L / 4, t = L % 4;
         const unsigned* fa = g_frag[warp].a[L];
@@ -73,17 +80,18 @@ inline void igemm_emulated_mma(float (&d)[4], const unsigned (&a)[4], const unsi
 // ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 for one warp (PTX ISA, "Warp-level matrix load
 // instruction: ldmatrix"): lane L gives the row address of row L % 8 of matrix L / 8; with .trans, register
 // i of lane (g = L / 4, t = L % 4) holds (row 2t, column g) low and (row 2t + 1, column g) high of matrix i.
-inline const __half* g_ldm_rows[8][32];
-inline void igemm_emulated_ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+inline const unsigned short* g_ldm_rows[8][32];
+inline void igemm_emulated_ldmatrix_x4_trans(unsigned (&r)[4], const void* row_) {
+    const unsigned short* row = static_cast<const unsigned short*>(row_);  // 16-bit elements, any type
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) std::abort();  // the hardware needs 16-byte rows
     g_ldm_rows[warp][lane] = row;
     __syncthreads();
     int g = lane / 4, t = lane % 4;
     for (int i = 0; i < 4; ++i) {
-        const __half* lo = g_ldm_rows[warp][8 * i + 2 * t];
-        const __half* hi = g_ldm_rows[warp][8 * i + 2 * t + 1];
-        r[i] = (unsigned)__half_as_ushort(lo[g]) | ((unsigned)__half_as_ushort(hi[g]) << 16);
+        const unsigned short* lo = g_ldm_rows[warp][8 * i + 2 * t];
+        const unsigned short* hi = g_ldm_rows[warp][8 * i + 2 * t + 1];
+        r[i] = (unsigned)lo[g] | ((unsigned)hi[g] << 16);
     }
     __syncthreads();
 }
@@ -91,15 +99,16 @@ inline void igemm_emulated_ldmatrix_x4_trans(unsigned (&r)[4], const __half* row
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 (not transposed) for one warp: lane L gives the row address of
 // row L % 8 of matrix L / 8; register i of lane (g = L / 4, t = L % 4) holds (row g, column 2t) low and
 // (row g, column 2t + 1) high of matrix i.
-inline void igemm_emulated_ldmatrix_x4(unsigned (&r)[4], const __half* row) {
+inline void igemm_emulated_ldmatrix_x4(unsigned (&r)[4], const void* row_) {
+    const unsigned short* row = static_cast<const unsigned short*>(row_);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) std::abort();  // the hardware needs 16-byte rows
     g_ldm_rows[warp][lane] = row;
     __syncthreads();
     int g = lane / 4, t = lane % 4;
     for (int i = 0; i < 4; ++i) {
-        const __half* rp = g_ldm_rows[warp][8 * i + g];
-        r[i] = (unsigned)__half_as_ushort(rp[2 * t]) | ((unsigned)__half_as_ushort(rp[2 * t + 1]) << 16);
+        const unsigned short* rp = g_ldm_rows[warp][8 * i + g];
+        r[i] = (unsigned)rp[2 * t] | ((unsigned)rp[2 * t + 1] << 16);
     }
     __syncthreads();
 }
