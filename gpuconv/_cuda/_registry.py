@@ -126,13 +126,13 @@ def kernel_table() -> dict:
 # rounding on store; the implicit GEMMs on mma.sync m16n8k16 .bf16). Compiled by NVRTC in CI and run on the
 # host stand-ins; no launcher chooses them yet (bfloat16 runs through float32: gpuconv._backend), so the
 # variant supports nothing until a GPU run has checked and timed them.
-BF16_FAMILIES = ("im2col.cu", "conv_direct.cu", "pad.cu", "conv_depthwise.cu", "pool.cu", "bias_grad.cu",
+BF16_FAMILIES = ("im2col.cu", "conv_direct.cu", "pad.cu", "conv_depthwise.cu", "pool.cu", "experimental/bias_grad.cu",
                  "implicit_gemm_fprop.cu", "implicit_gemm_dgrad.cu", "implicit_gemm_wgrad.cu")
 
 
 def bf16_source(source_file: str) -> str:
     """The experimental file holding the bfloat16 instantiations of ``source_file``'s kernels."""
-    return f"experimental/bf16_{source_file}"
+    return f"experimental/bf16_{source_file.rsplit('/', 1)[-1]}"
 
 
 def _bf16_kernels(table: dict) -> dict:
