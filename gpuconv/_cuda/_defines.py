@@ -1,6 +1,6 @@
 """Tunables that the launchers and the kernels share, defined here only.
 
-The kernels receive them as ``-D`` options (``_loader.COMPILE_OPTIONS``; a kernel source compiled without
+The kernels receive them as ``-D`` options (``_kernel_table.COMPILE_OPTIONS``; a kernel source compiled without
 them stops with ``#error``), the launchers read them from here, and the host builds of the tests pass the same
 options. This module imports nothing, so the loader can use it without an import cycle.
 """

@@ -6,7 +6,6 @@ the NVRTC check in CI compiles exactly this list with exactly these options. Imp
 """
 
 from ._defines import DEFINES, NHWC_STAGES
-from ._loader import COMPILE_OPTIONS
-from ._registry import BF16_FAMILIES, KERNELS, VARIANTS, bf16_source
+from ._registry import BF16_FAMILIES, COMPILE_OPTIONS, KERNELS, VARIANTS, bf16_source
 
 __all__ = ["BF16_FAMILIES", "COMPILE_OPTIONS", "DEFINES", "KERNELS", "NHWC_STAGES", "VARIANTS", "bf16_source"]

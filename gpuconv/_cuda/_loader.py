@@ -20,10 +20,9 @@ import re
 import threading
 from pathlib import Path
 
-from ._defines import DEFINE_OPTIONS
-
 # Options passed to NVRTC (CuPy adds the architecture of the device); the NVRTC check in CI uses the same.
-COMPILE_OPTIONS = ("--std=c++17",) + DEFINE_OPTIONS  # the shared tunables as -D options (_defines)
+BASE_OPTIONS = ("--std=c++17",)  # the registry adds the shared tunables' -D options (use_table)
+_options: list = list(BASE_OPTIONS)  # what NVRTC gets (CuPy adds the architecture)
 
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
@@ -95,12 +94,14 @@ _lock = threading.Lock()
 _listed: dict = {}  # source file -> frozenset of its names in the table, for a check without a tuple scan
 
 
-def use_table(kernels: dict) -> None:
-    """The instantiations to compile, by source file (the registry's ``KERNELS``; the loader imports nothing
-    of the package, so that no import cycle runs through it)."""
+def use_table(kernels: dict, options: tuple = BASE_OPTIONS) -> None:
+    """The instantiations to compile, by source file, and the NVRTC options (the registry's ``KERNELS`` and
+    ``COMPILE_OPTIONS``; the loader imports nothing of the package, so that no import cycle runs through it
+    and an installed copy loads on its own)."""
     _table.clear()
     _table.update(kernels)
     _listed.clear()
+    _options[:] = options
 
 
 _DTYPE_ARGUMENT = re.compile(r"<\s*(__half|__nv_bfloat16|float|double)\s*[,>]")
@@ -121,7 +122,7 @@ def _module(source_file: str, group: str, device_id: int, raw_module):
     module = _modules.get(key)
     if module is None:
         names = [n for n in _table[source_file] if dtype_group(n) == group]
-        module = raw_module(code=source(source_file), options=tuple(COMPILE_OPTIONS), name_expressions=names)
+        module = raw_module(code=source(source_file), options=tuple(_options), name_expressions=names)
         _modules[key] = module
     return module
 
