@@ -22,8 +22,10 @@ def test_the_one_run_check_dry_runs_and_drops_a_failing_variant(tmp_path):
     summary = (tmp_path / "out" / "summary.md").read_text()
     from gpuconv._cuda.experimental import FEATURES
 
-    for feature in FEATURES:
-        assert re.search(rf"^\| {feature} \| \d+ \(\d+\) \|", summary, re.MULTILINE), feature
+    for feature in FEATURES:  # checked, or said to be unchecked (a feature without a launcher)
+        row = r"(\d+ \(\d+\) \||- \| .*NOT CHECKED: no launcher)"
+        assert re.search(rf"^\| {feature} \| {row}", summary, re.MULTILINE), feature
+    assert re.search(r"^\| bf16_native \| - \|", summary, re.MULTILINE)
     assert re.search(r"^\| pool_wide .*\| FAIL: ", summary, re.MULTILINE)
     timed = re.search(r"GPUCONV_UNVERIFIED=(\S+): timing.md", summary).group(1).split(",")
     assert "pool_wide" not in timed and "depthwise_v2" in timed  # the failing variant is not timed

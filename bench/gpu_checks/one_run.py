@@ -59,6 +59,10 @@ FEATURE_CHECKS = {
     "gemm_1x1": r"gemm_1x1 ",
     "bias_grad": r"grad_bias bias_grad ",
 }
+# Features with kernels but no launcher yet, so nothing on a GPU can run them through gpuconv: bf16_native
+# (bfloat16 runs through float32 until its kernels are wired into the launchers; the host tests cover them).
+# Wiring them comes before a GPU check can judge them.
+NOT_LAUNCHED = {"bf16_native"}
 # verified kernels changed since their last GPU run (issue 13), by workload check-name pattern
 CHANGED_VERIFIED = {
     "depthwise v1 (wgrad NaN fix)": r"algo=depthwise",
@@ -273,7 +277,8 @@ def main(argv=None) -> int:
     from gpuconv._cuda.experimental import FEATURES
     from side_by_side import table
 
-    assert set(FEATURE_CHECKS) == set(FEATURES) == set(PYTEST_FEATURE_TESTS), "a feature lacks its checks here"
+    launched = set(FEATURES) - NOT_LAUNCHED
+    assert set(FEATURE_CHECKS) == launched == set(PYTEST_FEATURE_TESTS), "a feature lacks its checks here"
     run = Run(args.out, args.dry_run)
     step_versions(run)
     results = step_workload(run, set(args.fail))
@@ -285,7 +290,7 @@ def main(argv=None) -> int:
     blamed = sanitizer_blame(sanitizers, kernel_features())
 
     verdicts, passing = {}, []
-    for feature in sorted(FEATURES):
+    for feature in sorted(launched):
         ran, failed = checks_of(results, FEATURE_CHECKS[feature])
         tests = [t for t in failed_tests if re.search(PYTEST_FEATURE_TESTS[feature], t)]
         problems = []
@@ -321,6 +326,8 @@ def main(argv=None) -> int:
         lines.append(f"| {feature} | {ran} ({failed}) | {tests} | {'clean' if clean else 'REPORTS'} | {n} | "
                      f"{'-' if ratio is None else f'{ratio:.3f}'} | {'-' if spread is None else f'{spread:.1%}'} | "
                      f"{verdict} |")
+    for feature in sorted(NOT_LAUNCHED):
+        lines.append(f"| {feature} | - | - | - | - | - | - | NOT CHECKED: no launcher runs its kernels yet |")
     lines += ["", "| verified kernel changed since its last GPU run | workload checks (failed) | verdict |",
               "|---|---:|---|"]
     for what, pattern in CHANGED_VERIFIED.items():
