@@ -78,12 +78,13 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
         if c.padded:
             x = _volume.pad3d(be, x, c.mode_pads, c.padding_mode)
         return _unbatch(_volume.cast(_volume.conv3d_fprop(be, s, x, weight, bias), input.dtype), c.unbatched)
-    be = _backend_for(c.kind, input.dtype)
-    x = _as_plane(x, nd)
+    be = _backend.get(c.kind, input.dtype)
+    if nd == 1:
+        x, weight = x[:, :, None], weight[:, :, None]  # (N, C, L) as (N, C, 1, L): a view
     if c.padded:
         x = be.pad2d(x, _pads2d(c.mode_pads, nd), c.padding_mode)
-    y = be.conv2d_fprop(c.geometry, x, _as_plane(weight, nd), bias)
-    return _unbatch(_from_plane(y, nd), c.unbatched)
+    y = be.conv2d_fprop(c.geometry, x, weight, bias)
+    return _unbatch(y[:, :, 0] if nd == 1 else y, c.unbatched)
 
 
 def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
@@ -210,25 +211,27 @@ def _documented(fn, template, nd):
 
 
 def _make_conv(nd):
+    names = (f"conv{nd}d", f"conv{nd}d_backward", f"conv_transpose{nd}d", f"conv_transpose{nd}d_backward")
+    op_conv, op_conv_backward, op_transpose, op_transpose_backward = names
+
     def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros"):
-        return _conv(f"conv{nd}d", nd, input, weight, bias, stride, padding, dilation, groups, padding_mode)
+        return _conv(op_conv, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode)
 
     def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
                       padding_mode="zeros", output_mask=(True, True, True)):
-        return _conv_backward(f"conv{nd}d_backward", nd, grad_output, input, weight, stride, padding, dilation,
+        return _conv_backward(op_conv_backward, nd, grad_output, input, weight, stride, padding, dilation,
                               groups, padding_mode, output_mask)
 
     def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-        return _conv_transpose(f"conv_transpose{nd}d", nd, input, weight, bias, stride, padding, output_padding,
-                               groups, dilation)
+        return _conv_transpose(op_transpose, nd, input, weight, bias, stride, padding, output_padding, groups,
+                               dilation)
 
     def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
                                 dilation=1, *, output_mask=(True, True, True)):
-        return _conv_transpose_backward(f"conv_transpose{nd}d_backward", nd, grad_output, input, weight, stride,
-                                        padding, output_padding, groups, dilation, output_mask)
+        return _conv_transpose_backward(op_transpose_backward, nd, grad_output, input, weight, stride, padding,
+                                        output_padding, groups, dilation, output_mask)
 
     fns = (conv, conv_backward, conv_transpose, conv_transpose_backward)
-    names = (f"conv{nd}d", f"conv{nd}d_backward", f"conv_transpose{nd}d", f"conv_transpose{nd}d_backward")
     docs = (_CONV_DOC, _CONV_BACKWARD_DOC, _CONV_TRANSPOSE_DOC, _CONV_TRANSPOSE_BACKWARD_DOC)
     for fn, name, doc in zip(fns, names, docs):
         fn.__name__ = fn.__qualname__ = name

@@ -528,11 +528,9 @@ class ConvCall:
     padding_mode: str
     mode_pads: tuple  # (lo, hi) per spatial dim, flat, applied by an explicit pad when padding_mode != 'zeros'
     size: tuple  # the caller's spatial input sizes, before any explicit pad
-
-    @property
-    def geometry(self) -> ConvGeometry:
-        """The 2-d geometry of a 1-d or 2-d call (3-d calls compose 2-d problems from ``spec``)."""
-        return self.spec.plane()
+    # The 2-d geometry of a 1-d or 2-d call (3-d calls compose 2-d problems from ``spec``): built once with the
+    # memoised check, so that every call hands the backend the same object (its choices are remembered by it).
+    geometry: ConvGeometry
 
     @property
     def padded(self) -> bool:
@@ -644,7 +642,7 @@ def conv_call(op, nd, input, weight, bias, stride, padding, dilation, groups, pa
         _check_grad_output(op, grad_output, spec.output_shape, unbatched,
                            f"the conv{nd}d output for input {_shape_str(input.shape)} and weight "
                            f"{_shape_str(weight.shape)}")
-    return ConvCall(kind, unbatched, spec, padding_mode, mode_pads, size)
+    return ConvCall(kind, unbatched, spec, padding_mode, mode_pads, size, spec.plane())
 
 
 def conv2d_call(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
@@ -673,10 +671,7 @@ class ConvTransposeCall:
     kind: str
     unbatched: bool
     spec: ConvSpec  # the convolution whose dgrad this transposed convolution is
-
-    @property
-    def geometry(self) -> ConvGeometry:
-        return self.spec.plane()
+    geometry: ConvGeometry  # spec.plane(), built once
 
 
 ConvTranspose2dCall = ConvTransposeCall
@@ -736,7 +731,7 @@ def conv_transpose_call(op, nd, input, weight, bias, stride, padding, output_pad
         _check_grad_output(op, grad_output, spec.input_shape, unbatched,
                            f"the conv_transpose{nd}d output for input {_shape_str(input.shape)} and weight "
                            f"{_shape_str(weight.shape)}")
-    return ConvTransposeCall(kind, unbatched, spec)
+    return ConvTransposeCall(kind, unbatched, spec, spec.plane())
 
 
 def conv_transpose2d_call(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -805,10 +800,7 @@ class PoolCall:
     kind: str
     unbatched: bool
     spec: PoolSpec
-
-    @property
-    def geometry(self) -> PoolGeometry:
-        return self.spec.plane()
+    geometry: PoolGeometry  # spec.plane(), built once
 
 
 @_memoized
@@ -856,7 +848,7 @@ def pool_call(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
     if backward:
         _check_grad_output(op, grad_output, spec.output_shape, unbatched,
                            f"the pooled output of input shape {_shape_str(shape)}")
-    return PoolCall(kind, unbatched, spec)
+    return PoolCall(kind, unbatched, spec, spec.plane())
 
 
 def pool2d_call(op, input, kernel_size, stride, padding, dilation, ceil_mode, *, max_pool: bool,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy
 
-from . import _adaptive, _params, _volume
-from ._functional import _as_plane, _backend_for, _batch4, _from_plane, _raw_backend, _unbatch, _zeros
+from . import _adaptive, _backend, _params, _volume
+from ._functional import _batch4, _raw_backend, _unbatch, _zeros
 
 
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
@@ -26,9 +26,11 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         if nd == 3:
             y, idx = _volume.max_pool3d_fprop(_raw_backend(c.kind), s, x)
             y = _volume.cast(y, input.dtype)
-        else:
-            y, idx = _backend_for(c.kind, input.dtype).max_pool2d_fprop(c.geometry, _as_plane(x, nd))
-            y, idx = _from_plane(y, nd), _from_plane(idx, nd)
+        elif nd == 2:
+            y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(c.geometry, x)
+        else:  # (N, C, L) as (N, C, 1, L): views
+            y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(c.geometry, x[:, :, None])
+            y, idx = y[:, :, 0], idx[:, :, 0]
     y, idx = _unbatch(y, c.unbatched), _unbatch(idx, c.unbatched)
     return (y, idx) if return_indices else y
 
@@ -44,7 +46,7 @@ def _max_pool_backward(op, nd, grad_output, indices, input_shape):
 def _flat_max_bprop(kind, grad_output, indices, input_shape, unbatched):
     """The 2-d max-pool backward; a 1-d line or 3-d volume goes flattened to one row of a plane."""
     N, C = input_shape[:2]
-    be = _backend_for(kind, grad_output.dtype)
+    be = _backend.get(kind, grad_output.dtype)
     if len(input_shape) == 4:
         return be.max_pool2d_bprop(_batch4(grad_output, unbatched), _batch4(indices, unbatched), input_shape)
     gy = _batch4(grad_output, unbatched).reshape(N, C, 1, -1)
@@ -65,8 +67,10 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     if nd == 3:
         y = _volume.avg_pool3d_fprop(_raw_backend(c.kind), s, x)
         return _unbatch(_volume.cast(y, input.dtype), c.unbatched)
-    be = _backend_for(c.kind, input.dtype)
-    return _unbatch(_from_plane(be.avg_pool2d_fprop(c.geometry, _as_plane(x, nd)), nd), c.unbatched)
+    be = _backend.get(c.kind, input.dtype)
+    if nd == 2:
+        return _unbatch(be.avg_pool2d_fprop(c.geometry, x), c.unbatched)
+    return _unbatch(be.avg_pool2d_fprop(c.geometry, x[:, :, None])[:, :, 0], c.unbatched)
 
 
 def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
@@ -81,8 +85,10 @@ def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, pa
     if nd == 3:
         gx = _volume.avg_pool3d_bprop(_raw_backend(c.kind), s, gy)
         return _unbatch(_volume.cast(gx, grad_output.dtype), c.unbatched)
-    be = _backend_for(c.kind, grad_output.dtype)
-    return _unbatch(_from_plane(be.avg_pool2d_bprop(c.geometry, _as_plane(gy, nd)), nd), c.unbatched)
+    be = _backend.get(c.kind, grad_output.dtype)
+    if nd == 2:
+        return _unbatch(be.avg_pool2d_bprop(c.geometry, gy), c.unbatched)
+    return _unbatch(be.avg_pool2d_bprop(c.geometry, gy[:, :, None])[:, :, 0], c.unbatched)
 
 
 # ------------------------------------------------------------------------------------- adaptive
@@ -160,12 +166,14 @@ def _public(fn, name, doc, nd):
 
 
 def _make_pools(nd):
+    op_max, op_max_backward = f"max_pool{nd}d", f"max_pool{nd}d_backward"
+    op_avg, op_avg_backward = f"avg_pool{nd}d", f"avg_pool{nd}d_backward"
+
     def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-        return _max_pool(f"max_pool{nd}d", nd, input, kernel_size, stride, padding, dilation, ceil_mode,
-                         return_indices)
+        return _max_pool(op_max, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
     def max_pool_backward(grad_output, indices, input_shape):
-        return _max_pool_backward(f"max_pool{nd}d_backward", nd, grad_output, indices, input_shape)
+        return _max_pool_backward(op_max_backward, nd, grad_output, indices, input_shape)
 
     if nd == 1:  # PyTorch's avg_pool1d has no divisor_override
         def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -179,13 +187,13 @@ def _make_pools(nd):
     else:
         def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                      divisor_override=None):
-            return _avg_pool(f"avg_pool{nd}d", nd, input, kernel_size, stride, padding, ceil_mode,
-                             count_include_pad, divisor_override)
+            return _avg_pool(op_avg, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                             divisor_override)
 
         def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                               count_include_pad=True, divisor_override=None):
-            return _avg_pool_backward(f"avg_pool{nd}d_backward", nd, grad_output, input_shape, kernel_size,
-                                      stride, padding, ceil_mode, count_include_pad, divisor_override)
+            return _avg_pool_backward(op_avg_backward, nd, grad_output, input_shape, kernel_size, stride, padding,
+                                      ceil_mode, count_include_pad, divisor_override)
 
     def adaptive_avg_pool(input, output_size):
         return _adaptive_avg(f"adaptive_avg_pool{nd}d", nd, input, output_size)
