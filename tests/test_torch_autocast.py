@@ -12,20 +12,9 @@ F = torch.nn.functional
 
 import gpuconv.torch as gF  # noqa: E402
 from gpuconv.torch import _AUTOCAST_POLICY  # noqa: E402
+from test_torch_bridge import DEVICES  # noqa: E402
 
 
-def _cuda_ready():
-    if not torch.cuda.is_available():
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _cuda_ready(), reason="needs CUDA + CuPy"))]
 AUTOCAST_DTYPES = [torch.bfloat16, torch.float16]
 INPUT_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 
