@@ -20,17 +20,18 @@ import ml_dtypes
 import numpy
 import pytest
 
-import host_kernels
 import reference
 import test_bias_grad_on_host as bias_host
-import test_depthwise_on_host as dw_host
 import test_cuda_pool_host as pool_host
+import test_depthwise_on_host as dw_host
 import test_kernels_on_host as conv_host
-from host_modules import cuda_modules_on_host, load_by_path
+from gpuconv._cuda import _kernel_table as kernel_table
+from gpuconv._cuda import _loader as loader
+from gpuconv._cuda import _runtime
+from support import host_kernels
+from support.host_modules import HostRuntime, cuda_modules_on_host
 
 BF16 = numpy.dtype(ml_dtypes.bfloat16)
-kernel_table = load_by_path("gpuconv_kernel_table_bf16_host", "gpuconv/_cuda/_kernel_table.py")
-loader = load_by_path("gpuconv_loader_bf16_host", "gpuconv/_cuda/_loader.py")
 CONV_FAMILIES = ("im2col.cu", "conv_direct.cu", "pad.cu")
 LAUNCHED = set()  # every bfloat16 instantiation launched by this module's tests
 
@@ -84,17 +85,23 @@ def poison(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def conv(tmp_path_factory):
+def conv_lib(tmp_path_factory):
     units = []
     for family in CONV_FAMILIES:
         kernels = sorted({n.split("<")[0] for n in _names(family)})
         text = loader.source(kernel_table.bf16_source(family)) + '\n#include "launch.h"\n' + "".join(
             conv_host._wrapper(k, "__nv_bfloat16") for k in kernels)
         units.append((f"bf16_{family[:-3]}", kernel_table.bf16_source(family), text))
-    lib = host_kernels.build_library(tmp_path_factory.mktemp("bf16_conv"), units, "libbf16conv.so")
-    return cuda_modules_on_host("gpuconv_cuda_bf16_conv_on_host",
-                                ("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "pad"),
-                                lambda name: Bf16Twin(lambda n: conv_host.HostKernel(lib, n), name))
+    return host_kernels.build_library(tmp_path_factory.mktemp("bf16_conv"), units, "libbf16conv.so")
+
+
+@pytest.fixture
+def conv(conv_lib):
+    """gpuconv/_cuda's direct, im2col and pad launchers on the host runtime, their float16 launches running
+    the bfloat16 twins."""
+    with cuda_modules_on_host(("_loader", "_launch", "_alloc", "_algo", "_conv_direct", "_conv_im2col", "pad"),
+                              lambda name: Bf16Twin(lambda n: conv_host.HostKernel(conv_lib, n), name)) as modules:
+        yield modules
 
 
 @pytest.mark.parametrize("g", conv_host.GEOMETRIES, ids=conv_host.GEOMETRY_IDS)
@@ -165,21 +172,26 @@ def test_pad_kernels(conv, shape, pads, mode):
 
 
 @pytest.fixture(scope="module")
-def dw(tmp_path_factory):
+def dw_lib(tmp_path_factory):
     source = kernel_table.bf16_source(dw_host.SOURCE)
     unit = host_kernels.translation_unit(loader.source(source), kernel_table.KERNELS[source], dw_host.KERNELS)
-    lib = host_kernels.build_library(tmp_path_factory.mktemp("bf16_dw"), [("bf16_conv_depthwise", source, unit)],
-                                     "libbf16dw.so")
-    return cuda_modules_on_host("gpuconv_cuda_bf16_dw_on_host", ("_loader", "_launch", "_alloc", "_conv_depthwise"),
-                                lambda name: Bf16Twin(lambda n: dw_host.HostKernel(lib, n), name))
+    return host_kernels.build_library(tmp_path_factory.mktemp("bf16_dw"), [("bf16_conv_depthwise", source, unit)],
+                                      "libbf16dw.so")
+
+
+@pytest.fixture
+def dw(dw_lib):
+    with cuda_modules_on_host(("_loader", "_launch", "_alloc", "_conv_depthwise"),
+                              lambda name: Bf16Twin(lambda n: dw_host.HostKernel(dw_lib, n), name)) as modules:
+        yield modules
 
 
 @pytest.mark.parametrize("specialised", (True, False), ids=("3x3", "generic"))
 @pytest.mark.parametrize("name", sorted(dw_host.GEOMETRIES))
-def test_depthwise_kernels(dw, monkeypatch, name, specialised):
+def test_depthwise_kernels(dw, tunables, name, specialised):
     g = dw_host.GEOMETRIES[name]
-    if not specialised:
-        monkeypatch.setattr(dw._conv_depthwise, "SPECIALISED", ())
+    if not specialised:  # every filter, 3x3 included, on the generic <T, 0, 0> kernels
+        tunables(depthwise_specialised=False)
     assert dw._conv_depthwise.supports(g, numpy.float16, "fprop")
     rng = numpy.random.default_rng(14)
     x, w, gy = operand(rng, g.input_shape), operand(rng, g.weight_shape), operand(rng, g.output_shape)
@@ -201,13 +213,18 @@ def test_depthwise_kernels(dw, monkeypatch, name, specialised):
 
 
 @pytest.fixture(scope="module")
-def bg(tmp_path_factory):
+def bg_lib(tmp_path_factory):
     source = kernel_table.bf16_source(bias_host.SOURCE)
     unit = host_kernels.translation_unit(loader.source(source), kernel_table.KERNELS[source], bias_host.KERNELS)
-    lib = host_kernels.build_library(tmp_path_factory.mktemp("bf16_bg"), [("bf16_bias_grad", source, unit)],
-                                     "libbf16bg.so")
-    return cuda_modules_on_host("gpuconv_cuda_bf16_bg_on_host", ("_loader", "_launch", "_alloc", "_bias_grad"),
-                                lambda name: Bf16Twin(lambda n: bias_host.HostKernel(lib, n), name))._bias_grad
+    return host_kernels.build_library(tmp_path_factory.mktemp("bf16_bg"), [("bf16_bias_grad", source, unit)],
+                                      "libbf16bg.so")
+
+
+@pytest.fixture
+def bg(bg_lib):
+    with cuda_modules_on_host(("_loader", "_launch", "_alloc", "_bias_grad"),
+                              lambda name: Bf16Twin(lambda n: bias_host.HostKernel(bg_lib, n), name)) as modules:
+        yield modules._bias_grad
 
 
 # (shape, split_bytes): one launch, 16-byte units, elements (P*Q odd), and split sums with the ordered reduction
@@ -215,9 +232,9 @@ BIAS_CASES = [((2, 5, 4, 4), None), ((3, 4, 3, 5), None), ((4, 6, 8, 8), 64), ((
 
 
 @pytest.mark.parametrize("shape, split_bytes", BIAS_CASES)
-def test_bias_grad_kernels(bg, monkeypatch, shape, split_bytes):
-    if split_bytes is not None:
-        monkeypatch.setattr(bg, "SPLIT_BYTES", split_bytes)
+def test_bias_grad_kernels(bg, tunables, shape, split_bytes):
+    if split_bytes is not None:  # a tunable, shrunk to reach the split sums on small tensors
+        tunables(bias_split_bytes=split_bytes)
     gy = operand(numpy.random.default_rng(15), shape)
     N, K, P, Q = shape
     before = set(LAUNCHED)
@@ -240,8 +257,8 @@ def bf16_pool_kernels(tmp_path_factory):
     import subprocess
 
     compiler, include = shutil.which("g++"), pool_host._cuda_include_dir()
-    if compiler is None or include is None or pool_host.pool is None:
-        pytest.skip("the host build of pool.cu needs g++, a CUDA toolkit's headers and gpuconv._cuda.pool")
+    if compiler is None or include is None:
+        pytest.skip("the host build of pool.cu needs g++ and a CUDA toolkit's headers")
     source = kernel_table.bf16_source("pool.cu")
     text = loader.source(source)
     signatures = pool_host.kernel_signatures(text)
@@ -267,30 +284,45 @@ def bf16_pool_kernels(tmp_path_factory):
                                     pool_host.THREADED_KERNELS.get(e.split("<")[0])) for e, p in instances.items()}
 
 
+class _PoolRuntime(HostRuntime):
+    """The host runtime with tests/test_cuda_pool_host.py's CuPy stand-in (arrays with a ``.device``); records
+    the (source, kernel) of every launch in ``launched``."""
+
+    xp = pool_host.HostCupy
+
+    def __init__(self, make_kernel, launched: list):
+        super().__init__(make_kernel)
+        self.launched = launched
+
+    def get_function(self, source_file, name):
+        self.launched.append((source_file, name))
+        return super().get_function(source_file, name)
+
+
 @pytest.fixture
 def bf16_pool(bf16_pool_kernels, monkeypatch):
-    """gpuconv._cuda.pool with its float16 launches running the bfloat16 twins (the key kernels as they are)."""
-    pool = pool_host.pool
+    """gpuconv._cuda's pooling (entry, selection, launchers; GPUCONV_UNVERIFIED unset: the default kernels) on
+    the host runtime, its float16 launches running the bfloat16 twins (the key kernels as they are); outputs
+    NaN-poisoned (GPUCONV_POISON, the autouse fixture). ``launched`` as tests/test_cuda_pool_host.py's."""
     monkeypatch.delenv("GPUCONV_UNVERIFIED", raising=False)
-    monkeypatch.setitem(pool_host.sys.modules, "cupy", pool_host.HostCupy)
-    monkeypatch.setattr(pool, "get_function", lambda source, name: Bf16Twin(bf16_pool_kernels.__getitem__, name)
-                        if "__half" in name else bf16_pool_kernels[name])
-    monkeypatch.setattr(pool, "empty", lambda shape, dtype: pool_host._host(
-        numpy.full(shape, numpy.iinfo(numpy.int64).min if numpy.dtype(dtype) == numpy.int64 else numpy.nan, dtype)))
-    return pool
+    pooling = pool_host._Pooling()
+    pooling.launched = []
+    make = lambda name: Bf16Twin(bf16_pool_kernels.__getitem__, name) if "__half" in name else bf16_pool_kernels[name]
+    with _runtime.use(_PoolRuntime(make, pooling.launched)):
+        yield pooling
 
 
 @pytest.mark.parametrize("index_type", ["int", "long long"])
 @pytest.mark.parametrize("case", pool_host.POOL_CASES[:4])
-def test_max_pool_kernels(bf16_pool, monkeypatch, case, index_type):
+def test_max_pool_kernels(bf16_pool, tunables, case, index_type):
     import torch
 
     shape, kernel, stride, padding, dilation, ceil_mode = case
     rng = numpy.random.default_rng(16)
     x = (rng.permutation(int(numpy.prod(shape))) / 4 - 8).reshape(shape).astype(numpy.float16)  # no ties, exact
     g = pool_host._geometry(shape, kernel, stride, padding, dilation, ceil_mode)
-    if index_type == "long long":
-        monkeypatch.setattr(bf16_pool, "INT32_MAX", -1)
+    if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
+        tunables(index_limit=-1)
     y, idx = bf16_pool.max_pool2d_fprop(g, pool_host._host(x))
     ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x.astype(numpy.float32)), kernel, stride, padding,
                                               dilation, ceil_mode, return_indices=True)
@@ -299,7 +331,7 @@ def test_max_pool_kernels(bf16_pool, monkeypatch, case, index_type):
     gy = operand(rng, g.output_shape)
     paths = ["sort", "sort-chunked"] if index_type == "long long" else list(pool_host.BPROP_PATHS)
     for path in paths:
-        gx = pool_host._bprop_on_path(bf16_pool, monkeypatch, path, gy, numpy.asarray(idx), g.input_shape)
+        gx = pool_host._bprop_on_path(bf16_pool, tunables, path, gy, numpy.asarray(idx), g.input_shape)
         expected, magnitude = numpy.zeros(x.size), numpy.zeros(x.size)
         planes = (numpy.arange(g.N * g.C)[:, None] * (g.H * g.W) + numpy.asarray(idx).reshape(g.N * g.C, -1)).ravel()
         numpy.add.at(expected, planes, gy.astype(numpy.float64).ravel())
@@ -309,13 +341,13 @@ def test_max_pool_kernels(bf16_pool, monkeypatch, case, index_type):
 
 @pytest.mark.parametrize("index_type", ["int", "long long"])
 @pytest.mark.parametrize("case", pool_host.AVG_CASES[:4])
-def test_avg_pool_kernels(bf16_pool, monkeypatch, case, index_type):
+def test_avg_pool_kernels(bf16_pool, tunables, case, index_type):
     import torch
 
     from gpuconv import _params
 
-    if index_type == "long long":
-        monkeypatch.setattr(bf16_pool, "INT32_MAX", -1)
+    if index_type == "long long":  # pretend nothing fits in 31 bits: the 64-bit kernels
+        tunables(index_limit=-1)
     shape, kernel, stride, padding, ceil_mode, cip, divisor = case
     rng = numpy.random.default_rng(17)
     x = operand(rng, shape)
@@ -329,9 +361,12 @@ def test_avg_pool_kernels(bf16_pool, monkeypatch, case, index_type):
     tg = torch.from_numpy(numpy.abs(gy.astype(numpy.float64))).requires_grad_(False)
     ta = tx.detach().clone().requires_grad_()
     torch.nn.functional.avg_pool2d(ta, kernel, stride, padding, ceil_mode, cip, divisor).backward(tg)
+    bf16_pool.launched.clear()
     check(bf16_pool.avg_pool2d_fprop(g, pool_host._host(x)), ty.detach().numpy(), mag_y.numpy(), 64, "avg_pool2d")
     check(bf16_pool.avg_pool2d_bprop(g, pool_host._host(gy)), tx.grad.numpy(), ta.grad.numpy(), 64,
           "avg_pool2d_bprop")
+    launched = bf16_pool.launched  # the float16 kernels of the index type (their bfloat16 twins ran)
+    assert len(launched) == 2 and all("__half" in n and n.endswith(f", {index_type}>") for _, n in launched), launched
 
 
 # ------------------------------------------------------------------------------------------- coverage

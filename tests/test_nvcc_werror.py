@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from host_modules import ROOT, load_by_path
 
-kernel_table = load_by_path("gpuconv_kernel_table_nvcc", "gpuconv/_cuda/_kernel_table.py")
+from gpuconv._cuda import _kernel_table as kernel_table
+from support.host_modules import ROOT
+
 KERNEL_DIR = ROOT / "kernels"
 FILES = sorted(p.relative_to(KERNEL_DIR).as_posix() for p in KERNEL_DIR.rglob("*.cu"))
 ARCHES = tuple(a.strip() for a in os.environ.get("GPUCONV_NVCC_ARCHES", "sm_90").split(",") if a.strip())
