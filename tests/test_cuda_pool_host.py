@@ -390,7 +390,7 @@ def _bprop_on_path(host_pool, tunables, path, gy, idx, input_shape):
     gx = host_pool.max_pool2d_bprop(_host(gy), _host(idx), input_shape)
     kinds = {name.split("<")[0] for _, name in host_pool.launched}
     assert kinds == ({"max_pool2d_bprop_plane"} if path == "plane" else
-                     {"max_pool2d_bprop_keys", "max_pool2d_bprop_gather"}), launched
+                     {"max_pool2d_bprop_keys", "max_pool2d_bprop_gather"}), host_pool.launched
     return gx
 
 
