@@ -275,19 +275,39 @@ def max_pool3d_fprop(be, spec, x):
     N, C, (D, H, W), (Z, P, Q) = spec.N, spec.C, spec.size, spec.out
     y2, i2 = be.max_pool2d_fprop(spec.plane(C=C * D), _flat_view(to_compute(x), N, C, D, H, W))
     y2, i2 = y2.reshape(N, C, D, P, Q), i2.reshape(N, C, D, P, Q)
-    y = xp.full((N, C, Z, P, Q), -numpy.inf, dtype=dt)
+    y = xp.full((N, C, Z, P, Q), -numpy.inf, dtype=dt)  # stays so (and idx -1) where no tap reads the input
     idx = xp.full((N, C, Z, P, Q), -1, dtype=numpy.int64)
     stride = spec.stride[0]
+    filled = numpy.zeros(Z, dtype=bool)  # output depths some tap has written (validity depends on z alone)
     for _t, za, zb, d0 in _depth_taps(spec):
-        depths = slice(d0, d0 + (zb - za - 1) * stride + 1, stride)
-        v, i = y2[:, :, depths], i2[:, :, depths] + xp.arange(d0, d0 + (zb - za) * stride, stride,
-                                                              dtype=numpy.int64).reshape(1, 1, -1, 1, 1) * (H * W)
-        cur_v, cur_i = y[:, :, za:zb], idx[:, :, za:zb]
-        # The first tap in range always takes over (its value may be -inf); later ones by PyTorch's rule.
-        take = (v > cur_v) | (v != v) | (cur_i < 0)
-        y[:, :, za:zb] = xp.where(take, v, cur_v)
-        idx[:, :, za:zb] = xp.where(take, i, cur_i)
+        for z0, z1, first in _runs(filled, za, zb):
+            a = d0 + (z0 - za) * stride  # the input depth of output depth z0
+            depths = slice(a, a + (z1 - z0 - 1) * stride + 1, stride)
+            v = y2[:, :, depths]
+            offsets = xp.arange(a, a + (z1 - z0) * stride, stride, dtype=numpy.int64) * (H * W)
+            offsets = offsets.reshape(1, 1, -1, 1, 1)  # the flat index of each depth slice's first element
+            if first:  # the first tap in range takes over (its value may be -inf)
+                y[:, :, z0:z1] = v
+                idx[:, :, z0:z1] = i2[:, :, depths]
+                idx[:, :, z0:z1] += offsets
+                continue
+            i = i2[:, :, depths] + offsets
+            take = (v > y[:, :, z0:z1]) | (v != v)  # later ones by PyTorch's rule: larger, or NaN
+            xp.copyto(y[:, :, z0:z1], v, where=take)
+            xp.copyto(idx[:, :, z0:z1], i, where=take)
+        filled[za:zb] = True
     return y, idx
+
+
+def _runs(filled, za, zb):
+    """[za, zb) split into runs (z0, z1, first): first when no tap has written those depths yet."""
+    z0 = za
+    while z0 < zb:
+        z1 = z0 + 1
+        while z1 < zb and filled[z1] == filled[z0]:
+            z1 += 1
+        yield z0, z1, not filled[z0]
+        z0 = z1
 
 
 def _sum_box_divisor(spec, xp, dtype):
