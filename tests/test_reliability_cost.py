@@ -56,6 +56,13 @@ POOL_CASES = [  # (op, kwargs)
     ("avg", dict(kernel_size=2**20, stride=1, padding=2**19)),
     ("avg", dict(kernel_size=(2**20, 3), stride=(1, 2), padding=(2**19, 1), count_include_pad=False)),
     ("max", dict(kernel_size=(3, 2**18), stride=(2, 5), padding=(1, 2**17), ceil_mode=True)),
+    # kernel and padding far past the input with two outputs per axis: windows far apart (_pool_split)
+    ("max", dict(kernel_size=2**13, stride=2**12, padding=2**12, ceil_mode=True)),
+    ("avg", dict(kernel_size=2**13, stride=2**12, padding=2**12, ceil_mode=True)),
+    ("avg", dict(kernel_size=(2**12, 3), stride=(2**11 - 3, 2), padding=(2**11, 1), ceil_mode=True,
+                 count_include_pad=False)),
+    ("max", dict(kernel_size=(3, 2**14), stride=(2, 2**13 - 1), padding=(1, 2**13), dilation=(2, 1),
+                 ceil_mode=True)),
 ]
 
 

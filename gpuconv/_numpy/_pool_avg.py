@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy
 
 from .._params import PoolGeometry
+from . import _pool_split
 from ._pool_windows import BLOCK_BYTES, TapLayout, axis_window_counts, compute_dtype, plane_blocks
 
 
@@ -35,9 +36,12 @@ def _divisor(g: PoolGeometry, dtype):
 
 
 def avg_pool2d_fprop(g: PoolGeometry, x):
-    lay = TapLayout.of(g)
     dt = compute_dtype(x.dtype)
     divisor = _divisor(g, dt)
+    axis = _pool_split.wide_axis(g)
+    if axis is not None:  # windows far apart: one output row / column at a time
+        return _pool_split.avg_fprop(g, x, axis, avg_pool2d_fprop, divisor)
+    lay = TapLayout.of(g)
     y = numpy.empty(g.output_shape, dtype=x.dtype)
     taps = list(lay.taps())
     for ns, cs in plane_blocks(g.N, g.C, g.H * g.W, BLOCK_BYTES // dt.itemsize):
@@ -51,9 +55,12 @@ def avg_pool2d_fprop(g: PoolGeometry, x):
 
 
 def avg_pool2d_bprop(g: PoolGeometry, gy):
-    lay = TapLayout.of(g)
     dt = compute_dtype(gy.dtype)
     divisor = _divisor(g, dt)
+    axis = _pool_split.wide_axis(g)
+    if axis is not None:  # windows far apart: one output row / column at a time
+        return _pool_split.avg_bprop(g, gy, axis, avg_pool2d_bprop, divisor)
+    lay = TapLayout.of(g)
     gx = numpy.empty(g.input_shape, dtype=gy.dtype)
     # A cell reached by tap (i, j) of output (p, q) is reached by larger p for smaller i: visiting the taps
     # in reverse row-major order adds each cell's terms in the outputs' row-major order, as PyTorch does.

@@ -18,10 +18,14 @@ from __future__ import annotations
 import numpy
 
 from .._params import PoolGeometry
+from . import _pool_split
 from ._pool_windows import BLOCK_BYTES, TapLayout, compute_dtype, plane_blocks
 
 
 def max_pool2d_fprop(g: PoolGeometry, x):
+    axis = _pool_split.wide_axis(g)
+    if axis is not None:  # windows far apart: one output row / column at a time
+        return _pool_split.max_fprop(g, x, axis, max_pool2d_fprop)
     lay = TapLayout.of(g)
     dt = compute_dtype(x.dtype)
     y = numpy.empty(g.output_shape, dtype=x.dtype)
