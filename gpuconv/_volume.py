@@ -258,8 +258,18 @@ def pad3d_backward(be, gxp, pads, mode):
 def _depth_taps(spec):
     """(t, za, zb, d0) for every depth tap of a 3-d pooling with a window touching the input."""
     D, Z = spec.size[0], spec.out[0]
-    for t in range(spec.kernel[0]):
-        za, zb, d0 = _taps(0, Z, t, D, spec.stride[0], spec.pad[0], spec.dilation[0])
+    k, s, p, dil = spec.kernel[0], spec.stride[0], spec.pad[0], spec.dilation[0]
+    if k <= 4 * (D + Z):
+        candidates = range(k)
+    else:  # a kernel far past the input: only the taps some window reads the input with (time follows sizes)
+        found = set()
+        for z in range(Z):
+            lo = max(0, -((z * s - p) // dil))  # ceil((p - z*s) / dil): the first tap at depth >= 0
+            hi = min(k, -((z * s - p - D) // dil))  # ceil((p - z*s + D) / dil): past the last below D
+            found.update(range(lo, hi))
+        candidates = sorted(found)
+    for t in candidates:
+        za, zb, d0 = _taps(0, Z, t, D, s, p, dil)
         if za < zb:
             yield t, za, zb, d0
 

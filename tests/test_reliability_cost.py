@@ -151,3 +151,18 @@ def test_average_pooling_of_negative_zero_is_positive_zero(kwargs, dtype):
     ty.backward(torch.from_numpy(gy.astype(numpy.float32)))
     numpy.testing.assert_array_equal(numpy.signbit(gx), numpy.signbit(tx.grad.numpy()))
     assert not numpy.signbit(gx).any()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=(2**24, 2, 2), padding=(2**23, 0, 0)),
+    dict(kernel_size=(2**12, 2, 3), stride=(2**11, 1, 2), padding=(2**11, 0, 1), ceil_mode=True),
+], ids=["one-output", "two-outputs"])
+def test_3d_max_pooling_with_a_huge_depth_kernel_visits_only_the_taps_that_read_the_input(kwargs):
+    """The 3-d composition combines depth taps one by one: it must visit the few that read the input (the
+    old loop ran over every tap of the kernel: 2**24 Python iterations here), with PyTorch's answer."""
+    x = _x((1, 2, 5, 6, 6))
+    (y, idx), peak = _with_peak(lambda: gpuconv.max_pool3d(x, **kwargs, return_indices=True))
+    ty, tidx = F.max_pool3d(torch.from_numpy(x), **kwargs, return_indices=True)
+    numpy.testing.assert_array_equal(y, ty.numpy())
+    numpy.testing.assert_array_equal(idx, tidx.numpy())
+    assert peak < PEAK_BYTES
