@@ -22,14 +22,7 @@
 //   shared-memory offsets for the weights); KR = KS = 0: any R, S. The channel's R*S weights are staged
 //   in shared memory after the window.
 #include "common.cuh"
-
-// From the kernel table (-D, shared with the launcher): DW_MAX_THREADS, the largest block the launcher uses (a
-// multiple of 32; the kernels read blockDim.x); DW_OUTPUTS_PER_THREAD, outputs per thread along a row (TW =
-// threads_x * this); DW_SMEM_BYTES, the static shared memory of each kernel (staged tiles, weights, the wgrad
-// reduction).
-#if !defined(DW_MAX_THREADS) || !defined(DW_OUTPUTS_PER_THREAD) || !defined(DW_SMEM_BYTES)
-#error "DW_MAX_THREADS, DW_OUTPUTS_PER_THREAD, DW_SMEM_BYTES: -D options from _kernel_table.py DEFINES"
-#endif
+#include "tunables.cuh"  // DW_MAX_THREADS, DW_OUTPUTS_PER_THREAD, DW_SMEM_BYTES (shared with the launcher)
 // Blocks per SM the register allocation must allow (__launch_bounds__): 4 x 256 threads (64 registers)
 // for float and __half, 2 x 256 (128 registers) for double.
 #define DW_MIN_BLOCKS(T) (sizeof(typename Accumulator<T>::type) == 8 ? 2 : 4)

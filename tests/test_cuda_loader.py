@@ -74,8 +74,9 @@ def test_line_markers_resume_the_including_file(tmp_path):
 
 
 def test_experimental_files_include_the_shared_headers_from_the_kernel_directory(tmp_path):
+    """As nvcc resolves them (kernels/experimental/ reaches the shared headers as "../x.cuh")."""
     _write(tmp_path, {"main.cu": "int main_body;\n", "shared.cuh": "int shared;\n",
-                      "experimental/new.cu": '#include "shared.cuh"\nint new_body;\n'})
+                      "experimental/new.cu": '#include "../shared.cuh"\nint new_body;\n'})
     text = loader.inline_headers(tmp_path / "experimental" / "new.cu")
     assert text.index("int shared;") < text.index("int new_body;")
 

@@ -2,9 +2,9 @@
 
 nvcc's front end reports what NVRTC's compile of the inlined source does not: a constant declared in a .cu
 file and never used outside an uninstantiated template is a warning for the file nvcc compiles as its main
-file, and none once the loader has pasted it after its headers. So each file is compiled as itself (its
-headers found by -I), with the kernel table's options (its -D tunables), to PTX: fast, and the front end
-sees every declaration. Skips when nvcc is not on PATH.
+file, and none once the loader has pasted it after its headers. So each file is compiled as itself, the way
+a newcomer would (no -I or -D: its headers, kernels/tunables.cuh included, found beside it), with the
+kernel table's options, to PTX: fast, and the front end sees every declaration. Skips when nvcc is not on PATH.
 
 GPUCONV_NVCC_ARCHES (default sm_90) picks the architectures, e.g. ``sm_80,sm_90``. GPUCONV_NVCC_INSTANTIATE=1
 also instantiates every name expression the table lists for the file and runs ptxas (-cubin): minutes, for a
@@ -42,8 +42,7 @@ def _nvcc(source: Path, arch: str, out_dir: Path, instantiate: bool = False) -> 
     else:
         mode, suffix = "--ptx", "ptx"
     done = subprocess.run(
-        [NVCC, f"-arch={arch}", *kernel_table.COMPILE_OPTIONS, "-Werror", "all-warnings", f"-I{source.parent}",
-         f"-I{KERNEL_DIR}", mode, str(source), "-o", str(out_dir / f"{source.stem}_{arch}.{suffix}")],
+        [NVCC, f"-arch={arch}", *kernel_table.COMPILE_OPTIONS, "-Werror", "all-warnings", mode, str(source), "-o", str(out_dir / f"{source.stem}_{arch}.{suffix}")],
         capture_output=True, text=True, timeout=900)
     return done.returncode, (done.stdout + done.stderr).strip()
 

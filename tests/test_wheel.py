@@ -65,8 +65,7 @@ def test_wheel_contains_every_kernel_source_and_header(wheel_names):
         while pending:  # the local headers each source includes, recursively: beside it, else kernels/
             name = pending.pop()
             for header in _local_headers((ROOT / "kernels" / name).read_text()):
-                beside = posixpath.normpath(posixpath.join(posixpath.dirname(name), header))  # "../x.cu" too
-                header = beside if (ROOT / "kernels" / beside).is_file() else header
+                header = posixpath.normpath(posixpath.join(posixpath.dirname(name), header))  # "../x.cuh" too
                 if header not in needed:
                     needed.add(header)
                     pending.append(header)

@@ -31,7 +31,7 @@ from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_
 
 SOURCE = "conv_depthwise.cu"
 # Must equal the #defines of conv_depthwise.cu.
-MAX_THREADS = DEFINES["DW_MAX_THREADS"]  # conv_depthwise.cu's tunables, passed to it as -D options
+MAX_THREADS = DEFINES["DW_MAX_THREADS"]  # kernels/tunables.cuh, which conv_depthwise.cu includes
 OUTPUTS_PER_THREAD = DEFINES["DW_OUTPUTS_PER_THREAD"]
 SMEM_BYTES = DEFINES["DW_SMEM_BYTES"]
 # Filters with a specialised kernel (loops unrolled, taps in registers); others use <T, 0, 0>.

@@ -1,21 +1,20 @@
-"""Tunables that the launchers and the kernels share, defined here only.
+"""Tunables that the launchers and the kernels share: read from the one place they are defined,
+``kernels/tunables.cuh`` (a ``#define NAME integer`` line each), which the kernels include. So a kernel file
+compiles on its own (nvcc, NVRTC) and a launcher can never disagree with it.
 
-The kernels receive them as ``-D`` options (``_kernel_table.COMPILE_OPTIONS``; a kernel source compiled without
-them stops with ``#error``), the launchers read them from here, and the host builds of the tests pass the same
-options. This module imports nothing, so the loader can use it without an import cycle.
+This module needs only the loader's search for the kernel directory (no CuPy), so importing it is cheap
+and cycle-free.
 """
 
-DEFINES = {
-    # conv_depthwise.cu: the largest block, outputs per thread along a row, static shared memory per kernel.
-    "DW_MAX_THREADS": 256, "DW_OUTPUTS_PER_THREAD": 4, "DW_SMEM_BYTES": 16384,
-    # conv_depthwise_v2.cuh: output rows per unit, elements per vector load, block size; stride-2 dgrad tile.
-    "DW2_ROWS": 7, "DW2_VEC": 4, "DW2_THREADS": 128, "DW2_DGRAD_ROWS": 8, "DW2_DGRAD_COLS": 8,
-    # bias_grad.cu: the largest block (the shared tree's size, a power of two).
-    "BG_THREADS": 256,
-}
+import re
+
+from ._loader import kernel_dir
+
+_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+(\d+)\s*$", re.MULTILINE)
+
+DEFINES = {name: int(value) for name, value in _DEFINE.findall((kernel_dir() / "tunables.cuh").read_text())}
 
 # The channels-last float16 implicit GEMMs' tiles (BM, BN) and the depth of their cp.async ring (static shared
-# memory STAGES * (BM + BN) * 64 bytes <= 48 KB), for all three passes: their kernel names carry STAGES.
+# memory STAGES * (BM + BN) * 64 bytes <= 48 KB), for all three passes: template arguments, so they live in
+# the kernel names, not in a header.
 NHWC_STAGES = {(128, 128): 3, (128, 64): 4, (64, 128): 4, (64, 64): 4}
-
-DEFINE_OPTIONS = tuple(f"-D{name}={value}" for name, value in DEFINES.items())

@@ -21,8 +21,7 @@ import threading
 from pathlib import Path
 
 # Options passed to NVRTC (CuPy adds the architecture of the device); the NVRTC check in CI uses the same.
-BASE_OPTIONS = ("--std=c++17",)  # the registry adds the shared tunables' -D options (use_table)
-_options: list = list(BASE_OPTIONS)  # what NVRTC gets (CuPy adds the architecture)
+COMPILE_OPTIONS = ("--std=c++17",)  # what NVRTC gets (CuPy adds the architecture)
 
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
@@ -49,8 +48,8 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
     relative to the including file, recursively. Each header is pasted once (a later include of it is
     dropped, as ``#pragma once`` would), and its ``#pragma once`` is removed: in the one file NVRTC sees
     it would draw the warning "#pragma once in main file". ``#line`` markers keep compiler messages
-    pointing at the right file and line. A header not beside the including file is looked up in the
-    kernel directory, as ``nvcc -I kernels`` would (kernels/experimental/ includes the shared headers)."""
+    pointing at the right file and line. (kernels/experimental/ reaches the shared headers as "../x.cuh", so
+    every file also compiles as it is with nvcc.)"""
     path = Path(path).resolve()
     seen = set() if _seen is None else _seen
     seen.add(path)
@@ -59,8 +58,6 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
     last = 0
     for match in _LOCAL_INCLUDE.finditer(text):
         header = (path.parent / match.group(1)).resolve()
-        if not header.is_file():
-            header = (_include_root(path) / match.group(1)).resolve()
         pieces.append(text[last:match.start()])
         if header not in seen:
             if not header.is_file():
@@ -72,14 +69,6 @@ def inline_headers(path: Path, _seen: set | None = None) -> str:
         last = match.end()
     pieces.append(text[last:])
     return "".join(pieces)
-
-
-def _include_root(path: Path) -> Path:
-    """The kernel directory above ``path`` (the one holding ``experimental/``), else path's own folder."""
-    for parent in path.parents:
-        if (parent / "experimental").is_dir() and any(parent.glob("*.cu")):
-            return parent
-    return path.parent
 
 
 def source(source_file: str) -> str:
@@ -94,14 +83,12 @@ _lock = threading.Lock()
 _listed: dict = {}  # source file -> frozenset of its names in the table, for a check without a tuple scan
 
 
-def use_table(kernels: dict, options: tuple = BASE_OPTIONS) -> None:
-    """The instantiations to compile, by source file, and the NVRTC options (the registry's ``KERNELS`` and
-    ``COMPILE_OPTIONS``; the loader imports nothing of the package, so that no import cycle runs through it
-    and an installed copy loads on its own)."""
+def use_table(kernels: dict) -> None:
+    """The instantiations to compile, by source file (the registry's ``KERNELS``; the loader imports nothing
+    of the package, so that no import cycle runs through it and an installed copy loads on its own)."""
     _table.clear()
     _table.update(kernels)
     _listed.clear()
-    _options[:] = options
 
 
 _DTYPE_ARGUMENT = re.compile(r"<\s*(__half|__nv_bfloat16|float|double)\s*[,>]")
@@ -122,7 +109,7 @@ def _module(source_file: str, group: str, device_id: int, raw_module):
     module = _modules.get(key)
     if module is None:
         names = [n for n in _table[source_file] if dtype_group(n) == group]
-        module = raw_module(code=source(source_file), options=tuple(_options), name_expressions=names)
+        module = raw_module(code=source(source_file), options=COMPILE_OPTIONS, name_expressions=names)
         _modules[key] = module
     return module
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from typing import Callable, NamedTuple
 
-from ._defines import DEFINE_OPTIONS
 from . import _bias_sum, _conv_depthwise, _conv_direct, _conv_im2col, _loader, implicit_gemm, pad, pool
 from .experimental import bias_grad, depthwise_v2, gemm_1x1, igemm_nhwc, igemm_nhwc_dgrad, igemm_nhwc_wgrad
 from .experimental import pool_wide
@@ -146,5 +145,5 @@ BF16_NATIVE = Variant("bf16_native", _bf16_kernels(kernel_table()), lambda g, dt
 FAMILIES["bf16_native"] = (BF16_NATIVE,)
 VARIANTS = VARIANTS + (BF16_NATIVE,)
 KERNELS = kernel_table()
-COMPILE_OPTIONS = _loader.BASE_OPTIONS + DEFINE_OPTIONS  # the shared tunables as -D options (_defines)
-_loader.use_table(KERNELS, COMPILE_OPTIONS)
+COMPILE_OPTIONS = _loader.COMPILE_OPTIONS
+_loader.use_table(KERNELS)

@@ -31,13 +31,8 @@
 // runs the same items and every barrier (the tree is outside any per-thread condition). Offsets and unit
 // counts are 64-bit (a tensor, or a channel, may pass 2^31 elements); N, K, PQ and splits are int. An empty
 // channel (N*PQ == 0) sums to 0; L == 0 is never divided by.
-#include "common.cuh"
-
-// BG_THREADS (-D, from the kernel table, shared with the launcher): the largest block (the shared tree's size);
-// the launcher uses a power of two from 32 up to this.
-#if !defined(BG_THREADS)
-#error "BG_THREADS: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
-#endif
+#include "../common.cuh"
+#include "../tunables.cuh"  // BG_THREADS, the largest block (shared with the launcher)
 // Units each thread loads before adding them: 128 bytes per thread in flight on the 16-byte path.
 #define BG_UNROLL 8
 // Blocks per SM the register allocation must allow (__launch_bounds__): 4 x 256 threads, 64 registers.

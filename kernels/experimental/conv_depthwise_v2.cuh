@@ -30,18 +30,9 @@
 // conv_depthwise_v2_5x5.cu (5x5), so a network with one size compiles one file.
 #pragma once
 
-#include "common.cuh"
-#include "fast_divide.cuh"
-
-// From the kernel table (-D, shared with the launcher): DW2_ROWS, output rows per unit (7 divides every
-// ImageNet-style plane size: 112, 56, 28, 14, 7); DW2_VEC, elements per vector load of an input row;
-// DW2_THREADS, the block size of every launch (the wgrad block sum is sized for it); DW2_DGRAD_ROWS and
-// DW2_DGRAD_COLS, the gx rows and columns a stride-2 dgrad unit owns (rows even: the row phases repeat from
-// unit to unit).
-#if !defined(DW2_ROWS) || !defined(DW2_VEC) || !defined(DW2_THREADS) || !defined(DW2_DGRAD_ROWS) || \
-    !defined(DW2_DGRAD_COLS)
-#error "DW2_ROWS, DW2_VEC, DW2_THREADS, DW2_DGRAD_*: -D options from gpuconv/_cuda/_kernel_table.py DEFINES"
-#endif
+#include "../common.cuh"
+#include "../fast_divide.cuh"
+#include "../tunables.cuh"  // DW2_ROWS, DW2_VEC, DW2_THREADS, DW2_DGRAD_ROWS / _COLS (shared with the launcher)
 
 // VN elements of T, loaded or stored as one access (VN * sizeof(T) = 8 or 16 bytes).
 template <typename T, int VN>

@@ -15,7 +15,7 @@
 // and traps elsewhere below sm_80 (the host never launches these kernels there).
 #pragma once
 
-#include "implicit_gemm.cuh"
+#include "../implicit_gemm.cuh"
 
 namespace igemm {
 namespace nhwc {

@@ -23,9 +23,9 @@
 // thread (all in flight at once), a warp-shuffle block scan (2 barriers instead of 18), and V adjacent gx
 // written per thread with one store.
 
-#include "cp_async.cuh"
-#include "fast_divide.cuh"
-#include "pool.cu"
+#include "../cp_async.cuh"
+#include "../fast_divide.cuh"
+#include "../pool.cu"
 
 namespace gpuconv_pool_wide {
 

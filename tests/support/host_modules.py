@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import numpy
 
 from gpuconv._cuda import _runtime
-from gpuconv._cuda._defines import DEFINE_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,8 +103,6 @@ def cuda_modules_on_host(names: tuple, make_kernel, cublas=None):
 
 SHIM_DIR = ROOT / "tests" / "host_cuda"
 GXX_FLAGS = ("-std=c++20", "-O1", "-fPIC", "-pthread", "-Wall", "-Wno-unknown-pragmas", f"-I{SHIM_DIR}")
-# The kernels' tunables, as the loader passes them to NVRTC (-D options: gpuconv/_cuda/_defines.py).
-GXX_FLAGS += DEFINE_OPTIONS
 
 
 def host_compiler(build: Path) -> tuple:

@@ -45,7 +45,7 @@ from .._alloc import empty
 
 SOURCE = "experimental/bias_grad.cu"
 
-THREADS = DEFINES["BG_THREADS"]  # the kernel's shared tree's size, a power of two (a -D option of bias_grad.cu)
+THREADS = DEFINES["BG_THREADS"]  # the kernel's shared tree's size, a power of two (kernels/tunables.cuh)
 MIN_THREADS = 32
 SPLIT_BYTES = 128 * 1024  # most bytes of gy one block sums (see the module docstring)
 LANES = {numpy.dtype(numpy.float16): 8, numpy.dtype(numpy.float32): 4, numpy.dtype(numpy.float64): 2}

@@ -29,7 +29,7 @@ from .._launch import MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
 
 V2_SOURCES = {3: "experimental/conv_depthwise_v2.cu", 5: "experimental/conv_depthwise_v2_5x5.cu"}  # by filter size
 # Must equal the #defines of conv_depthwise_v2.cuh.
-V2_ROWS = DEFINES["DW2_ROWS"]  # conv_depthwise_v2.cuh's tunables, passed to it as -D options
+V2_ROWS = DEFINES["DW2_ROWS"]  # kernels/tunables.cuh, which the v2 kernels include
 V2_DGRAD_ROWS = DEFINES["DW2_DGRAD_ROWS"]
 V2_DGRAD_COLS = DEFINES["DW2_DGRAD_COLS"]
 V2_VEC = DEFINES["DW2_VEC"]
