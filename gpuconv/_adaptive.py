@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy
 
-from ._volume import _xp, compute_dtype, quiet
+from ._volume import _xp, compute_dtype, constant, quiet
 
 
 def windows(size: int, out: int):
@@ -53,12 +53,19 @@ def holders(size: int, out: int):
     return jdx, valid
 
 
+def _on(xp, kind: str, size: int, out: int):
+    """windows() or holders() (kind) on xp's device, copied there once per shape (see _volume.constant)."""
+    make = windows if kind == "windows" else holders
+    return tuple(constant(xp, (kind, size, out, i), lambda i=i: make(size, out)[i])
+                 for i in range(3 if kind == "windows" else 2))
+
+
 def _gather(xp, a, axis: int, idx, valid):
     """a with ``axis`` replaced by the blocks (rows, M) that idx names, and the mask broadcast to them."""
     rows, m = idx.shape
-    block = xp.take(a, xp.asarray(idx.reshape(-1)), axis=axis)
+    block = xp.take(a, idx.reshape(-1), axis=axis)
     block = block.reshape(a.shape[:axis] + (rows, m) + a.shape[axis + 1:])
-    mask = xp.asarray(valid).reshape((rows, m) + (1,) * (a.ndim - axis - 1))
+    mask = valid.reshape((rows, m) + (1,) * (a.ndim - axis - 1))
     return block, mask
 
 
@@ -69,10 +76,10 @@ def avg_fprop(x, out: tuple):
     a = x.astype(dt, copy=False)
     for axis in range(x.ndim - 1, 1, -1):
         size, o = a.shape[axis], out[axis - 2]
-        idx, valid, length = windows(size, o)
+        idx, valid, length = _on(xp, "windows", size, o)
         block, mask = _gather(xp, a, axis, idx, valid)
         total = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1) + dt.type(0)  # +0.0: -0.0 sums to +0.0
-        a = total / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (x.ndim - axis - 1))
+        a = total / length.astype(dt).reshape((o,) + (1,) * (x.ndim - axis - 1))
     return a.astype(x.dtype, copy=False)
 
 
@@ -84,9 +91,9 @@ def avg_bprop(gy, input_shape: tuple):
     g = gy.astype(dt, copy=False)
     for axis in range(2, gy.ndim):
         size, o = input_shape[axis], g.shape[axis]
-        _, _, length = windows(size, o)
-        g = g / xp.asarray(length.astype(dt)).reshape((o,) + (1,) * (gy.ndim - axis - 1))
-        jdx, valid = holders(size, o)
+        length = _on(xp, "windows", size, o)[2]
+        g = g / length.astype(dt).reshape((o,) + (1,) * (gy.ndim - axis - 1))
+        jdx, valid = _on(xp, "holders", size, o)
         block, mask = _gather(xp, g, axis, jdx, valid)
         g = xp.where(mask, block, dt.type(0)).sum(axis=axis + 1)
     return g.astype(gy.dtype, copy=False)
@@ -118,13 +125,13 @@ def max_fprop(x, out: tuple):
     vals = x.astype(compute_dtype(x.dtype), copy=False)  # exact: a max only moves values
     coords = []  # per reduced axis (innermost first): the input coordinate kept, shaped like vals
     for axis in range(x.ndim - 1, 1, -1):
-        idx, valid, _ = windows(vals.shape[axis], out[axis - 2])
+        idx, valid, _ = _on(xp, "windows", vals.shape[axis], out[axis - 2])
         block, mask = _gather(xp, vals, axis, idx, valid)
         pos = _pick(xp, block, mask, axis)
         vals = _take_picked(xp, block, pos, axis)
         # Coordinates already chosen along inner axes follow the pick; this axis's own is idx[i, pos].
         coords = [_take_picked(xp, _gather(xp, c, axis, idx, valid)[0], pos, axis) for c in coords]
-        here = xp.asarray(idx)[xp.arange(idx.shape[0]).reshape((-1,) + (1,) * (x.ndim - axis - 1)), pos]
+        here = idx[xp.arange(idx.shape[0]).reshape((-1,) + (1,) * (x.ndim - axis - 1)), pos]
         coords.append(here)
     flat = xp.zeros(vals.shape, dtype=numpy.int64)
     stride = 1

@@ -36,6 +36,12 @@ def _backend_for(kind, dtype):
     return _backend.get(kind, dtype)
 
 
+def _bias_grad_3d(kind, gy):
+    """grad_bias of a 3-d call: the backend's 2-d bias gradient over the (depth x height) rows as one axis."""
+    N, K, Z, P, Q = gy.shape
+    return _backend.get(kind, gy.dtype).conv2d_bias_grad(gy.reshape(N, K, Z * P, Q))
+
+
 def _raw_backend(kind):
     """The backend itself, for the compositions that convert 16-bit arrays to float32 on their own
     (``_volume``): through the proxy, their float32 intermediates would be rounded to bfloat16."""
@@ -109,7 +115,7 @@ def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation
             xk = _volume.pad3d(be, _volume.to_compute(x), c.mode_pads, c.padding_mode) if c.padded else x
             gw = _volume.cast(_volume.conv3d_wgrad(be, s, xk, gy), dtype)
         if mask[2]:
-            gb = _volume.cast(_volume.bias_grad(gy), dtype)
+            gb = _bias_grad_3d(c.kind, gy)
         return gx, gw, gb
     be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
@@ -159,7 +165,7 @@ def _conv_transpose_backward(op, nd, grad_output, input, weight, stride, padding
         if mask[1]:
             gw = _volume.cast(_volume.conv3d_wgrad(be, s, gy, x), dtype)
         if mask[2]:
-            gb = _volume.cast(_volume.bias_grad(gy), dtype)
+            gb = _bias_grad_3d(c.kind, gy)
         return gx, gw, gb
     be = _backend_for(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry

@@ -924,14 +924,6 @@ def max_pool2d_backward_call(op, grad_output, indices, input_shape) -> MaxPoolBa
 # --------------------------------------------------------------------------------- adaptive pooling
 
 
-def adaptive_windows(size: int, out: int) -> tuple:
-    """PyTorch's adaptive windows along one dimension: output i pools [floor(i*size/out),
-    ceil((i+1)*size/out)). Returns (starts, ends) as tuples of ints."""
-    starts = tuple((i * size) // out for i in range(out))
-    ends = tuple(-((-(i + 1) * size) // out) for i in range(out))
-    return starts, ends
-
-
 @dataclass(frozen=True)
 class AdaptiveCall:
     kind: str

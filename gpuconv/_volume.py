@@ -60,6 +60,26 @@ def cast(a, dtype):
     return a.astype(dtype, copy=False)
 
 
+_CONSTANTS: dict = {}  # (array module, device, key) -> a small read-only index / divisor array on that device
+
+
+def constant(xp, key, make):
+    """``make()``, a small NumPy array that depends on ``key`` alone, as an array of ``xp`` on its current
+    device: copied there once, so that a repeated call makes no host-to-device copy (a step a CUDA graph can
+    capture). Callers only read it."""
+    if xp is numpy:
+        return make()
+    from ._cuda import _runtime
+
+    k = (id(xp), _runtime.current().device_id(), key)
+    found = _CONSTANTS.get(k)
+    if found is None:
+        if len(_CONSTANTS) >= 4096:
+            _CONSTANTS.clear()
+        found = _CONSTANTS[k] = xp.asarray(make())
+    return found
+
+
 def compute_dtype(dtype) -> numpy.dtype:
     dtype = numpy.dtype(dtype)
     return numpy.dtype(numpy.float32) if dtype.itemsize == 2 else dtype
@@ -198,12 +218,6 @@ def conv3d_wgrad(be, spec, x, gy):
     return xp.ascontiguousarray(gw)
 
 
-@quiet
-def bias_grad(gy):
-    """gb (K,): gy (N, K, *spatial) summed over every axis but 1, in float32 for 16-bit types."""
-    return to_compute(gy).sum(axis=(0,) + tuple(range(2, gy.ndim)))
-
-
 # ------------------------------------------------------------------------------------ explicit padding
 
 
@@ -229,7 +243,8 @@ def pad3d(be, x, pads, mode):
         x = be.pad2d(x.reshape(N, C * D, H, W), pads[2:], mode)
         x = x.reshape(N, C, D, x.shape[-2], x.shape[-1])
     if front or back:
-        x = xp.take(x, xp.asarray(_depth_source(D, front, back, mode)), axis=2)
+        source = constant(xp, ("depth source", D, front, back, mode), lambda: _depth_source(D, front, back, mode))
+        x = xp.take(x, source, axis=2)
     return x
 
 
@@ -323,8 +338,12 @@ def _runs(filled, za, zb):
 def _sum_box_divisor(spec, xp, dtype):
     """The divisor of every 3-d average window, (Z, P, Q): divisor_override, or the product of the
     per-axis window lengths (clipped to the padded input, or to the input without count_include_pad)."""
+    return constant(xp, ("box divisor", spec, numpy.dtype(dtype).str), lambda: _box_divisor(spec, dtype))
+
+
+def _box_divisor(spec, dtype):
     if spec.divisor_override is not None:
-        return xp.asarray(numpy.full(spec.out, spec.divisor_override, dtype=dtype))
+        return numpy.full(spec.out, spec.divisor_override, dtype=dtype)
     lengths = []
     for size, out, k, s, p in zip(spec.size, spec.out, spec.kernel, spec.stride, spec.pad):
         start = numpy.arange(out, dtype=numpy.int64) * s - p
@@ -333,7 +352,7 @@ def _sum_box_divisor(spec, xp, dtype):
             start, end = numpy.maximum(start, 0), numpy.minimum(end, size)
         lengths.append(end - start)
     div = lengths[0][:, None, None] * lengths[1][None, :, None] * lengths[2][None, None, :]
-    return xp.asarray(div.astype(dtype))
+    return div.astype(dtype)
 
 
 @quiet
