@@ -31,11 +31,6 @@ def _pads2d(mode_pads, nd):
     return (0, 0) + tuple(mode_pads) if nd == 1 else tuple(mode_pads)
 
 
-def _backend_for(kind, dtype):
-    """The backend for a 1-d or 2-d call: bfloat16 gets the float32 proxy (see ``_backend.get``)."""
-    return _backend.get(kind, dtype)
-
-
 def _bias_grad_3d(kind, gy):
     """grad_bias of a 3-d call: the backend's 2-d bias gradient over the (depth x height) rows as one axis."""
     N, K, Z, P, Q = gy.shape
@@ -117,7 +112,7 @@ def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation
         if mask[2]:
             gb = _bias_grad_3d(c.kind, gy)
         return gx, gw, gb
-    be = _backend_for(c.kind, input.dtype)
+    be = _backend.get(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
     pads = _pads2d(c.mode_pads, nd)
     if mask[0]:
@@ -143,7 +138,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     if nd == 3:
         y = _volume.conv3d_dgrad(_raw_backend(c.kind), s, x, weight, bias)
         return _unbatch(_volume.cast(y, input.dtype), c.unbatched)
-    y = _backend_for(c.kind, input.dtype).conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
+    y = _backend.get(c.kind, input.dtype).conv2d_dgrad(c.geometry, _as_plane(x, nd), _as_plane(weight, nd), bias)
     return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
@@ -167,7 +162,7 @@ def _conv_transpose_backward(op, nd, grad_output, input, weight, stride, padding
         if mask[2]:
             gb = _bias_grad_3d(c.kind, gy)
         return gx, gw, gb
-    be = _backend_for(c.kind, input.dtype)
+    be = _backend.get(c.kind, input.dtype)
     x, gy, w, g = _as_plane(x, nd), _as_plane(gy, nd), _as_plane(weight, nd), c.geometry
     if mask[0]:
         gx = _unbatch(_from_plane(be.conv2d_fprop(g, gy, w), nd), c.unbatched)
