@@ -9,6 +9,7 @@
 // Every array is contiguous. Sums run in Accumulator<T>::type (float for __half), in a fixed order:
 // results are bitwise reproducible.
 #include "common.cuh"
+#include "dgrad_gather.cuh"
 
 // y[n, k, p, q] = bias[k] + sum over c < Cg, r < R, s < S of
 //     x[n, g*Cg + c, p*stride_h - pad_top + r*dil_h, q*stride_w - pad_left + s*dil_w] * w[k, c, r, s]
@@ -49,11 +50,10 @@ __global__ void conv2d_fprop_direct(const T* __restrict__ x, const T* __restrict
     }
 }
 
-// gx[n, c, h, col] = bias[c] + sum over taps (r, s) and output channels k of c's group of
-//     gy[n, k, p, q] * w[k, c - g*Cg, r, s],  where h == p*stride_h - pad_top + r*dil_h and
-//     col == q*stride_w - pad_left + s*dil_w for some 0 <= p < P, 0 <= q < Q
-// (bias null: no bias term). It is the adjoint of fprop in x, and a transposed convolution's forward.
-// A gather: for each tap the one (p, q) that reads (h, col) comes in closed form (output_coordinate).
+// gx[n, c, h, col] = dgrad_gather(...) (dgrad_gather.cuh): bias[c] + the sum over the taps (r, s) and the
+// output channels k of c's group of gy[n, k, p, q] * w[k, c - g*Cg, r, s] for the (p, q) that read (h, col).
+// It is the adjoint of fprop in x, and a transposed convolution's forward. A gather: for each tap the one
+// (p, q) that reads (h, col) comes in closed form (output_coordinate).
 // Threads: one per element of gx (N*C*H*W, w fastest), grid-stride loop.
 // Bounds: p in [0, P), q in [0, Q), and the stride divides the offset, before each read of gy.
 template <typename T>
@@ -71,24 +71,8 @@ __global__ void conv2d_dgrad_direct(const T* __restrict__ gy, const T* __restric
         const int h = (int)((i / W) % H);
         const int c = (int)((i / ((index_t)H * W)) % C);
         const int n = (int)(i / ((index_t)C * H * W));
-        const int g = c / Cg;
-        const int c_in_group = c - g * Cg;
-        typename A::type acc = bias_or_zero(bias, c);
-        for (int r = 0; r < R; ++r) {
-            const int p = output_coordinate(h, r, stride_h, pad_top, dil_h, P);
-            if (p < 0) continue;
-            for (int s = 0; s < S; ++s) {
-                const int q = output_coordinate(col, s, stride_w, pad_left, dil_w, Q);
-                if (q < 0) continue;
-                for (int kk = 0; kk < Kg; ++kk) {
-                    const int k = g * Kg + kk;
-                    const index_t gy_index = (((index_t)n * K + k) * P + p) * Q + q;
-                    const index_t w_index = (((index_t)k * Cg + c_in_group) * R + r) * S + s;
-                    acc += A::load(gy[gy_index]) * A::load(w[w_index]);
-                }
-            }
-        }
-        gx[i] = A::store(acc);
+        gx[i] = A::store(dgrad_gather(gy, w, bias, n, c, h, col, Cg, Kg, K, R, S, P, Q, stride_h, stride_w,
+                                      pad_top, pad_left, dil_h, dil_w));
     }
 }
 

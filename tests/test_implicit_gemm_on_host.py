@@ -21,6 +21,11 @@ from 8 to 136 (partial tiles on both edges), 1 to 4 splits (the last one partial
 reduction. "nhwc_dgrad" runs the opt-in channels-last dgrad (kernels/implicit_gemm_nhwc_dgrad.cu): every
 tile on strided geometries (3x3/2, 4x4/2 with a negative right pad as in a transposed conv, 2x2/2, 3x3/3
 dilation 2 whose phases have 0..2 taps, 5x3/(2,3) dilated with K = 40) and on one stride-1 geometry.
+
+"nonfinite" (issue 14, class 2): the NCHW dgrads (simt, mma half, TF32) and the channels-last dgrad with a NaN
+or an infinite weight. Each kernel alone must get NaNs wrong (it multiplies padding zeros by the weight: the
+case shows the bug), and after the experimental repair (kernels/experimental/dgrad_nonfinite.cu, feature
+dgrad_nonfinite) gx must have the reference's NaNs and infinities exactly and its finite values within tol.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def emulator(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("kind", ["simt", "mma", "mma_bf16", "nhwc", "nhwc_wgrad", "nhwc_dgrad"])
+@pytest.mark.parametrize("kind", ["simt", "mma", "mma_bf16", "nhwc", "nhwc_wgrad", "nhwc_dgrad", "nonfinite"])
 def test_implicit_gemm_kernels_match_the_float64_reference(emulator, kind):
     run = subprocess.run([str(emulator), kind], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("all ok"), run.stdout[-3000:] + run.stderr[-2000:]

@@ -113,6 +113,12 @@ def variant_for(family: str, problem, dtype, pass_name: str):
     return found
 
 
+def dgrad_repair(variant, g, dtype, config):
+    """The variant that follows ``variant``'s dgrad (the "dgrad_repair" family, where the configuration allows
+    it and ``variant`` has ``zero_times_weight``), or None."""
+    return first("dgrad_repair", g, dtype, "dgrad_repair", config) if variant.zero_times_weight else None
+
+
 def _supports(name: str, g, dtype, pass_name: str, config) -> bool:
     return first(name, g, dtype, pass_name, config) is not None
 

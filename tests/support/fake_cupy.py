@@ -64,7 +64,7 @@ _DEVICE = Device(0)
 
 
 # ndarray methods for which CuPy launches a kernel of its own (a reduction, a cast, a copy): recorded.
-_KERNEL_METHODS = frozenset({"sum", "astype", "fill", "copy", "ravel", "flatten", "max", "min", "cumsum",
+_KERNEL_METHODS = frozenset({"sum", "all", "astype", "fill", "copy", "ravel", "flatten", "max", "min", "cumsum",
                              "argsort", "mean"})
 
 
@@ -329,8 +329,8 @@ def _library(name: str, launches: bool = True):
 
 
 # Used by the compositions outside gpuconv/_cuda (the 3-d and adaptive ops): CuPy's own operations.
-take, array, full, ones, where, argmax, take_along_axis = (
-    _library(n) for n in ("take", "array", "full", "ones", "where", "argmax", "take_along_axis"))
+take, array, full, ones, where, argmax, take_along_axis, isfinite = (
+    _library(n) for n in ("take", "array", "full", "ones", "where", "argmax", "take_along_axis", "isfinite"))
 flip, expand_dims, broadcast_to = (_library(n, launches=False) for n in ("flip", "expand_dims", "broadcast_to"))
 
 

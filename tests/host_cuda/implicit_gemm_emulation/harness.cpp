@@ -9,6 +9,8 @@
 #include "implicit_gemm_nhwc.cu"
 #include "implicit_gemm_nhwc_wgrad.cu"
 #include "implicit_gemm_nhwc_dgrad.cu"
+#include "experimental/dgrad_nonfinite.cu"
+#include <memory>
 #include <random>
 #include <type_traits>
 #include <string>
@@ -331,6 +333,119 @@ static int nhwc_dgrad_main() {
     return failures != 0;
 }
 
+// Issue 14, class 2: a NaN or infinite weight. The dgrads above stage zeros for the taps that reach a pixel
+// only through padding and multiply them by the weight, so such a weight makes NaN there where the reference
+// (only the taps that hit, as PyTorch) has a finite value or an infinity. The experimental repair
+// (experimental/dgrad_nonfinite.cu) recomputes the NaN pixels of the channels with a non-finite weight; after
+// it, gx must have the reference's NaNs exactly, its infinities, and its finite values within tol. The check
+// also asserts that the kernel alone gets the NaNs wrong on these cases (else the case proves nothing).
+static void nonfinite_weights(std::vector<double>& wd, const Geo& g, double bad) {
+    int Cg = g.C / g.groups;
+    wd[(size_t)(g.R - 1) * g.S + g.S - 1] = bad;                          // w[0, 0, R-1, S-1]
+    wd[(((size_t)(g.K - 1) * Cg + Cg - 1) * g.R) * g.S] = bad;              // w[K-1, Cg-1, 0, 0]
+}
+template <typename T>
+static void check_repair(const char* kernel, const Geo& g, const std::vector<T>& gy, const std::vector<T>& w,
+                         const std::vector<T>& bc, std::vector<T> gx, const std::vector<double>& gx_ref, double tol,
+                         const std::string& label) {
+    auto wrong_nans = [&](const std::vector<double>& got) {
+        size_t n = 0;
+        for (size_t i = 0; i < got.size(); ++i) n += std::isnan(got[i]) != std::isnan(gx_ref[i]);
+        return n;
+    };
+    size_t before = wrong_nans(back(gx));
+    int Cg = g.C / g.groups, Kg = g.K / g.groups;
+    std::unique_ptr<bool[]> finite(new bool[g.C]);
+    for (int c = 0; c < g.C; ++c) {
+        finite[c] = true;
+        int grp = c / Cg, ci = c - grp * Cg;
+        for (int k = grp * Kg; k < (grp + 1) * Kg; ++k)
+            for (int t = 0; t < g.R * g.S; ++t)
+                finite[c] = finite[c] && std::isfinite((double)Accumulator<T>::load(w[((size_t)k * Cg + ci) * g.R * g.S + t]));
+    }
+    launch(dim3{3, 1, 1}, [&] {  // 3 blocks: the loop over the N*C planes wraps
+        conv2d_dgrad_nonfinite_repair<T>(gy.data(), w.data(), bc.data(), finite.get(), gx.data(), SIZES);
+    });
+    auto got = back(gx);
+    size_t after = wrong_nans(got), wrong_inf = 0, ref_inf = 0, ref_nan = 0;
+    double err = 0, scale = 1e-30;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (std::isinf(gx_ref[i])) { wrong_inf += got[i] != gx_ref[i]; ++ref_inf; continue; }
+        if (std::isnan(gx_ref[i])) { ++ref_nan; continue; }
+        scale = std::max(scale, std::fabs(gx_ref[i]));
+        double e = std::fabs(got[i] - gx_ref[i]);
+        if (!(e <= err)) err = e;
+    }
+    bool ok = before > 0 && after == 0 && wrong_inf == 0 && err <= tol * scale;
+    if (!ok) ++failures;
+    printf("repair %-36s %-18s reference NaN/inf %3zu/%3zu; NaNs wrong %2zu -> %zu, infinities wrong %zu, "
+           "max|err|/max|ref| = %.2e %s\n", label.c_str(), kernel, ref_nan, ref_inf, before, after, wrong_inf,
+           err / scale, ok ? "ok" : "FAIL");
+}
+
+// The NCHW implicit-GEMM dgrad (simt, mma half, TF32) with a non-finite weight, then the repair.
+template <typename T, int BM, int BN, int STAGES, bool MMA>
+static void run_nonfinite(const Geo& g, const std::string& label, double bad, double tol) {
+    int Cg = g.C / g.groups;
+    auto wd = rnd((size_t)g.K * Cg * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q), cbd = rnd(g.C);
+    nonfinite_weights(wd, g, bad);
+    auto w = cast<T>(wd), gy = cast<T>(gyd), bc = cast<T>(cbd);
+    wd = back(w); gyd = back(gy); cbd = back(bc);
+    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
+    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    std::vector<T> gx(gx_ref.size(), from_float<T>(NAN));
+    long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
+    dim3 grid{(unsigned)cdiv(maxM, BM), (unsigned)cdiv(Cg, BN), (unsigned)(g.groups * g.sh * g.sw)};
+    launch(grid, [&] {
+        if constexpr (MMA) conv2d_dgrad_implicit_gemm_mma<T, BM, BN, STAGES>(gy.data(), w.data(), bc.data(), gx.data(), SIZES);
+        else conv2d_dgrad_implicit_gemm_simt<T, BM, BN, STAGES>(gy.data(), w.data(), bc.data(), gx.data(), SIZES);
+    });
+    std::string kernel = std::string(MMA ? "mma<" : "simt<") + type_name<T>() + ">" + (std::isnan(bad) ? " NaN" : " inf");
+    check_repair(kernel.c_str(), g, gy, w, bc, gx, gx_ref, tol, label);
+}
+
+// The same for the experimental channels-last dgrad (groups 1, C and K multiples of 8).
+static void run_nonfinite_nhwc(const Geo& g, const std::string& label, double bad) {
+    auto wd = rnd((size_t)g.K * g.C * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q), cbd = rnd(g.C);
+    nonfinite_weights(wd, g, bad);
+    auto w = cast<__half>(wd), gy = cast<__half>(gyd), bc = cast<__half>(cbd);
+    wd = back(w); gyd = back(gy); cbd = back(bc);
+    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
+    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    auto gyh = host_to_nhwc(gy, g.N, g.K, g.P * g.Q), wt = host_to_nhwc(w, 1, g.K, g.C * g.R * g.S);
+    std::vector<__half> gx(gx_ref.size(), from_float<__half>(NAN));
+    long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
+    dim3 grid{(unsigned)cdiv(maxM, 64), (unsigned)cdiv(g.C, 64), (unsigned)(g.sh * g.sw)};
+    launch(grid, [&] {
+        conv2d_dgrad_implicit_gemm_nhwc<__half, 64, 64, 4>(gyh.data(), wt.data(), bc.data(), gx.data(), g.N, g.C, g.H,
+                                                           g.W, g.K, g.R, g.S, g.P, g.Q, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw);
+    });
+    std::string kernel = std::string("nhwc_dgrad<half>") + (std::isnan(bad) ? " NaN" : " inf");
+    check_repair(kernel.c_str(), g, gy, w, bc, gx, gx_ref, NHWC_TOL, label);
+}
+
+static int nonfinite_main() {
+    std::vector<std::pair<std::string, Geo>> cases = {
+        // N  C  H  W   K  R  S  sh sw pt pb pl pr dh dw groups
+        {"3x3 pad1",                make({2, 5, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1})},
+        {"5x3/2,3 dil2,1 asym pad", make({2, 4, 11, 10, 5, 5, 3, 2, 3, 3, 1, 0, 2, 2, 1, 1})},
+        {"groups3 4x4/2 tconv-ish", make({1, 6, 9, 8, 9, 4, 4, 2, 2, 1, 0, 1, -1, 1, 1, 3})},
+    };
+    for (double bad : {(double)NAN, (double)INFINITY}) {
+        for (auto& [label, g] : cases) {
+            run_nonfinite<float, 64, 64, 3, false>(g, label, bad, 1e-5);
+            run_nonfinite<__half, 64, 64, 2, true>(g, label, bad, 2e-2);
+            run_nonfinite<float, 64, 64, 2, true>(g, label, bad, 1e-5);
+        }
+        run_nonfinite_nhwc(make({2, 16, 10, 12, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1}), "nhwc 3x3 s2 pad1 C16 K24 10x12", bad);
+        run_nonfinite_nhwc(make({2, 16, 7, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}), "nhwc 3x3 s1 pad1 C16 K24", bad);
+    }
+    printf("%s\n", failures ? "FAILURES" : "all ok");
+    return failures != 0;
+}
+
 // bfloat16 inputs (the reference uses the same rounded values), float32 accumulation, one bfloat16 rounding of
 // the output: at most 2^-8 of |y| (8 significant bits, round to nearest), plus float32 sums in another order;
 // a quarter more leaves room for the latter (a kernel whose mma reads the bfloat16 fragments as float16 fails
@@ -350,6 +465,7 @@ int main(int argc, char** argv) {
     if (only == "nhwc") return nhwc_main();
     if (only == "nhwc_wgrad") return nhwc_wgrad_main();
     if (only == "nhwc_dgrad") return nhwc_dgrad_main();
+    if (only == "nonfinite") return nonfinite_main();
     if (only == "big") {
         Geo g = make({2, 9, 12, 12, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1});
         run<float, 128, 128, 3, false>(g, "K130 M288", 1e-5);
