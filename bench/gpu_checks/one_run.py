@@ -24,7 +24,8 @@ The steps, and what a variant needs to pass (DESIGN.md, "Verified and experiment
                 faster than the off runs beyond their spread: geometric mean new/old < 1 - largest spread
 A variant that passes everything is PROMOTE (move its files out of experimental/, drop its feature= in
 gpuconv/_cuda/_registry.py); one that fails a check is FAIL (fix or delete); correct but not faster is SLOWER
-(delete, or keep opt-in with the numbers in bench/notes/history.md). The verified kernels changed since their
+(delete, or keep opt-in with the numbers in bench/notes/history.md). A repair (REPAIRS: a feature that fixes a
+wrong answer) is PROMOTE when correct and no more than its budget slower, else COSTLY. The verified kernels changed since their
 last GPU run (CHANGED_VERIFIED) get the correctness steps only: OK or REGRESSION.
 
 Outputs (7 files, the device tool returns 8): summary.md (the verdicts, the side-by-side timing table, step
@@ -58,7 +59,12 @@ FEATURE_CHECKS = {
     "depthwise_v2": r"depthwise_v2 ",
     "gemm_1x1": r"gemm_1x1 ",
     "bias_grad": r"grad_bias bias_grad ",
+    "dgrad_nonfinite": r"dgrad_nonfinite ",
 }
+# Features that fix a wrong answer rather than speed one up (issue 14's repair of the dgrads that multiply padding
+# zeros by the weight): promoted when correct and their rows' geometric mean new/old stays within 1 + this
+# budget (or the old runs' spread, if larger); costlier is COSTLY (make it cheaper, or keep it opt-in).
+REPAIRS = {"dgrad_nonfinite": 0.05}
 # Features with kernels but no launcher yet, so nothing on a GPU can run them through gpuconv: bf16_native
 # (bfloat16 runs through float32 until its kernels are wired into the launchers; the host tests cover them).
 # Wiring them comes before a GPU check can judge them.
@@ -79,10 +85,11 @@ PYTEST_FEATURE_TESTS = {
     "depthwise_v2": r"cupy-depthwise|depthwise.*cupy",
     "gemm_1x1": r"cupy-im2col|test_gpu_gemm_1x1\.py",
     "bias_grad": r"(conv2d|conv_transpose2d)_backward.*cupy|test_gpu_bias_grad\.py",
+    "dgrad_nonfinite": r"test_reliability_nonfinite\.py|cupy-(implicit_gemm|depthwise)",
 }
 PYTEST_FILES = ("tests/test_conv2d.py", "tests/test_conv_transpose2d.py", "tests/test_max_pool2d.py",
                 "tests/test_avg_pool2d.py", "tests/test_gpu_bias_grad.py", "tests/test_gpu_gemm_1x1.py",
-                "tests/test_gpu_igemm_nhwc.py", "tests/test_gpu_igemm_nhwc_wgrad.py")
+                "tests/test_gpu_igemm_nhwc.py", "tests/test_gpu_igemm_nhwc_wgrad.py", "tests/test_reliability_nonfinite.py")
 # grad_bias runs in every conv backward: rows no other experimental variant touches (the stem's C = 3 takes no
 # channels-last kernel; the NHWC variants are float16 only). A row two switched-on variants touch counts for both.
 BIAS_GRAD_ROWS = (("resnet50_conv1", "float32"), ("resnet50_conv1", "float16"), ("resnet50_l1_3x3", "float32"))
@@ -319,6 +326,9 @@ def main(argv=None) -> int:
             verdict = "FAIL: " + "; ".join(problems)
         elif ratio is None:
             verdict = "CORRECT, NOT TIMED"
+        elif feature in REPAIRS:
+            budget = max(REPAIRS[feature], spread)
+            verdict = f"PROMOTE (a repair, within {budget:.0%})" if ratio <= 1 + budget else f"COSTLY (over {budget:.0%})"
         elif ratio < 1 - spread:
             verdict = "PROMOTE"
         else:

@@ -160,9 +160,11 @@ class Runner:
             self.xp.cuda.get_current_stream().synchronize()
 
     # --- one check
-    def check(self, name, dtype_label, fn, inputs, *, env=None, patches=(), tol=None, exact=(), nan_ok=False):
+    def check(self, name, dtype_label, fn, inputs, *, env=None, patches=(), tol=None, exact=(), nan_ok=False,
+              nonfinite_exact=False):
         """fn(*arrays) -> tuple of arrays (None allowed). inputs: NumPy arrays (None allowed).
-        exact: indices of outputs compared bitwise with the reference instead of within tol."""
+        exact: indices of outputs compared bitwise with the reference instead of within tol.
+        nonfinite_exact: every output has the reference's NaNs and infinities exactly (finite values within tol)."""
         full = f"{name} [{dtype_label}]"
         if self.only and not re.search(self.only, full):
             return
@@ -202,6 +204,8 @@ class Runner:
                     if not numpy.array_equal(g1, r, equal_nan=True):
                         problems.append(f"out{i}: differs from NumPy in {_count_diff(g1, r)} elements (exact)")
                     continue
+                if nonfinite_exact:
+                    problems += [f"out{i}: {p}" for p in _nonfinite_mismatch(g1, r)]
                 err, bad_nan = _rel_err(g1, r)
                 errs.append(err)
                 if bad_nan and not nan_ok:
@@ -241,6 +245,15 @@ def _as_tuple(x):
 def _count_diff(a, b):
     both_nan = numpy.isnan(a) & numpy.isnan(b) if a.dtype.kind == "f" else numpy.zeros(a.shape, bool)
     return int(((a != b) & ~both_nan).sum())
+
+
+def _nonfinite_mismatch(got, ref):
+    """Where got's NaNs or infinities differ from ref's, as problem lines (none: the same)."""
+    g, r = got.astype(numpy.float64), ref.astype(numpy.float64)
+    nans = int((numpy.isnan(g) != numpy.isnan(r)).sum())
+    infs = int((numpy.isinf(r) & (g != r)).sum() + (numpy.isinf(g) & ~numpy.isinf(r)).sum())
+    return ([f"{nans} NaN positions differ from NumPy's"] if nans else []) + (
+        [f"{infs} infinities differ from NumPy's"] if infs else [])
 
 
 def _rel_err(got, ref):
@@ -640,6 +653,69 @@ def pad_mode_checks(runner, rng, dtypes, small):
                              conv_fn(kwargs, padding_mode=mode), inputs, env={"GPUCONV_CONV_ALGO": algo})
 
 
+# Issue 14: a NaN or infinite weight. The implicit-GEMM and depthwise dgrads multiply padding zeros by the weight
+# (NaN where PyTorch adds nothing); the experimental repair (feature dgrad_nonfinite) recomputes those pixels.
+# grad_input and a transposed conv's output must carry the NumPy path's NaNs and infinities exactly (PyTorch's:
+# tests/test_reliability_nonfinite.py). (label, N, C, H, W, K, R, S, kwargs, algos, small): groups == C takes
+# the depthwise kernels; float64 reaches the repair only through them.
+DGRAD_NONFINITE_ENV = {"GPUCONV_UNVERIFIED": "dgrad_nonfinite"}
+DGRAD_NONFINITE_GEOMS = (
+    ("3x3 pad1 C16 K24", 2, 16, 9, 11, 24, 3, 3, dict(padding=1), ("implicit_gemm", "tf32"), True),
+    ("3x3/2 pad1 C32 K16", 2, 32, 10, 12, 16, 3, 3, dict(stride=2, padding=1), ("implicit_gemm",), False),
+    ("5x3 dil2 pad(3,1) C8 K40", 1, 8, 11, 10, 40, 5, 3, dict(padding=(3, 1), dilation=(2, 1)), ("implicit_gemm",),
+     False),
+    ("depthwise 3x3 pad1 C8", 2, 8, 9, 11, 8, 3, 3, dict(padding=1, groups=8), ("depthwise",), True),
+    ("depthwise 3x3/2 pad1 C8 m2", 2, 8, 10, 12, 16, 3, 3, dict(stride=2, padding=1, groups=8), ("depthwise",), False),
+)
+
+
+def grad_input_fn(kwargs):
+    def fn(x, w, gy):
+        return gpuconv.conv2d_backward(gy, x, w, output_mask=(True, False, False), **kwargs)[0]
+    return fn
+
+
+def _algo_env(algo):
+    if algo == "tf32":
+        return {"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_ALLOW_TF32": "1"}
+    return {"GPUCONV_CONV_ALGO": algo}
+
+
+def dgrad_nonfinite_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, K, R, S, kwargs, algos, in_small in DGRAD_NONFINITE_GEOMS:
+        if small and not in_small:
+            continue
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            for algo in algos:
+                if (algo == "tf32" and dname != "float32") or (algo == "implicit_gemm" and dname == "float64"):
+                    continue
+                x, w, _, gy = conv_inputs(rng, dtype, N, C, H, W, K, R, S, kwargs)
+                env = {**DGRAD_NONFINITE_ENV, **_algo_env(algo)}
+                tol = TOL["tf32"] if algo == "tf32" else None
+                runner.check(f"conv2d_backward grad_input dgrad_nonfinite {label} finite weights algo={algo}", dname,
+                             grad_input_fn(kwargs), [x, w, gy], env=env, tol=tol)
+                for bad in (numpy.nan, numpy.inf):
+                    wb = w.copy()
+                    wb[0, 0, R - 1, S - 1] = bad
+                    wb[-1, -1, 0, 0] = -bad
+                    runner.check(f"conv2d_backward grad_input dgrad_nonfinite {label} {bad} weight algo={algo}", dname,
+                                 grad_input_fn(kwargs), [x, wb, gy], env=env, tol=tol, nan_ok=True,
+                                 nonfinite_exact=True)
+    for dname in dtypes:  # a transposed convolution's forward is a dgrad plus the bias
+        if dname == "float64":
+            continue
+        dtype = DTYPES[dname]
+        kwargs = dict(stride=2, padding=1)
+        x, w, b = rand(rng, (2, 16, 5, 6), dtype), rand(rng, (16, 8, 4, 4), dtype), rand(rng, (8,), dtype)
+        w[0, 0, 3, 3] = numpy.inf
+        w[-1, -1, 0, 0] = numpy.nan
+        runner.check("conv_transpose2d dgrad_nonfinite 4x4/2 pad1 inf and NaN weights algo=implicit_gemm", dname,
+                     lambda x, w, b: gpuconv.conv_transpose2d(x, w, b, **kwargs), [x, w, b],
+                     env={**DGRAD_NONFINITE_ENV, "GPUCONV_CONV_ALGO": "implicit_gemm"}, nan_ok=True,
+                     nonfinite_exact=True)
+
+
 # ------------------------------------------------------------------------------------ pool checks
 
 
@@ -783,6 +859,7 @@ def main(argv=None) -> int:
     depthwise_v2_checks(runner, rng, dtypes, args.small)
     gemm_1x1_checks(runner, rng, dtypes, args.small)
     bias_grad_checks(runner, rng, dtypes, args.small)
+    dgrad_nonfinite_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

@@ -30,12 +30,16 @@ def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W): the gradient of conv2d in its input, plus bias[c] (a transposed conv's forward); a
     dgrad that multiplies padding zeros by the weight is followed by its repair where that is turned on."""
     with gy.device:
-        gy, w, bias = _contiguous(gy, w, bias)
-        config = _config.current()
-        variant = _algo.conv_variant(g, gy.dtype, "dgrad", config, (gy, w, bias))
-        gx = variant.run["dgrad"](g, gy, w, bias)
-        repair = _algo.dgrad_repair(variant, g, gy.dtype, config)
-        return gx if repair is None else repair.run["dgrad_repair"](g, gy, w, bias, gx)
+        return dgrad_contiguous(g, *_contiguous(gy, w, bias))
+
+
+def dgrad_contiguous(g, gy, w, bias):
+    """conv2d_dgrad on contiguous arrays of the current device: the chosen variant, then its repair."""
+    config = _config.current()
+    variant = _algo.conv_variant(g, gy.dtype, "dgrad", config, (gy, w, bias))
+    gx = variant.run["dgrad"](g, gy, w, bias)
+    repair = _algo.dgrad_repair(variant, g, gy.dtype, config)
+    return gx if repair is None else repair.run["dgrad_repair"](g, gy, w, bias, gx)
 
 
 def conv2d_wgrad(g, x, gy):

@@ -22,8 +22,8 @@ from support.host_modules import host_compiler
 
 CTYPES = {numpy.dtype(numpy.float16): "__half", numpy.dtype(numpy.float32): "float",
           numpy.dtype(numpy.float64): "double"}
-# Every element type a host kernel may take: CTYPES and the experimental bfloat16 (bf16_native).
-ELEMENT_TYPES = {**CTYPES, numpy.dtype(ml_dtypes.bfloat16): "__nv_bfloat16"}
+# Every element type a host kernel may take: CTYPES, the experimental bfloat16 (bf16_native), and flags.
+ELEMENT_TYPES = {**CTYPES, numpy.dtype(ml_dtypes.bfloat16): "__nv_bfloat16", numpy.dtype(numpy.bool_): "bool"}
 ACC = {"__half": "float", "float": "float", "double": "double", "__nv_bfloat16": "float"}
 SCALAR_TYPES = {"i": numpy.int32, "q": numpy.int64}
 
@@ -35,13 +35,18 @@ PRELUDE = '#include "cuda_fp16.h"\n#undef __launch_bounds__\n#define __launch_bo
 class Signatures:
     """The kernels' parameters. ``params``: kernel -> (pointer parameters, scalar parameter types: 'i' int,
     'q' long long). ``acc_pointers``: kernel -> indices of the pointer parameters of the accumulator type
-    (float for __half) instead of T. ``syncthreads``: the kernels that call __syncthreads."""
+    (float for __half) instead of T. ``syncthreads``: the kernels that call __syncthreads. ``fixed_pointers``:
+    kernel -> {pointer index: its C type, whatever T} (a ``const bool*`` of flags)."""
 
     params: dict
     acc_pointers: dict = field(default_factory=dict)
     syncthreads: frozenset = frozenset()
+    fixed_pointers: dict = field(default_factory=dict)
 
     def pointer_type(self, kernel: str, i: int, ctype: str) -> str:
+        fixed = self.fixed_pointers.get(kernel, {})
+        if i in fixed:
+            return fixed[i]
         return ACC[ctype] if i in self.acc_pointers.get(kernel, ()) else ctype
 
     def call_arguments(self, kernel: str, ctype: str) -> list:
