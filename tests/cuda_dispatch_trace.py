@@ -42,7 +42,7 @@ ENVIRONMENTS = (
     ("tf32", {"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_ALLOW_TF32": "1"}),
     ("igemm_reference", {"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_IGEMM_REFERENCE": "1"}),
     ("poison", {"GPUCONV_POISON": "1"}),
-    ("unverified", {"GPUCONV_UNVERIFIED": "igemm_nhwc,nhwc_wgrad,nhwc_dgrad,pool_wide,depthwise_v2,bias_grad,dgrad_nonfinite"}),
+    ("unverified", {"GPUCONV_UNVERIFIED": "igemm_nhwc,nhwc_wgrad,nhwc_dgrad,pool_wide,depthwise_v2,bias_grad,nonfinite_weights"}),
 )
 
 # conv2d problems: (name, x shape, w shape, keyword arguments). Sizes span the auto rule's branches: tiny

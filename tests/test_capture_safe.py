@@ -26,7 +26,7 @@ ENVIRONMENTS = {
     "depthwise": {"GPUCONV_CONV_ALGO": "depthwise"},
     "tf32": {"GPUCONV_CONV_ALGO": "implicit_gemm", "GPUCONV_ALLOW_TF32": "1"},
     # every experimental variant but gemm_1x1, whose cuBLAS calls the recording runtime does not model
-    "experimental": {"GPUCONV_UNVERIFIED": "igemm_nhwc,nhwc_wgrad,nhwc_dgrad,pool_wide,depthwise_v2,bias_grad,dgrad_nonfinite"},
+    "experimental": {"GPUCONV_UNVERIFIED": "igemm_nhwc,nhwc_wgrad,nhwc_dgrad,pool_wide,depthwise_v2,bias_grad,nonfinite_weights"},
 }
 
 

@@ -24,8 +24,9 @@ dilation 2 whose phases have 0..2 taps, 5x3/(2,3) dilated with K = 40) and on on
 
 "nonfinite" (issue 14, class 2): the NCHW dgrads (simt, mma half, TF32) and the channels-last dgrad with a NaN
 or an infinite weight. Each kernel alone must get NaNs wrong (it multiplies padding zeros by the weight: the
-case shows the bug), and after the experimental repair (kernels/experimental/dgrad_nonfinite.cu, feature
-dgrad_nonfinite) gx must have the reference's NaNs and infinities exactly and its finite values within tol.
+case shows the bug), and after the experimental repair (kernels/experimental/nonfinite_weights.cu, feature
+nonfinite_weights) gx must have the reference's NaNs and infinities exactly and its finite values within tol.
+The NCHW forwards with the same weights must already have PyTorch's NaNs (its zero padding times the weight).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ flipped filter) multiplied padding zeros by the bad tap: 36 NaNs where PyTorch h
 and NaNs from an Inf weight where PyTorch has none. Checked against PyTorch in float64: the same NaN
 positions, the same values elsewhere, for the forward and all three gradients.
 
-The GPU rows (cupy backends; skipped without a GPU) check the input gradient and the transposed convolution's
-forward (the dgrad kernels) in float32 and float16 against PyTorch. The implicit-GEMM and depthwise dgrads
-multiply padding zeros by the weight (test_implicit_gemm_on_host.py, "nonfinite"); their repair is the
-experimental feature dgrad_nonfinite, so those rows xfail unless GPUCONV_UNVERIFIED turns it on (the one-run
-GPU check runs the tables with it on).
+The GPU rows (cupy backends; skipped without a GPU) check the forward, the input gradient and the transposed
+convolution's forward in float32 and float16 against PyTorch. The implicit-GEMM and depthwise dgrads multiply
+padding zeros by the weight (test_implicit_gemm_on_host.py, "nonfinite") and the direct forward skips padding
+taps (PyTorch's forward multiplies its zero padding: 0 * inf is NaN there); their repairs are the experimental
+feature nonfinite_weights (test_reliability_nonfinite_repair_host.py), so those rows xfail unless
+GPUCONV_UNVERIFIED turns it on (the one-run GPU check runs the tables with it on).
 """
 
 from __future__ import annotations
@@ -107,6 +108,32 @@ def test_conv_transpose2d_and_backward_with_a_non_finite_weight_match_torch(case
     _assert_like_torch(gw, tw.grad.numpy(), "grad_weight")
 
 
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
+@pytest.mark.parametrize("nd", [1, 3])
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 2, 1)])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_1d_and_3d_convolutions_with_a_non_finite_weight_match_torch(nd, stride, padding, dilation, transposed, bad):
+    """The 1-d ops (height-1 2-d views) and the 3-d composition (depth folded into channels, depth padding
+    as zero slices): forward and all gradients with PyTorch's NaNs."""
+    rng = numpy.random.default_rng(13)
+    x = rng.standard_normal((2, 3) + (7,) * nd)
+    w = rng.standard_normal(((3, 4) if transposed else (4, 3)) + (3,) * nd)
+    w[(0, 0) + (2,) * nd] = bad
+    w[(-1, -1) + (0,) * nd] = -bad
+    kind = "conv_transpose" if transposed else "conv"
+    forward, backward = getattr(gpuconv, f"{kind}{nd}d"), getattr(gpuconv, f"{kind}{nd}d_backward")
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    y = forward(x, w, **kw)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, _ = backward(gy, x, w, **kw)
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    ty = getattr(F, f"{kind}{nd}d")(tx, tw, **kw)
+    ty.backward(torch.from_numpy(gy))
+    _assert_like_torch(y, ty.detach().numpy(), "output")
+    _assert_like_torch(gx, tx.grad.numpy(), "grad_input")
+    _assert_like_torch(gw, tw.grad.numpy(), "grad_weight")
+
+
 def test_the_issues_count():
     """x (1,4,6,6), w (4,4,3,3), w[0,0,2,2] = NaN, padding 1: 25 NaNs in grad_input (were 36); Inf: none."""
     rng = numpy.random.default_rng(0)
@@ -119,29 +146,33 @@ def test_the_issues_count():
     assert numpy.isnan(gpuconv.conv2d_backward(gy, x, w, padding=1)[0]).sum() == 0
 
 
-def _default_dgrad_gap(g, dtype) -> bool:
-    """Whether the CUDA dgrad that runs g multiplies padding zeros by the weight with no repair switched on."""
+def _default_gap(g, dtype, pass_name) -> bool:
+    """Whether the CUDA kernel that runs this pass of g has NaNs of its own for a non-finite weight (a dgrad
+    that multiplies padding zeros by it, the direct fprop that skips padding taps) with no repair switched on."""
     from gpuconv._cuda import _algo, _config
 
     config = _config.current()
-    variant = _algo.conv_variant(g, numpy.dtype(dtype), "dgrad", config)
-    return variant.zero_times_weight and _algo.dgrad_repair(variant, g, numpy.dtype(dtype), config) is None
+    variant = _algo.conv_variant(g, numpy.dtype(dtype), pass_name, config)
+    return pass_name in variant.nonfinite_repair and _algo.nonfinite_repair(
+        variant, g, numpy.dtype(dtype), pass_name, config) is None
 
 
 GPU_TOLERANCE = {numpy.float32: 1e-4, numpy.float16: 2e-2}
+GPU_CONV_CASES = [c for c in CONV_CASES if c[-1] == "zeros" and c[3] != 10**5]
 
 
 def _assert_like_torch_within(got, want, tol, what):
     numpy.testing.assert_array_equal(numpy.isnan(got), numpy.isnan(want), err_msg=f"{what}: NaN positions")
     numpy.testing.assert_array_equal(got[numpy.isinf(want)], want[numpy.isinf(want)], err_msg=f"{what}: infinities")
     finite = numpy.isfinite(want)
-    scale = numpy.abs(want[finite]).max()
-    numpy.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol * scale, err_msg=what)
+    if finite.any():
+        scale = numpy.abs(want[finite]).max()
+        numpy.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol * scale, err_msg=what)
 
 
 @pytest.mark.parametrize("dtype", list(GPU_TOLERANCE))
 @pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
-@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] == "zeros" and c[3] != 10**5])
+@pytest.mark.parametrize("case", GPU_CONV_CASES)
 def test_gpu_grad_input_with_a_non_finite_weight_matches_torch(backend, case, bad, dtype):
     from gpuconv import _params
 
@@ -154,14 +185,36 @@ def test_gpu_grad_input_with_a_non_finite_weight_matches_torch(backend, case, ba
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     g = _params.conv2d_call("conv2d", x, w, None, stride, padding, dilation, groups, "zeros").geometry
     backend.skip_unsupported_conv(g, dtype, ("dgrad",))
-    if _default_dgrad_gap(g, dtype):
-        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=dgrad_nonfinite")
+    if _default_gap(g, dtype, "dgrad"):
+        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=nonfinite_weights")
     gy = rng.standard_normal(g.output_shape).astype(dtype)
     gx = backend.get(gpuconv.conv2d_backward(backend.put(gy), backend.put(x), backend.put(w), output_mask=(True, False, False),
                                              **kw)[0])
     tx = torch.from_numpy(x.astype(numpy.float64)).requires_grad_()
     F.conv2d(tx, torch.from_numpy(w.astype(numpy.float64)), **kw).backward(torch.from_numpy(gy.astype(numpy.float64)))
     _assert_like_torch_within(gx.astype(numpy.float64), tx.grad.numpy(), GPU_TOLERANCE[dtype], "grad_input")
+
+
+@pytest.mark.parametrize("dtype", list(GPU_TOLERANCE))
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
+@pytest.mark.parametrize("case", GPU_CONV_CASES)
+def test_gpu_conv2d_with_a_non_finite_weight_matches_torch(backend, case, bad, dtype):
+    from gpuconv import _params
+
+    if not backend.is_gpu:
+        pytest.skip("the NumPy path: test_conv2d_and_backward_with_a_non_finite_weight_match_torch")
+    x_shape, w_shape, stride, padding, dilation, groups, _ = case
+    rng = numpy.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = _weights(w_shape, bad, 12).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = _params.conv2d_call("conv2d", x, w, None, stride, padding, dilation, groups, "zeros").geometry
+    backend.skip_unsupported_conv(g, dtype, ("fprop",))
+    if _default_gap(g, dtype, "fprop"):
+        pytest.xfail("the direct forward skips padding taps; GPUCONV_UNVERIFIED=nonfinite_weights")
+    y = backend.get(gpuconv.conv2d(backend.put(x), backend.put(w), **kw))
+    want = F.conv2d(torch.from_numpy(x.astype(numpy.float64)), torch.from_numpy(w.astype(numpy.float64)), **kw).numpy()
+    _assert_like_torch_within(y.astype(numpy.float64), want, GPU_TOLERANCE[dtype], "output")
 
 
 @pytest.mark.parametrize("dtype", list(GPU_TOLERANCE))
@@ -181,8 +234,8 @@ def test_gpu_conv_transpose2d_with_a_non_finite_weight_matches_torch(backend, ca
     g = _params.conv_transpose2d_call("conv_transpose2d", x, w, b, stride, padding, output_padding, groups,
                                       dilation).geometry
     backend.skip_unsupported_conv(g, dtype, ("dgrad",))
-    if _default_dgrad_gap(g, dtype):
-        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=dgrad_nonfinite")
+    if _default_gap(g, dtype, "dgrad"):
+        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=nonfinite_weights")
     y = backend.get(gpuconv.conv_transpose2d(backend.put(x), backend.put(w), backend.put(b), **kw))
     want = F.conv_transpose2d(*(torch.from_numpy(a.astype(numpy.float64)) for a in (x, w, b)), **kw).numpy()
     _assert_like_torch_within(y.astype(numpy.float64), want, GPU_TOLERANCE[dtype], "output")

@@ -59,12 +59,12 @@ FEATURE_CHECKS = {
     "depthwise_v2": r"depthwise_v2 ",
     "gemm_1x1": r"gemm_1x1 ",
     "bias_grad": r"grad_bias bias_grad ",
-    "dgrad_nonfinite": r"dgrad_nonfinite ",
+    "nonfinite_weights": r"nonfinite_weights ",
 }
 # Features that fix a wrong answer rather than speed one up (issue 14's repair of the dgrads that multiply padding
 # zeros by the weight): promoted when correct and their rows' geometric mean new/old stays within 1 + this
 # budget (or the old runs' spread, if larger); costlier is COSTLY (make it cheaper, or keep it opt-in).
-REPAIRS = {"dgrad_nonfinite": 0.05}
+REPAIRS = {"nonfinite_weights": 0.05}
 # Features with kernels but no launcher yet, so nothing on a GPU can run them through gpuconv: bf16_native
 # (bfloat16 runs through float32 until its kernels are wired into the launchers; the host tests cover them).
 # Wiring them comes before a GPU check can judge them.
@@ -85,7 +85,7 @@ PYTEST_FEATURE_TESTS = {
     "depthwise_v2": r"cupy-depthwise|depthwise.*cupy",
     "gemm_1x1": r"cupy-im2col|test_gpu_gemm_1x1\.py",
     "bias_grad": r"(conv2d|conv_transpose2d)_backward.*cupy|test_gpu_bias_grad\.py",
-    "dgrad_nonfinite": r"test_reliability_nonfinite\.py|cupy-(implicit_gemm|depthwise)",
+    "nonfinite_weights": r"test_reliability_nonfinite\.py|cupy-(implicit_gemm|depthwise)",
 }
 PYTEST_FILES = ("tests/test_conv2d.py", "tests/test_conv_transpose2d.py", "tests/test_max_pool2d.py",
                 "tests/test_avg_pool2d.py", "tests/test_gpu_bias_grad.py", "tests/test_gpu_gemm_1x1.py",

@@ -654,12 +654,14 @@ def pad_mode_checks(runner, rng, dtypes, small):
 
 
 # Issue 14: a NaN or infinite weight. The implicit-GEMM and depthwise dgrads multiply padding zeros by the weight
-# (NaN where PyTorch adds nothing); the experimental repair (feature dgrad_nonfinite) recomputes those pixels.
-# grad_input and a transposed conv's output must carry the NumPy path's NaNs and infinities exactly (PyTorch's:
-# tests/test_reliability_nonfinite.py). (label, N, C, H, W, K, R, S, kwargs, algos, small): groups == C takes
-# the depthwise kernels; float64 reaches the repair only through them.
-DGRAD_NONFINITE_ENV = {"GPUCONV_UNVERIFIED": "dgrad_nonfinite"}
-DGRAD_NONFINITE_GEOMS = (
+# (NaN where PyTorch adds nothing), the direct forward skips padding taps (a value where PyTorch's zero padding
+# times inf is NaN); the experimental repairs (feature nonfinite_weights) follow them. grad_input, the forward
+# and a transposed conv's output must carry the NumPy path's NaNs and infinities exactly (PyTorch's:
+# tests/test_reliability_nonfinite.py); the forwards of im2col / implicit GEMM / depthwise need no repair and
+# are checked alike. (label, N, C, H, W, K, R, S, kwargs, algos, small): groups == C takes the depthwise
+# kernels; float64 reaches the dgrad repair only through them.
+NONFINITE_WEIGHTS_ENV = {"GPUCONV_UNVERIFIED": "nonfinite_weights"}
+NONFINITE_WEIGHTS_GEOMS = (
     ("3x3 pad1 C16 K24", 2, 16, 9, 11, 24, 3, 3, dict(padding=1), ("implicit_gemm", "tf32"), True),
     ("3x3/2 pad1 C32 K16", 2, 32, 10, 12, 16, 3, 3, dict(stride=2, padding=1), ("implicit_gemm",), False),
     ("5x3 dil2 pad(3,1) C8 K40", 1, 8, 11, 10, 40, 5, 3, dict(padding=(3, 1), dilation=(2, 1)), ("implicit_gemm",),
@@ -667,6 +669,12 @@ DGRAD_NONFINITE_GEOMS = (
     ("depthwise 3x3 pad1 C8", 2, 8, 9, 11, 8, 3, 3, dict(padding=1, groups=8), ("depthwise",), True),
     ("depthwise 3x3/2 pad1 C8 m2", 2, 8, 10, 12, 16, 3, 3, dict(stride=2, padding=1, groups=8), ("depthwise",), False),
 )
+
+
+def forward_fn(kwargs):
+    def fn(x, w, b):
+        return gpuconv.conv2d(x, w, b, **kwargs)
+    return fn
 
 
 def grad_input_fn(kwargs):
@@ -681,8 +689,8 @@ def _algo_env(algo):
     return {"GPUCONV_CONV_ALGO": algo}
 
 
-def dgrad_nonfinite_checks(runner, rng, dtypes, small):
-    for label, N, C, H, W, K, R, S, kwargs, algos, in_small in DGRAD_NONFINITE_GEOMS:
+def nonfinite_weights_checks(runner, rng, dtypes, small):
+    for label, N, C, H, W, K, R, S, kwargs, algos, in_small in NONFINITE_WEIGHTS_GEOMS:
         if small and not in_small:
             continue
         for dname in dtypes:
@@ -691,17 +699,22 @@ def dgrad_nonfinite_checks(runner, rng, dtypes, small):
                 if (algo == "tf32" and dname != "float32") or (algo == "implicit_gemm" and dname == "float64"):
                     continue
                 x, w, _, gy = conv_inputs(rng, dtype, N, C, H, W, K, R, S, kwargs)
-                env = {**DGRAD_NONFINITE_ENV, **_algo_env(algo)}
+                env = {**NONFINITE_WEIGHTS_ENV, **_algo_env(algo)}
                 tol = TOL["tf32"] if algo == "tf32" else None
-                runner.check(f"conv2d_backward grad_input dgrad_nonfinite {label} finite weights algo={algo}", dname,
+                runner.check(f"conv2d_backward grad_input nonfinite_weights {label} finite weights algo={algo}", dname,
                              grad_input_fn(kwargs), [x, w, gy], env=env, tol=tol)
                 for bad in (numpy.nan, numpy.inf):
                     wb = w.copy()
                     wb[0, 0, R - 1, S - 1] = bad
                     wb[-1, -1, 0, 0] = -bad
-                    runner.check(f"conv2d_backward grad_input dgrad_nonfinite {label} {bad} weight algo={algo}", dname,
+                    runner.check(f"conv2d_backward grad_input nonfinite_weights {label} {bad} weight algo={algo}", dname,
                                  grad_input_fn(kwargs), [x, wb, gy], env=env, tol=tol, nan_ok=True,
                                  nonfinite_exact=True)
+                    for fwd_algo in ("direct", "im2col", algo):
+                        b = rand(rng, (K,), dtype)
+                        runner.check(f"conv2d nonfinite_weights {label} {bad} weight algo={fwd_algo}", dname,
+                                     forward_fn(kwargs), [x, wb, b], env={**NONFINITE_WEIGHTS_ENV, **_algo_env(fwd_algo)},
+                                     tol=TOL["tf32"] if fwd_algo == "tf32" else None, nan_ok=True, nonfinite_exact=True)
     for dname in dtypes:  # a transposed convolution's forward is a dgrad plus the bias
         if dname == "float64":
             continue
@@ -710,9 +723,9 @@ def dgrad_nonfinite_checks(runner, rng, dtypes, small):
         x, w, b = rand(rng, (2, 16, 5, 6), dtype), rand(rng, (16, 8, 4, 4), dtype), rand(rng, (8,), dtype)
         w[0, 0, 3, 3] = numpy.inf
         w[-1, -1, 0, 0] = numpy.nan
-        runner.check("conv_transpose2d dgrad_nonfinite 4x4/2 pad1 inf and NaN weights algo=implicit_gemm", dname,
+        runner.check("conv_transpose2d nonfinite_weights 4x4/2 pad1 inf and NaN weights algo=implicit_gemm", dname,
                      lambda x, w, b: gpuconv.conv_transpose2d(x, w, b, **kwargs), [x, w, b],
-                     env={**DGRAD_NONFINITE_ENV, "GPUCONV_CONV_ALGO": "implicit_gemm"}, nan_ok=True,
+                     env={**NONFINITE_WEIGHTS_ENV, "GPUCONV_CONV_ALGO": "implicit_gemm"}, nan_ok=True,
                      nonfinite_exact=True)
 
 
@@ -859,7 +872,7 @@ def main(argv=None) -> int:
     depthwise_v2_checks(runner, rng, dtypes, args.small)
     gemm_1x1_checks(runner, rng, dtypes, args.small)
     bias_grad_checks(runner, rng, dtypes, args.small)
-    dgrad_nonfinite_checks(runner, rng, dtypes, args.small)
+    nonfinite_weights_checks(runner, rng, dtypes, args.small)
     pad_mode_checks(runner, rng, dtypes, args.small)
     pool_checks(runner, rng, dtypes, args.small)
 

@@ -113,10 +113,12 @@ def variant_for(family: str, problem, dtype, pass_name: str):
     return found
 
 
-def dgrad_repair(variant, g, dtype, config):
-    """The variant that follows ``variant``'s dgrad (the "dgrad_repair" family, where the configuration allows
-    it and ``variant`` has ``zero_times_weight``), or None."""
-    return first("dgrad_repair", g, dtype, "dgrad_repair", config) if variant.zero_times_weight else None
+def nonfinite_repair(variant, g, dtype, pass_name: str, config):
+    """The variant that follows ``variant``'s pass (the "nonfinite_repair" family, where the configuration
+    allows it and ``variant`` lists the pass in its ``nonfinite_repair``), or None."""
+    if pass_name not in variant.nonfinite_repair:
+        return None
+    return first("nonfinite_repair", g, dtype, pass_name, config)
 
 
 def _supports(name: str, g, dtype, pass_name: str, config) -> bool:

@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 from . import _bias_sum, _conv_depthwise, _conv_direct, _conv_im2col, _loader, implicit_gemm, pad, pool
 from .experimental import bias_grad, depthwise_v2, gemm_1x1, igemm_nhwc, igemm_nhwc_dgrad, igemm_nhwc_wgrad
-from .experimental import dgrad_nonfinite, pool_wide
+from .experimental import nonfinite_weights, pool_wide
 
 CONV_PASSES = ("fprop", "dgrad", "wgrad")
 
@@ -31,9 +31,10 @@ class Variant(NamedTuple):
     run: dict  # pass name -> callable
     feature: str | None = None  # None: verified on a GPU; else experimental, on through GPUCONV_UNVERIFIED
     switch: str | None = None  # a Config flag the variant needs
-    # Its dgrad stages gy in zero-filled tiles and adds 0 * w where a tap reaches a pixel only through padding:
-    # NaN for a non-finite weight where PyTorch adds nothing (issue 14). The "dgrad_repair" family follows it.
-    zero_times_weight: bool = False
+    # The passes whose NaNs / infinities differ from PyTorch's for a non-finite weight (issue 14): a dgrad that
+    # adds 0 * w for padding (zero-filled tiles), an fprop that skips padding taps. The "nonfinite_repair"
+    # family's variant for that pass follows them where the configuration allows it.
+    nonfinite_repair: tuple = ()
 
     @property
     def verified(self) -> bool:
@@ -51,14 +52,14 @@ def _conv_run(module) -> dict:
 def _igemm(name: str, kind, switch=None) -> Variant:
     run = {p: functools.partial(getattr(implicit_gemm, f"conv2d_{p}"), kind) for p in CONV_PASSES}
     return Variant(name, implicit_gemm.kernels((kind,)), functools.partial(implicit_gemm.supports, kind), run,
-                   switch=switch, zero_times_weight=True)
+                   switch=switch, nonfinite_repair=("dgrad",))
 
 
 def _passes(names: tuple, supports) -> Callable:
     return lambda g, dtype, pass_name: pass_name in names and supports(g, dtype, pass_name)
 
 
-DIRECT = Variant("direct", _conv_direct.KERNELS, _always, _conv_run(_conv_direct))
+DIRECT = Variant("direct", _conv_direct.KERNELS, _always, _conv_run(_conv_direct), nonfinite_repair=("fprop",))
 IM2COL = Variant("im2col", _conv_im2col.KERNELS, _always, _conv_run(_conv_im2col))
 GEMM_1X1 = Variant("gemm_1x1", {}, lambda g, dtype, pass_name: gemm_1x1.applies(g), _conv_run(gemm_1x1),
                    feature="gemm_1x1")
@@ -68,10 +69,10 @@ IM2COL_HALF_BATCHED = Variant(
     feature="gemm_1x1")
 IGEMM_NHWC = Variant("igemm_nhwc", igemm_nhwc.kernels(), _passes(("fprop", "dgrad"), igemm_nhwc.supports),
                      {"fprop": igemm_nhwc.conv2d_fprop, "dgrad": igemm_nhwc.conv2d_dgrad}, feature="igemm_nhwc",
-                     zero_times_weight=True)
+                     nonfinite_repair=("dgrad",))
 IGEMM_NHWC_DGRAD = Variant("igemm_nhwc_dgrad", igemm_nhwc_dgrad.kernels(),
                            _passes(("dgrad",), igemm_nhwc_dgrad.supports), {"dgrad": igemm_nhwc_dgrad.conv2d_dgrad},
-                           feature="nhwc_dgrad", zero_times_weight=True)
+                           feature="nhwc_dgrad", nonfinite_repair=("dgrad",))
 IGEMM_NHWC_WGRAD = Variant("igemm_nhwc_wgrad", igemm_nhwc_wgrad.kernels(),
                            _passes(("wgrad",), igemm_nhwc_wgrad.supports), {"wgrad": igemm_nhwc_wgrad.conv2d_wgrad},
                            feature="nhwc_wgrad")
@@ -80,13 +81,14 @@ IGEMM_MMA = _igemm("implicit_gemm_mma", implicit_gemm.MMA_HALF)
 IGEMM_REFERENCE = _igemm("implicit_gemm_reference", implicit_gemm.REFERENCE, switch="igemm_reference")
 IGEMM_SIMT = _igemm("implicit_gemm_simt", implicit_gemm.SIMT)
 DEPTHWISE_V2 = Variant("depthwise_v2", depthwise_v2.kernels(), depthwise_v2.supports, _conv_run(depthwise_v2),
-                       feature="depthwise_v2", zero_times_weight=True)
+                       feature="depthwise_v2", nonfinite_repair=("dgrad",))
 DEPTHWISE = Variant("depthwise", {_conv_depthwise.SOURCE: _conv_depthwise.kernel_names()}, _conv_depthwise.supports,
-                    _conv_run(_conv_depthwise), zero_times_weight=True)
-# Follows a zero_times_weight dgrad: recomputes the NaN pixels of channels with a non-finite weight by the
-# direct gather (experimental/dgrad_nonfinite.py). Until a GPU has run it, such pixels keep the NaN.
-DGRAD_NONFINITE = Variant("dgrad_nonfinite", {dgrad_nonfinite.SOURCE: dgrad_nonfinite.kernel_names()}, _always,
-                          {"dgrad_repair": dgrad_nonfinite.repair}, feature="dgrad_nonfinite")
+                    _conv_run(_conv_depthwise), nonfinite_repair=("dgrad",))
+# Follows a pass listed in a variant's nonfinite_repair (experimental/nonfinite_weights.py): the dgrad's NaN
+# pixels of channels with a non-finite weight recomputed by the direct gather; the fprop's skipped 0 * w added.
+NONFINITE_WEIGHTS = Variant("nonfinite_weights", {nonfinite_weights.SOURCE: nonfinite_weights.kernel_names()}, _always,
+                            {"dgrad": nonfinite_weights.repair_dgrad, "fprop": nonfinite_weights.repair_fprop},
+                            feature="nonfinite_weights")
 
 BIAS_GRAD_KERNEL = Variant("bias_grad_kernel", {bias_grad.SOURCE: bias_grad.kernel_names()}, _always,
                            {"bias_grad": bias_grad.bias_grad}, feature="bias_grad")
@@ -111,7 +113,7 @@ FAMILIES = {
     "implicit_gemm": (IGEMM_NHWC, IGEMM_NHWC_DGRAD, IGEMM_NHWC_WGRAD, IGEMM_TF32, IGEMM_MMA, IGEMM_REFERENCE,
                       IGEMM_SIMT),
     "depthwise": (DEPTHWISE_V2, DEPTHWISE),
-    "dgrad_repair": (DGRAD_NONFINITE,),
+    "nonfinite_repair": (NONFINITE_WEIGHTS,),
     "bias_grad": (BIAS_GRAD_KERNEL, BIAS_GRAD_SUM),
     "pool": (POOL_WIDE, POOL),
     "max_pool_bprop": (POOL_BPROP_PLANE_WIDE, POOL_BPROP_PLANE, POOL_BPROP_SORT),

@@ -11,8 +11,13 @@ from __future__ import annotations
 from . import _algo, _config, _runtime
 
 
-def _run(g, dtype, pass_name: str, arrays: tuple):
-    return _algo.conv_variant(g, dtype, pass_name, _config.current(), arrays).run[pass_name](g, *arrays)
+def run_pass(g, dtype, pass_name: str, arrays: tuple):
+    """The chosen variant's pass, then (fprop, dgrad) its non-finite-weight repair where that is turned on."""
+    config = _config.current()
+    variant = _algo.conv_variant(g, dtype, pass_name, config, arrays)
+    out = variant.run[pass_name](g, *arrays)
+    repair = _algo.nonfinite_repair(variant, g, dtype, pass_name, config)
+    return out if repair is None else repair.run[pass_name](g, *arrays, out)
 
 
 def _contiguous(*arrays):
@@ -23,30 +28,21 @@ def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
     with x.device:
         x, w, bias = _contiguous(x, w, bias)
-        return _run(g, x.dtype, "fprop", (x, w, bias))
+        return run_pass(g, x.dtype, "fprop", (x, w, bias))
 
 
 def conv2d_dgrad(g, gy, w, bias=None):
-    """gx (N, C, H, W): the gradient of conv2d in its input, plus bias[c] (a transposed conv's forward); a
-    dgrad that multiplies padding zeros by the weight is followed by its repair where that is turned on."""
+    """gx (N, C, H, W): the gradient of conv2d in its input, plus bias[c] (a transposed conv's forward)."""
     with gy.device:
-        return dgrad_contiguous(g, *_contiguous(gy, w, bias))
-
-
-def dgrad_contiguous(g, gy, w, bias):
-    """conv2d_dgrad on contiguous arrays of the current device: the chosen variant, then its repair."""
-    config = _config.current()
-    variant = _algo.conv_variant(g, gy.dtype, "dgrad", config, (gy, w, bias))
-    gx = variant.run["dgrad"](g, gy, w, bias)
-    repair = _algo.dgrad_repair(variant, g, gy.dtype, config)
-    return gx if repair is None else repair.run["dgrad_repair"](g, gy, w, bias, gx)
+        gy, w, bias = _contiguous(gy, w, bias)
+        return run_pass(g, gy.dtype, "dgrad", (gy, w, bias))
 
 
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): the gradient of conv2d in its weight."""
     with x.device:
         x, gy = _contiguous(x, gy)
-        return _run(g, x.dtype, "wgrad", (x, gy))
+        return run_pass(g, x.dtype, "wgrad", (x, gy))
 
 
 def conv2d_bias_grad(gy):

@@ -26,9 +26,10 @@ FEATURES = {
                 "group-batched GEMMs in float16 (gemm_1x1.py, cublas.py)",
     "bias_grad": "conv2d / conv_transpose2d grad_bias by a deterministic split-sum kernel, one launch for small "
                  "tensors, instead of CuPy's reduction (kernels/experimental/bias_grad.cu, bias_grad.py)",
-    "dgrad_nonfinite": "after an implicit-GEMM or depthwise dgrad, recomputes by the direct gather the NaN pixels of "
-                       "channels with a NaN or infinite weight, where those kernels multiplied padding zeros by it "
-                       "(kernels/experimental/dgrad_nonfinite.cu, dgrad_nonfinite.py)",
+    "nonfinite_weights": "PyTorch's NaNs for a NaN or infinite weight: after an implicit-GEMM or depthwise dgrad "
+                         "(which multiply padding zeros by it) the NaN pixels of its channels recomputed by the direct "
+                         "gather; after the direct fprop (which skips padding taps) the 0 * w PyTorch adds "
+                         "(kernels/experimental/nonfinite_weights.cu, nonfinite_weights.py)",
     "bf16_native": "native bfloat16 kernels (float accumulation, one rounding on store) beside the float16 ones: "
                    "direct, im2col/col2im, depthwise v1, pooling, padding, bias grad, and mma.sync bf16 implicit "
                    "GEMMs (kernels/experimental/bf16_*.cu; _registry.BF16_NATIVE); compiled and host-tested, not "

@@ -9,7 +9,7 @@
 #include "implicit_gemm_nhwc.cu"
 #include "implicit_gemm_nhwc_wgrad.cu"
 #include "implicit_gemm_nhwc_dgrad.cu"
-#include "experimental/dgrad_nonfinite.cu"
+#include "experimental/nonfinite_weights.cu"
 #include <memory>
 #include <random>
 #include <type_traits>
@@ -336,7 +336,7 @@ static int nhwc_dgrad_main() {
 // Issue 14, class 2: a NaN or infinite weight. The dgrads above stage zeros for the taps that reach a pixel
 // only through padding and multiply them by the weight, so such a weight makes NaN there where the reference
 // (only the taps that hit, as PyTorch) has a finite value or an infinity. The experimental repair
-// (experimental/dgrad_nonfinite.cu) recomputes the NaN pixels of the channels with a non-finite weight; after
+// (experimental/nonfinite_weights.cu) recomputes the NaN pixels of the channels with a non-finite weight; after
 // it, gx must have the reference's NaNs exactly, its infinities, and its finite values within tol. The check
 // also asserts that the kernel alone gets the NaNs wrong on these cases (else the case proves nothing).
 static void nonfinite_weights(std::vector<double>& wd, const Geo& g, double bad) {
@@ -403,6 +403,39 @@ static void run_nonfinite(const Geo& g, const std::string& label, double bad, do
     });
     std::string kernel = std::string(MMA ? "mma<" : "simt<") + type_name<T>() + ">" + (std::isnan(bad) ? " NaN" : " inf");
     check_repair(kernel.c_str(), g, gy, w, bc, gx, gx_ref, tol, label);
+
+    // The forward needs no repair: its tiles hold zeros for the padding and the MMA multiplies them by the
+    // weight, as PyTorch's sum over the zero-padded input does (0 * inf is NaN there).
+    auto xd = rnd((size_t)g.N * g.C * g.H * g.W), bd = rnd(g.K);
+    auto x = cast<T>(xd), bk = cast<T>(bd);
+    xd = back(x); bd = back(bk);
+    std::vector<double> y_ref((size_t)g.N * g.K * g.P * g.Q);
+    for (int n = 0; n < g.N; ++n) for (int k = 0; k < g.K; ++k) for (int p = 0; p < g.P; ++p) for (int q = 0; q < g.Q; ++q) {
+        double acc = bd[k];
+        for (int c = 0; c < Cg; ++c) for (int r = 0; r < g.R; ++r) for (int s = 0; s < g.S; ++s) {
+            int h = p * g.sh - g.pt + r * g.dh, col = q * g.sw - g.pl + s * g.dw;
+            bool inside = h >= 0 && h < g.H && col >= 0 && col < g.W;
+            double xv = inside ? xd[(((size_t)n * g.C + (k / (g.K / g.groups)) * Cg + c) * g.H + h) * g.W + col] : 0.0;
+            acc += xv * wd[(((size_t)k * Cg + c) * g.R + r) * g.S + s];
+        }
+        y_ref[(((size_t)n * g.K + k) * g.P + p) * g.Q + q] = acc;
+    }
+    std::vector<T> y(y_ref.size(), from_float<T>(NAN));
+    dim3 fgrid{(unsigned)cdiv((long)g.N * g.P * g.Q, BM), (unsigned)cdiv(g.K / g.groups, BN), (unsigned)g.groups};
+    launch(fgrid, [&] {
+        if constexpr (MMA) conv2d_fprop_implicit_gemm_mma<T, BM, BN, STAGES>(x.data(), w.data(), bk.data(), y.data(), SIZES);
+        else conv2d_fprop_implicit_gemm_simt<T, BM, BN, STAGES>(x.data(), w.data(), bk.data(), y.data(), SIZES);
+    });
+    auto got = back(y);
+    size_t wrong = 0, ref_nan = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        ref_nan += std::isnan(y_ref[i]);
+        wrong += std::isnan(got[i]) != std::isnan(y_ref[i]) || (std::isinf(y_ref[i]) && got[i] != y_ref[i]);
+    }
+    bool ok = wrong == 0 && ref_nan > 0;
+    if (!ok) ++failures;
+    printf("fprop  %-36s %-18s reference NaN %3zu; NaNs or infinities wrong %zu %s\n", label.c_str(), kernel.c_str(),
+           ref_nan, wrong, ok ? "ok" : "FAIL");
 }
 
 // The same for the experimental channels-last dgrad (groups 1, C and K multiples of 8).
