@@ -1,12 +1,19 @@
 """Capture-safe ops: no CUDA-path op reads the device from the host by default (no transfer, no
-synchronisation), so a training step can be captured into a CUDA graph (CuPy's Stream.begin_capture,
-torch.cuda.graph through gpuconv.torch).
+synchronisation), and none copies host data to the device once its constants are cached, so a training step
+can be captured into a CUDA graph (CuPy's Stream.begin_capture, torch.cuda.graph through gpuconv.torch): a
+captured copy would replay from the host address it was captured with.
 
-Every public op runs on the recording runtime (tests/support/fake_cupy.py, through gpuconv._cuda._runtime),
-which logs each host transfer (asnumpy, .get(), .item(), int()/float()/bool() of a device array) and each
-stream or event synchronisation; the test fails on any. Autotune is left out: its first call of a problem
-times the candidates with CUDA events (documented in gpuconv/_cuda/_autotune.py). The positive control:
-GPUCONV_CHECK_INDICES=1 turns max_pool2d_backward's host range check back on, and the log shows it.
+Every public op runs twice with the same shapes on the recording runtime (tests/support/fake_cupy.py,
+through gpuconv._cuda._runtime), which logs each host transfer (asnumpy, .get(), .item(), int()/float()/
+bool() of a device array), each stream or event synchronisation, and each host-to-device copy (a NumPy
+array, list or number made into a device array, or passed where a device array goes: an operand, an index,
+a kernel argument; scalar kernel arguments are not copies). Neither call may transfer or synchronise. The
+first call may copy: the 3-d and adaptive compositions build their small index and divisor arrays once per
+shape and device (gpuconv._volume.constant); the second call must copy nothing. Autotune is left out: its
+first call of a problem times the candidates with CUDA events (documented in gpuconv/_cuda/_autotune.py).
+
+Positive controls: GPUCONV_CHECK_INDICES=1 turns max_pool2d_backward's host range check back on, and the log
+shows the transfer; a constant cache that forgets makes the second call copy again, and the log shows that.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy
 import pytest
 
 import gpuconv
+from gpuconv import _volume
 from gpuconv._cuda import _runtime
 from support import fake_cupy
 
@@ -69,6 +77,7 @@ def _calls_1d_3d(arr):
     g3 = arr((2, 4, 3, 4, 4))
     idx3 = fake_cupy.asarray(numpy.zeros((2, 4, 3, 4, 4), numpy.int64))
     xa, ga = arr((2, 4, 7, 9)), arr((2, 4, 3, 4))
+    idxa = fake_cupy.asarray(numpy.zeros((2, 4, 3, 4), numpy.int64))  # made here: inside the call it is a copy
     return {
         "conv1d": lambda: gpuconv.conv1d(x1, w1, padding=1),
         "conv1d_backward": lambda: gpuconv.conv1d_backward(gy1, x1, w1, padding=1),
@@ -88,15 +97,22 @@ def _calls_1d_3d(arr):
         "adaptive_avg_pool2d_backward uneven": lambda: gpuconv.adaptive_avg_pool2d_backward(ga, xa.shape),
         "adaptive_max_pool2d uneven": lambda: gpuconv.adaptive_max_pool2d(xa, (3, 4), return_indices=True),
         "adaptive_max_pool3d global": lambda: gpuconv.adaptive_max_pool3d(x3, 1, return_indices=True),
-        "adaptive_max_pool2d_backward": lambda: gpuconv.adaptive_max_pool2d_backward(
-            ga, fake_cupy.asarray(numpy.zeros((2, 4, 3, 4), numpy.int64)), xa.shape),
+        "adaptive_max_pool2d_backward": lambda: gpuconv.adaptive_max_pool2d_backward(ga, idxa, xa.shape),
     }
 
 
-def _host_reads(call):
+def _record(call) -> list:
     fake_cupy.LAUNCHES.clear()
     call()
-    return [e for e in fake_cupy.LAUNCHES if e[0] in ("transfer", "sync")], len(fake_cupy.LAUNCHES)
+    return list(fake_cupy.LAUNCHES)
+
+
+def _host_reads(log) -> list:
+    return [e for e in log if e[0] in ("transfer", "sync")]
+
+
+def _uploads(log) -> list:
+    return [e for e in log if e[0] == "h2d"]
 
 
 @pytest.fixture
@@ -111,13 +127,70 @@ def test_no_op_transfers_or_synchronises(recording, monkeypatch, env, dtype):
     for k, v in ENVIRONMENTS[env].items():
         monkeypatch.setenv(k, v)
     for name, call in _calls(dtype).items():
-        reads, entries = _host_reads(call)
-        assert entries > 0, f"{name}: nothing was recorded (the oracle would pass on a silent runtime)"
+        first, second = _record(call), _record(call)  # the first builds the op's cached constants
+        assert second, f"{name}: nothing was recorded (the oracle would pass on a silent runtime)"
+        reads = _host_reads(first + second)
         assert not reads, f"{name} ({env}, {dtype}) reads the device from the host: {reads}"
+        copies = _uploads(second)
+        assert not copies, f"{name} ({env}, {dtype}) copies host data to the device on every call: {copies}"
 
 
 def test_the_opt_in_index_check_is_seen(recording, monkeypatch):
     """The log catches a host read: GPUCONV_CHECK_INDICES=1 brings max_pool2d_backward's check back."""
     monkeypatch.setenv("GPUCONV_CHECK_INDICES", "1")
-    reads, _ = _host_reads(_calls("float32")["max_pool2d_backward"])
+    reads = _host_reads(_record(_calls("float32")["max_pool2d_backward"]))
     assert reads and reads[0][0] == "transfer", reads
+
+
+class _Forgetful(dict):
+    """A constant cache that keeps nothing: every call builds its constants anew, from the host."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+@pytest.mark.parametrize("name", ["avg_pool3d", "conv3d reflect", "adaptive_avg_pool2d uneven",
+                                  "adaptive_avg_pool2d_backward uneven", "adaptive_max_pool2d uneven"])
+def test_a_copy_per_call_is_seen(recording, monkeypatch, name):
+    """The log catches a host-to-device copy per call: without the constant cache the second call copies."""
+    call = _calls("float32")[name]
+    _record(call)
+    assert not _uploads(_record(call)), "the control needs an op that copies nothing once cached"
+    monkeypatch.setattr(_volume, "_CONSTANTS", _Forgetful())
+    copies = _uploads(_record(call))
+    assert copies and all(e[1] == "asarray" and e[2][0] == "host array" for e in copies), copies
+
+
+def test_the_recorder_tells_copies_from_device_work_and_scalars(recording):
+    """What the runtime logs as a host-to-device copy: host arrays, lists and numbers made into device arrays,
+    host arrays as operands, indices or kernel arguments; never device arrays or scalar kernel arguments."""
+    host = numpy.arange(6, dtype=numpy.float32).reshape(2, 3)
+    dev = fake_cupy.asarray(host)
+    kernel = fake_cupy.RawModule().get_function("k")
+    copies = {
+        "asarray": lambda: fake_cupy.asarray(host),
+        "array of a list": lambda: fake_cupy.array([1.0, 2.0]),
+        "asarray of a number": lambda: fake_cupy.asarray(numpy.float32(1)),
+        "operand": lambda: dev + host,
+        "gather": lambda: fake_cupy.take(dev, numpy.array([0, 1]), axis=1),
+        "index": lambda: dev[numpy.array([1, 0])],
+        "setitem": lambda: dev.__setitem__(slice(None), host),
+        "copyto": lambda: fake_cupy.copyto(dev, host),
+        "kernel argument": lambda: kernel((1,), (1,), (dev, host)),
+    }
+    for what, call in copies.items():
+        assert _uploads(_record(call)), f"{what}: not logged as a host-to-device copy"
+    log = _record(lambda: host * dev)  # NumPy defers to the device array's operator (as to CuPy's)
+    assert [e[:2] for e in log] == [("h2d", "__rmul__"), ("elementwise", "__rmul__")], log
+    device_work = {
+        "asarray of a device array": lambda: fake_cupy.asarray(dev),
+        "operand": lambda: dev + dev * numpy.float32(2) + 1.0,
+        "selection with a scalar": lambda: fake_cupy.where(dev > 0, dev, numpy.float32(0)),
+        "fill": lambda: fake_cupy.full((2, 3), -numpy.inf, dtype=numpy.float32),
+        "copyto of a scalar": lambda: fake_cupy.copyto(dev, 0.0),
+        "index": lambda: dev[fake_cupy.arange(2), 1:],
+        "kernel arguments": lambda: kernel((1,), (1,), (dev, numpy.int32(3), numpy.float64(0.5), numpy.uint64(0))),
+    }
+    for what, call in device_work.items():
+        log = _record(call)
+        assert not _uploads(log), f"{what}: logged as a host-to-device copy: {log}"

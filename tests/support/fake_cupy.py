@@ -12,7 +12,8 @@ a machine without a GPU, for four uses:
 - dry runs of the GPU scripts before a device session (bench/gpu_checks/): their plumbing runs; their numbers
   mean nothing (events read 1 ms).
 - ``tests/test_capture_safe.py`` counts host transfers and synchronisations per op (``("transfer", ...)`` and
-  ``("sync", ...)`` entries): an op that a CUDA graph can capture makes none.
+  ``("sync", ...)`` entries) and host-to-device copies (``("h2d", ...)`` entries): an op that a CUDA graph can
+  capture reads nothing back and, once its constants are cached, copies nothing up.
 
 Nothing computes: kernel outputs hold whatever ``numpy.empty`` gave; NumPy-backed methods (max, a comparison)
 compute on those values, and sum returns zeros of the right shape and dtype. Arrays made here pass for CuPy
@@ -38,6 +39,39 @@ RECORDING = [True]  # the benchmark turns recording off so that the log costs no
 def record(entry) -> None:
     if RECORDING[0]:
         LAUNCHES.append(entry)
+
+
+# Host data entering the device: ("h2d", how, what). CuPy copies a NumPy array, a list or (where an array is
+# made from it) a number to the device; a scalar operand of a kernel or an element-wise operation is a launch
+# argument instead, and a device array (this module's ndarray) moves nothing.
+
+def _is_host_data(a, scalars: bool) -> bool:
+    """Whether CuPy would copy ``a`` from the host: a NumPy array, a list or tuple holding anything but device
+    arrays, or (``scalars``: where an array is made of it, as ``asarray(3.0)``) a number."""
+    if isinstance(a, ndarray) or a is None:
+        return False
+    if isinstance(a, numpy.ndarray):
+        return True
+    if isinstance(a, (list, tuple)):
+        return not a or not all(isinstance(x, ndarray) for x in a)
+    return scalars and isinstance(a, (bool, int, float, complex, numpy.generic))
+
+
+def _upload(how: str, *operands, scalars: bool = False) -> None:
+    """Records an ("h2d", how, what) entry for each operand that is host data."""
+    if not RECORDING[0]:
+        return
+    for a in operands:
+        if _is_host_data(a, scalars):
+            record(("h2d", how, _describe_host(a)))
+
+
+def _describe_host(a):
+    if isinstance(a, numpy.ndarray):
+        return ("host array", tuple(int(s) for s in a.shape), str(a.dtype))
+    if isinstance(a, (list, tuple)):
+        return (type(a).__name__, len(a))
+    return _describe(a)
 
 
 class _DevicePointer:
@@ -74,6 +108,9 @@ class ndarray:
     NumPy's; array results come back wrapped."""
 
     __slots__ = ("_a",)
+    # NumPy defers to this type's operators (``numpy_array * device_array`` reaches __rmul__, which records the
+    # copy) instead of converting it silently through __array__; CuPy's ndarray does the same.
+    __array_ufunc__ = None
 
     def __init__(self, a):
         self._a = a
@@ -121,6 +158,8 @@ class ndarray:
             return value
 
         def method(*args, **kwargs):
+            if RECORDING[0]:
+                _upload(name, *(a for a in (*args, *kwargs.values()) if isinstance(a, numpy.ndarray)))
             if RECORDING[0] and name in _KERNEL_METHODS:
                 record(("method", name, _describe(self), tuple(_describe(a) for a in args),
                         tuple(sorted((k, str(v)) for k, v in kwargs.items()))))
@@ -134,9 +173,12 @@ class ndarray:
         return method
 
     def __getitem__(self, key):
+        _upload("index", *(key if isinstance(key, tuple) else (key,)))
         return _wrap_result(self._a[_unwrap_key(key)])
 
     def __setitem__(self, key, value):
+        _upload("index", *(key if isinstance(key, tuple) else (key,)))
+        _upload("setitem", value)
         self._a[_unwrap_key(key)] = _unwrap((value,))[0]
 
     def __len__(self):
@@ -158,6 +200,7 @@ def _operator(name: str):
     """ndarray.<name> (an arithmetic dunder): CuPy would launch an elementwise kernel; record it, and
     compute it with NumPy (on values nobody reads) so that shapes and dtypes come out as CuPy's would."""
     def method(self, *args):
+        _upload(name, *args)
         if RECORDING[0]:
             record(("elementwise", name, tuple(_describe(a) for a in (self,) + args)))
         with numpy.errstate(all="ignore"):
@@ -195,7 +238,8 @@ def _wrap(a):
 
 
 def asarray(a, dtype=None):
-    return _wrap(numpy.asarray(a, dtype=dtype))
+    _upload("asarray", a, scalars=True)
+    return _wrap(numpy.asarray(_unwrap((a,))[0], dtype=dtype))
 
 
 def asnumpy(a):
@@ -215,18 +259,21 @@ def zeros(shape, dtype=float):
 def ascontiguousarray(a, dtype=None):
     if isinstance(a, ndarray) and a._a.flags.c_contiguous and (dtype is None or a._a.dtype == dtype):
         return a  # as CuPy: no copy
+    _upload("ascontiguousarray", a, scalars=True)
     if RECORDING[0]:
         record(("copy", "ascontiguousarray", _describe(a), str(dtype)))
     return _wrap(numpy.ascontiguousarray(_unwrap((a,))[0], dtype=dtype))
 
 
 def copyto(dst, src, **kwargs):
+    _upload("copyto", src, kwargs.get("where"))  # a scalar src is a fill
     if RECORDING[0]:
         record(("copy", "copyto", _describe(dst), _describe(src)))
     numpy.copyto(dst._a, numpy.asarray(src), **kwargs)
 
 
 def matmul(a, b, out=None):
+    _upload("matmul", a, b)
     if RECORDING[0]:
         record(("matmul", tuple(a.shape), tuple(b.shape), str(a.dtype)))
     shape = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
@@ -234,6 +281,7 @@ def matmul(a, b, out=None):
 
 
 def add(a, b, out=None):
+    _upload("add", a, b)
     if RECORDING[0]:
         record(("elementwise", "add", _describe(a), _describe(b), _describe(out)))
     with numpy.errstate(all="ignore"):
@@ -258,7 +306,8 @@ class _Function:
         self.max_dynamic_shared_size_bytes = 0
 
     def __call__(self, grid, block, args, shared_mem=0, stream=None):
-        if RECORDING[0]:
+        if RECORDING[0]:  # a scalar argument is part of the launch; an array from the host would be a copy
+            _upload(f"kernel argument of {self.name}", *(a for a in args if isinstance(a, numpy.ndarray)))
             record(("launch", self.name, tuple(grid), tuple(block), int(shared_mem), tuple(_describe(a) for a in args)))
 
 
@@ -309,15 +358,20 @@ def empty_like(a, dtype=None):
 
 
 def abs(a):  # noqa: A001 - CuPy's name
+    _upload("abs", a)
     return _wrap(numpy.abs(numpy.asarray(a)))
 
 
-def _library(name: str, launches: bool = True):
+def _library(name: str, data: tuple, launches: bool = True):
     """cupy.<name> as NumPy's namesake on the wrapped arrays; a function that runs a kernel of CuPy's own
-    (a gather, a fill, an elementwise selection, a reduction) records it as ("cupy", name, operands)."""
+    (a gather, a fill, an elementwise selection, a reduction) records it as ("cupy", name, operands).
+    ``data``: the positions of the arguments that are arrays (not shapes or axes); host data there is copied
+    to the device (a number too, for ``array``, which makes an array of it)."""
     fn = getattr(numpy, name)
 
     def library_call(*args, **kwargs):
+        _upload(name, *(args[i] for i in data if i < len(args)), scalars=name == "array")
+        _upload(name, *(v for v in kwargs.values() if isinstance(v, numpy.ndarray)))
         if launches and RECORDING[0]:
             record(("cupy", name, tuple(_describe(a) for a in args)))
         with numpy.errstate(all="ignore"):
@@ -329,9 +383,10 @@ def _library(name: str, launches: bool = True):
 
 
 # Used by the compositions outside gpuconv/_cuda (the 3-d and adaptive ops): CuPy's own operations.
-take, array, full, ones, where, argmax, take_along_axis, isfinite = (
-    _library(n) for n in ("take", "array", "full", "ones", "where", "argmax", "take_along_axis", "isfinite"))
-flip, expand_dims, broadcast_to = (_library(n, launches=False) for n in ("flip", "expand_dims", "broadcast_to"))
+take, array, full, ones, where, argmax, take_along_axis, isfinite = (_library(n, data) for n, data in (
+    ("take", (0, 1)), ("array", (0,)), ("full", (1,)), ("ones", ()), ("where", (0, 1, 2)), ("argmax", (0,)),
+    ("take_along_axis", (0, 1)), ("isfinite", (0,))))
+flip, expand_dims, broadcast_to = (_library(n, (0,), launches=False) for n in ("flip", "expand_dims", "broadcast_to"))
 
 
 float16, float32, float64, uint8 = numpy.float16, numpy.float32, numpy.float64, numpy.uint8
@@ -344,7 +399,7 @@ class RawKernel:
         self.name = name
 
     def __call__(self, grid, block, args, **kwargs):
-        pass
+        _upload(f"kernel argument of {self.name}", *(a for a in args if isinstance(a, numpy.ndarray)))
 random = types.SimpleNamespace(
     seed=lambda s=None: None,
     uniform=lambda low=0.0, high=1.0, size=None, dtype=float: _wrap(
