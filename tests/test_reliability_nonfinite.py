@@ -170,28 +170,43 @@ def _assert_like_torch_within(got, want, tol, what):
         numpy.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol * scale, err_msg=what)
 
 
-@pytest.mark.parametrize("dtype", list(GPU_TOLERANCE))
-@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
-@pytest.mark.parametrize("case", GPU_CONV_CASES)
-def test_gpu_grad_input_with_a_non_finite_weight_matches_torch(backend, case, bad, dtype):
+GAP_REASONS = {"dgrad": "this dgrad kernel multiplies padding zeros by the weight",
+               "fprop": "the direct forward skips padding taps"}
+
+
+def _gpu_conv_case(backend, case, bad, dtype, pass_name, seed):
+    """(rng, x, w, kw, g) of a CONV_CASES row on a GPU backend; skips on NumPy (the tests above) and where the
+    forced algorithm does not run the pass, xfails where the default kernel keeps its own NaNs."""
     from gpuconv import _params
 
     if not backend.is_gpu:
         pytest.skip("the NumPy path: test_conv2d_and_backward_with_a_non_finite_weight_match_torch")
     x_shape, w_shape, stride, padding, dilation, groups, _ = case
-    rng = numpy.random.default_rng(7)
+    rng = numpy.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(dtype)
-    w = _weights(w_shape, bad, 8).astype(dtype)
+    w = _weights(w_shape, bad, seed + 1).astype(dtype)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     g = _params.conv2d_call("conv2d", x, w, None, stride, padding, dilation, groups, "zeros").geometry
-    backend.skip_unsupported_conv(g, dtype, ("dgrad",))
-    if _default_gap(g, dtype, "dgrad"):
-        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=nonfinite_weights")
+    backend.skip_unsupported_conv(g, dtype, (pass_name,))
+    if _default_gap(g, dtype, pass_name):
+        pytest.xfail(f"{GAP_REASONS[pass_name]}; GPUCONV_UNVERIFIED=nonfinite_weights")
+    return rng, x, w, kw, g
+
+
+def _f64(*arrays):
+    return tuple(torch.from_numpy(a.astype(numpy.float64)) for a in arrays)
+
+
+@pytest.mark.parametrize("dtype", list(GPU_TOLERANCE))
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
+@pytest.mark.parametrize("case", GPU_CONV_CASES)
+def test_gpu_grad_input_with_a_non_finite_weight_matches_torch(backend, case, bad, dtype):
+    rng, x, w, kw, g = _gpu_conv_case(backend, case, bad, dtype, "dgrad", seed=7)
     gy = rng.standard_normal(g.output_shape).astype(dtype)
-    gx = backend.get(gpuconv.conv2d_backward(backend.put(gy), backend.put(x), backend.put(w), output_mask=(True, False, False),
-                                             **kw)[0])
-    tx = torch.from_numpy(x.astype(numpy.float64)).requires_grad_()
-    F.conv2d(tx, torch.from_numpy(w.astype(numpy.float64)), **kw).backward(torch.from_numpy(gy.astype(numpy.float64)))
+    gx = backend.get(gpuconv.conv2d_backward(*map(backend.put, (gy, x, w)), output_mask=(True, False, False), **kw)[0])
+    tx, tw, tgy = _f64(x, w, gy)
+    tx.requires_grad_()
+    F.conv2d(tx, tw, **kw).backward(tgy)
     _assert_like_torch_within(gx.astype(numpy.float64), tx.grad.numpy(), GPU_TOLERANCE[dtype], "grad_input")
 
 
@@ -199,21 +214,9 @@ def test_gpu_grad_input_with_a_non_finite_weight_matches_torch(backend, case, ba
 @pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
 @pytest.mark.parametrize("case", GPU_CONV_CASES)
 def test_gpu_conv2d_with_a_non_finite_weight_matches_torch(backend, case, bad, dtype):
-    from gpuconv import _params
-
-    if not backend.is_gpu:
-        pytest.skip("the NumPy path: test_conv2d_and_backward_with_a_non_finite_weight_match_torch")
-    x_shape, w_shape, stride, padding, dilation, groups, _ = case
-    rng = numpy.random.default_rng(11)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = _weights(w_shape, bad, 12).astype(dtype)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    g = _params.conv2d_call("conv2d", x, w, None, stride, padding, dilation, groups, "zeros").geometry
-    backend.skip_unsupported_conv(g, dtype, ("fprop",))
-    if _default_gap(g, dtype, "fprop"):
-        pytest.xfail("the direct forward skips padding taps; GPUCONV_UNVERIFIED=nonfinite_weights")
+    _, x, w, kw, _ = _gpu_conv_case(backend, case, bad, dtype, "fprop", seed=11)
     y = backend.get(gpuconv.conv2d(backend.put(x), backend.put(w), **kw))
-    want = F.conv2d(torch.from_numpy(x.astype(numpy.float64)), torch.from_numpy(w.astype(numpy.float64)), **kw).numpy()
+    want = F.conv2d(*_f64(x, w), **kw).numpy()
     _assert_like_torch_within(y.astype(numpy.float64), want, GPU_TOLERANCE[dtype], "output")
 
 
@@ -235,7 +238,7 @@ def test_gpu_conv_transpose2d_with_a_non_finite_weight_matches_torch(backend, ca
                                       dilation).geometry
     backend.skip_unsupported_conv(g, dtype, ("dgrad",))
     if _default_gap(g, dtype, "dgrad"):
-        pytest.xfail("this dgrad kernel multiplies padding zeros by the weight; GPUCONV_UNVERIFIED=nonfinite_weights")
+        pytest.xfail(f"{GAP_REASONS['dgrad']}; GPUCONV_UNVERIFIED=nonfinite_weights")
     y = backend.get(gpuconv.conv_transpose2d(backend.put(x), backend.put(w), backend.put(b), **kw))
-    want = F.conv_transpose2d(*(torch.from_numpy(a.astype(numpy.float64)) for a in (x, w, b)), **kw).numpy()
+    want = F.conv_transpose2d(*_f64(x, w, b), **kw).numpy()
     _assert_like_torch_within(y.astype(numpy.float64), want, GPU_TOLERANCE[dtype], "output")

@@ -8,7 +8,9 @@ tables with every experimental variant on (-n 8: the whole suite took 175 s at -
 of it, about 150 s); then the timings, off / on / off with the passing variants, auto algorithm, batch suite,
 float32 and float16 against cuDNN (bench_gpu.py took 70-110 s per dtype with all five algorithms: about
 25 s per dtype with one, 3 x 2 x 25 = 150 s). In all about 17 + 72 + 150 + 150 = 390 s (6.5 minutes); the
-deadline below (DEADLINE_S, 470 s) stops starting steps so that the command ends within 8 minutes.
+nonfinite_weights checks (issue 14) add 119 small workload checks (20 in --small, under the sanitizers) and
+about 370 small GPU-table rows, an estimated 15-25 s. The deadline below (DEADLINE_S, 470 s) stops starting
+steps so that the command ends within 8 minutes.
 
     python bench/gpu_checks/one_run.py OUTDIR              # on the GPU machine (PYTHONPATH=.)
     python bench/gpu_checks/one_run.py OUTDIR --dry-run    # on a CPU: the plumbing, with stand-ins

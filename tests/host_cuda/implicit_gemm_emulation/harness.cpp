@@ -344,6 +344,14 @@ static void nonfinite_weights(std::vector<double>& wd, const Geo& g, double bad)
     wd[(size_t)(g.R - 1) * g.S + g.S - 1] = bad;                          // w[0, 0, R-1, S-1]
     wd[(((size_t)(g.K - 1) * Cg + Cg - 1) * g.R) * g.S] = bad;              // w[K-1, Cg-1, 0, 0]
 }
+// gx = bias[c] + the taps that hit (PyTorch's input gradient: a NaN or infinite weight only where it hits).
+static std::vector<double> dgrad_reference(const Geo& g, const std::vector<double>& gyd, const std::vector<double>& wd,
+                                           const std::vector<double>& cbd) {
+    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
+    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
+    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    return gx_ref;
+}
 template <typename T>
 static void check_repair(const char* kernel, const Geo& g, const std::vector<T>& gy, const std::vector<T>& w,
                          const std::vector<T>& bc, std::vector<T> gx, const std::vector<double>& gx_ref, double tol,
@@ -391,9 +399,7 @@ static void run_nonfinite(const Geo& g, const std::string& label, double bad, do
     nonfinite_weights(wd, g, bad);
     auto w = cast<T>(wd), gy = cast<T>(gyd), bc = cast<T>(cbd);
     wd = back(w); gyd = back(gy); cbd = back(bc);
-    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
-    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
-    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    auto gx_ref = dgrad_reference(g, gyd, wd, cbd);
     std::vector<T> gx(gx_ref.size(), from_float<T>(NAN));
     long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
     dim3 grid{(unsigned)cdiv(maxM, BM), (unsigned)cdiv(Cg, BN), (unsigned)(g.groups * g.sh * g.sw)};
@@ -444,9 +450,7 @@ static void run_nonfinite_nhwc(const Geo& g, const std::string& label, double ba
     nonfinite_weights(wd, g, bad);
     auto w = cast<__half>(wd), gy = cast<__half>(gyd), bc = cast<__half>(cbd);
     wd = back(w); gyd = back(gy); cbd = back(bc);
-    std::vector<double> gx_ref((size_t)g.N * g.C * g.H * g.W);
-    for (size_t i = 0; i < gx_ref.size(); ++i) gx_ref[i] = cbd[(i / ((size_t)g.H * g.W)) % g.C];
-    taps(g, [&](size_t xi, size_t wi, size_t yi) { gx_ref[xi] += gyd[yi] * wd[wi]; });
+    auto gx_ref = dgrad_reference(g, gyd, wd, cbd);
     auto gyh = host_to_nhwc(gy, g.N, g.K, g.P * g.Q), wt = host_to_nhwc(w, 1, g.K, g.C * g.R * g.S);
     std::vector<__half> gx(gx_ref.size(), from_float<__half>(NAN));
     long maxM = (long)g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw);
