@@ -80,12 +80,11 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
             x = _volume.pad3d(be, x, c.mode_pads, c.padding_mode)
         return _unbatch(_volume.cast(_volume.conv3d_fprop(be, s, x, weight, bias), input.dtype), c.unbatched)
     be = _backend.get(c.kind, input.dtype)
-    if nd == 1:
-        x, weight = x[:, :, None], weight[:, :, None]  # (N, C, L) as (N, C, 1, L): a view
+    x, weight = _as_plane(x, nd), _as_plane(weight, nd)
     if c.padded:
         x = be.pad2d(x, _pads2d(c.mode_pads, nd), c.padding_mode)
     y = be.conv2d_fprop(c.geometry, x, weight, bias)
-    return _unbatch(y[:, :, 0] if nd == 1 else y, c.unbatched)
+    return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
 def _conv_backward(op, nd, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy
 
 from . import _adaptive, _backend, _params, _volume
-from ._functional import _batch4, _raw_backend, _unbatch, _zeros
+from ._functional import _as_plane, _batch4, _from_plane, _raw_backend, _unbatch, _zeros
 
 
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
@@ -26,11 +26,9 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         if nd == 3:
             y, idx = _volume.max_pool3d_fprop(_raw_backend(c.kind), s, x)
             y = _volume.cast(y, input.dtype)
-        elif nd == 2:
-            y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(c.geometry, x)
-        else:  # (N, C, L) as (N, C, 1, L): views
-            y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(c.geometry, x[:, :, None])
-            y, idx = y[:, :, 0], idx[:, :, 0]
+        else:  # 1-d: (N, C, L) as (N, C, 1, L), views
+            y, idx = _backend.get(c.kind, input.dtype).max_pool2d_fprop(c.geometry, _as_plane(x, nd))
+            y, idx = _from_plane(y, nd), _from_plane(idx, nd)
     y, idx = _unbatch(y, c.unbatched), _unbatch(idx, c.unbatched)
     return (y, idx) if return_indices else y
 
@@ -67,10 +65,8 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     if nd == 3:
         y = _volume.avg_pool3d_fprop(_raw_backend(c.kind), s, x)
         return _unbatch(_volume.cast(y, input.dtype), c.unbatched)
-    be = _backend.get(c.kind, input.dtype)
-    if nd == 2:
-        return _unbatch(be.avg_pool2d_fprop(c.geometry, x), c.unbatched)
-    return _unbatch(be.avg_pool2d_fprop(c.geometry, x[:, :, None])[:, :, 0], c.unbatched)
+    y = _backend.get(c.kind, input.dtype).avg_pool2d_fprop(c.geometry, _as_plane(x, nd))
+    return _unbatch(_from_plane(y, nd), c.unbatched)
 
 
 def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
@@ -85,10 +81,8 @@ def _avg_pool_backward(op, nd, grad_output, input_shape, kernel_size, stride, pa
     if nd == 3:
         gx = _volume.avg_pool3d_bprop(_raw_backend(c.kind), s, gy)
         return _unbatch(_volume.cast(gx, grad_output.dtype), c.unbatched)
-    be = _backend.get(c.kind, grad_output.dtype)
-    if nd == 2:
-        return _unbatch(be.avg_pool2d_bprop(c.geometry, gy), c.unbatched)
-    return _unbatch(be.avg_pool2d_bprop(c.geometry, gy[:, :, None])[:, :, 0], c.unbatched)
+    gx = _backend.get(c.kind, grad_output.dtype).avg_pool2d_bprop(c.geometry, _as_plane(gy, nd))
+    return _unbatch(_from_plane(gx, nd), c.unbatched)
 
 
 # ------------------------------------------------------------------------------------- adaptive

@@ -27,7 +27,7 @@ import numpy
 from . import _config, _launch
 from ._defines import DEFINES
 from ._alloc import empty
-from ._launch import CTYPES, MAX_BLOCKS, grid_blocks, i32, i64, launch, pointer_or_null
+from ._launch import CTYPES, MAX_BLOCKS, geometry_args, grid_blocks, i32, i64, launch, pointer_or_null
 
 SOURCE = "conv_depthwise.cu"
 # Must equal the #defines of conv_depthwise.cu.
@@ -183,9 +183,7 @@ def _name(kernel: str, dtype, g) -> str:
 
 def _args(g, p: Plan) -> tuple:
     """Geometry then tile plan as the kernels' int parameters."""
-    return tuple(i32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
-                                  g.pad_top, g.pad_left, g.dil_h, g.dil_w, p.rows, p.threads_x, p.images,
-                                  p.pitch))
+    return geometry_args(g)[:15] + tuple(i32(v) for v in (p.rows, p.threads_x, p.images, p.pitch))
 
 
 def _items(g, p: Plan, pass_name: str) -> int:

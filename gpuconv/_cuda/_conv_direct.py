@@ -6,10 +6,8 @@ arrays on the current device; outputs from ``_alloc.empty``, every element writt
 
 from __future__ import annotations
 
-import functools
-
 from ._alloc import empty
-from ._launch import MAX_BLOCKS, i32, launch, pointer_or_null
+from ._launch import MAX_BLOCKS, geometry_args, launch, pointer_or_null
 
 SOURCE = "conv_direct.cu"
 KERNELS = {SOURCE: tuple(f"{k}<{t}>" for k in ("conv2d_fprop_direct", "conv2d_dgrad_direct", "conv2d_wgrad_direct")
@@ -17,17 +15,10 @@ KERNELS = {SOURCE: tuple(f"{k}<{t}>" for k in ("conv2d_fprop_direct", "conv2d_dg
 WGRAD_THREADS = 256  # WGRAD_DIRECT_THREADS in conv_direct.cu: its shared-memory reduction assumes it
 
 
-@functools.lru_cache(maxsize=256)  # per geometry: converting 16 scalars costs more than the launch on tiny problems
-def _geometry_args(g) -> tuple:
-    """N, C, H, W, K, R, S, P, Q, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups as int."""
-    return tuple(i32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
-                                  g.pad_top, g.pad_left, g.dil_h, g.dil_w, g.groups))
-
-
 def conv2d_fprop(g, x, w, bias=None):
     """y (N, K, P, Q), plus bias[k] when given (None: a null pointer, no bias term)."""
     y = empty(g.output_shape, x.dtype)
-    args = (x, w, pointer_or_null(bias), y) + _geometry_args(g)
+    args = (x, w, pointer_or_null(bias), y) + geometry_args(g)
     launch(SOURCE, "conv2d_fprop_direct", x.dtype, y.size, args)
     return y
 
@@ -35,7 +26,7 @@ def conv2d_fprop(g, x, w, bias=None):
 def conv2d_dgrad(g, gy, w, bias=None):
     """gx (N, C, H, W), plus bias[c] when given (a transposed convolution's forward)."""
     gx = empty(g.input_shape, gy.dtype)
-    args = (gy, w, pointer_or_null(bias), gx) + _geometry_args(g)
+    args = (gy, w, pointer_or_null(bias), gx) + geometry_args(g)
     launch(SOURCE, "conv2d_dgrad_direct", gy.dtype, gx.size, args)
     return gx
 
@@ -43,6 +34,6 @@ def conv2d_dgrad(g, gy, w, bias=None):
 def conv2d_wgrad(g, x, gy):
     """gw (K, C/groups, R, S): one block of WGRAD_THREADS per weight element."""
     gw = empty(g.weight_shape, x.dtype)
-    launch(SOURCE, "conv2d_wgrad_direct", x.dtype, gw.size, (x, gy, gw) + _geometry_args(g),
+    launch(SOURCE, "conv2d_wgrad_direct", x.dtype, gw.size, (x, gy, gw) + geometry_args(g),
            blocks=min(gw.size, MAX_BLOCKS), threads=WGRAD_THREADS)
     return gw

@@ -7,6 +7,8 @@ matching each kernel's parameter list.
 
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 from ._runtime import get_function
@@ -34,6 +36,14 @@ def i32(v) -> numpy.int32:
     if not -_INT32_MAX - 1 <= v <= _INT32_MAX:
         raise OverflowError(f"gpuconv: size {v} does not fit the kernels' 32-bit size parameters")
     return numpy.int32(v)
+
+
+@functools.lru_cache(maxsize=256)  # per geometry: converting 16 scalars costs more than the launch on tiny problems
+def geometry_args(g) -> tuple:
+    """The conv kernels' shared int parameters, in their order: N, C, H, W, K, R, S, P, Q, stride_h, stride_w,
+    pad_top, pad_left, dil_h, dil_w, groups (the kernels without groups take the first 15)."""
+    return tuple(i32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w,
+                                  g.pad_top, g.pad_left, g.dil_h, g.dil_w, g.groups))
 
 
 def i64(v) -> numpy.int64:

@@ -17,13 +17,12 @@ blocks per SM, and adds the float32 partial sums in split order (deterministic).
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numpy
 
 from . import _alloc, _config, _runtime
-from ._launch import pointer_or_null
+from ._launch import geometry_args, pointer_or_null
 from ._runtime import get_function
 
 SOURCES = {"fprop": "implicit_gemm_fprop.cu", "dgrad": "implicit_gemm_dgrad.cu", "wgrad": "implicit_gemm_wgrad.cu"}
@@ -135,14 +134,6 @@ def supports(kind: Kind, g, dtype, pass_name: str) -> bool:
 # ------------------------------------------------------------------------------------------ launches
 
 
-@functools.lru_cache(maxsize=256)
-def _sizes(g) -> tuple:
-    """The int32 size arguments every kernel takes, in its parameter order."""
-    values = (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
-              g.dil_h, g.dil_w, g.groups)
-    return tuple(numpy.int32(v) for v in values)
-
-
 def _launch_gemm(kind: Kind, pass_name: str, rows: int, cols: int, batches: int, args: tuple) -> None:
     bm, bn = _tile(kind, rows, cols, batches)
     name = kernel_name(pass_name, kind.kind, kind.ctype, bm, bn, kind.stages)
@@ -154,7 +145,7 @@ def conv2d_fprop(kind: Kind, g, x, w, bias=None):
     """y (N, K, P, Q) = conv2d(x, w) + bias[k]."""
     y = _alloc.empty(g.output_shape, x.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "fprop")
-    _launch_gemm(kind, "fprop", rows, cols, batches, (x, w, pointer_or_null(bias), y) + _sizes(g))
+    _launch_gemm(kind, "fprop", rows, cols, batches, (x, w, pointer_or_null(bias), y) + geometry_args(g))
     return y
 
 
@@ -163,7 +154,7 @@ def conv2d_dgrad(kind: Kind, g, gy, w, bias=None):
     stride phase (blocks past a smaller phase's pixels exit at once)."""
     gx = _alloc.empty(g.input_shape, gy.dtype)
     rows, cols, _, batches = _gemm_sizes(g, "dgrad")
-    _launch_gemm(kind, "dgrad", rows, cols, batches, (gy, w, pointer_or_null(bias), gx) + _sizes(g))
+    _launch_gemm(kind, "dgrad", rows, cols, batches, (gy, w, pointer_or_null(bias), gx) + geometry_args(g))
     return gx
 
 
@@ -187,7 +178,7 @@ def conv2d_wgrad(kind: Kind, g, x, gy):
     workspace = _alloc.empty((splits, g.K, cols), numpy.float32)
     name = kernel_name("wgrad", kind.kind, ctype, bm, bn, kind.stages)
     grid = (_cdiv(rows, bm), _cdiv(cols, bn), groups * splits)
-    args = (x, gy, workspace) + _sizes(g) + (numpy.int32(splits), numpy.int32(k_chunk))
+    args = (x, gy, workspace) + geometry_args(g) + (numpy.int32(splits), numpy.int32(k_chunk))
     get_function(SOURCES["wgrad"], name)(grid, (THREADS,), args)
 
     gw = _alloc.empty(g.weight_shape, x.dtype)

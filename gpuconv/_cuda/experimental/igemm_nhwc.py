@@ -17,14 +17,13 @@ blocks than SMs). Without the variable nothing here runs.
 
 from __future__ import annotations
 
-import functools
 
 import numpy
 
 from .. import _alloc, _runtime
 from .._defines import NHWC_STAGES
 from .. import implicit_gemm as _igemm
-from .._launch import pointer_or_null
+from .._launch import geometry_args, pointer_or_null
 from .._runtime import get_function
 
 SOURCE = "experimental/implicit_gemm_nhwc.cu"
@@ -88,12 +87,9 @@ def supports(g, dtype, pass_name: str) -> bool:
     return _igemm._compute_capability() >= 80
 
 
-@functools.lru_cache(maxsize=256)
 def _sizes(g) -> tuple:
-    """The kernel's int32 size arguments, in its parameter order (no groups: always 1 here)."""
-    values = (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
-              g.dil_h, g.dil_w)
-    return tuple(numpy.int32(v) for v in values)
+    """The kernel's int32 size arguments: the conv kernels' shared ones without groups (always 1 here)."""
+    return geometry_args(g)[:15]
 
 
 def _to_nhwc(a, batch: int, channels: int, plane: int):

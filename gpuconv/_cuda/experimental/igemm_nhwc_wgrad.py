@@ -27,7 +27,7 @@ import numpy
 
 from .. import _alloc, _config
 from .. import implicit_gemm as _igemm
-from .._launch import pointer_or_null
+from .._launch import geometry_args, pointer_or_null
 from .._runtime import get_function
 from . import igemm_nhwc as _igemm_nhwc
 
@@ -88,12 +88,9 @@ def tile(rows: int, cols: int) -> tuple:
     return (64 if rows <= 64 else 128), (64 if cols <= 64 else 128)
 
 
-@functools.lru_cache(maxsize=256)
 def _sizes(g) -> tuple:
-    """The GEMM kernel's int32 size arguments, in its parameter order (no groups: always 1 here)."""
-    values = (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
-              g.dil_h, g.dil_w)
-    return tuple(numpy.int32(v) for v in values)
+    """The kernel's int32 size arguments: the conv kernels' shared ones without groups (always 1 here)."""
+    return geometry_args(g)[:15]
 
 
 @functools.lru_cache(maxsize=256)

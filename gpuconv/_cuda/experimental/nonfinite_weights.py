@@ -14,7 +14,6 @@ finite weights each block of the repair reads one flag and moves on, leaving the
 from __future__ import annotations
 
 from .. import _launch, _runtime
-from .._conv_direct import _geometry_args
 
 SOURCE = "experimental/nonfinite_weights.cu"
 KERNELS = ("conv2d_dgrad_nonfinite_repair", "conv2d_fprop_nonfinite_repair")
@@ -38,7 +37,7 @@ def repair_dgrad(g, gy, w, bias, gx):
     planes = g.N * g.C
     if planes and g.H * g.W:
         finite = finite_flags(g, w, "input")
-        args = (gy, w, _launch.pointer_or_null(bias), finite, gx) + _geometry_args(g)
+        args = (gy, w, _launch.pointer_or_null(bias), finite, gx) + _launch.geometry_args(g)
         _launch.launch(SOURCE, KERNELS[0], gx.dtype, planes, args, blocks=min(planes, MAX_BLOCKS))
     return gx
 
@@ -48,6 +47,6 @@ def repair_fprop(g, x, w, bias, y):
     planes = g.N * g.K
     if planes and g.P * g.Q:
         finite = finite_flags(g, w, "output")
-        _launch.launch(SOURCE, KERNELS[1], y.dtype, planes, (w, finite, y) + _geometry_args(g),
+        _launch.launch(SOURCE, KERNELS[1], y.dtype, planes, (w, finite, y) + _launch.geometry_args(g),
                        blocks=min(planes, MAX_BLOCKS))
     return y

@@ -339,7 +339,7 @@ static int nhwc_dgrad_main() {
 // (experimental/nonfinite_weights.cu) recomputes the NaN pixels of the channels with a non-finite weight; after
 // it, gx must have the reference's NaNs exactly, its infinities, and its finite values within tol. The check
 // also asserts that the kernel alone gets the NaNs wrong on these cases (else the case proves nothing).
-static void nonfinite_weights(std::vector<double>& wd, const Geo& g, double bad) {
+static void plant_nonfinite_weights(std::vector<double>& wd, const Geo& g, double bad) {
     int Cg = g.C / g.groups;
     wd[(size_t)(g.R - 1) * g.S + g.S - 1] = bad;                          // w[0, 0, R-1, S-1]
     wd[(((size_t)(g.K - 1) * Cg + Cg - 1) * g.R) * g.S] = bad;              // w[K-1, Cg-1, 0, 0]
@@ -396,7 +396,7 @@ template <typename T, int BM, int BN, int STAGES, bool MMA>
 static void run_nonfinite(const Geo& g, const std::string& label, double bad, double tol) {
     int Cg = g.C / g.groups;
     auto wd = rnd((size_t)g.K * Cg * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q), cbd = rnd(g.C);
-    nonfinite_weights(wd, g, bad);
+    plant_nonfinite_weights(wd, g, bad);
     auto w = cast<T>(wd), gy = cast<T>(gyd), bc = cast<T>(cbd);
     wd = back(w); gyd = back(gy); cbd = back(bc);
     auto gx_ref = dgrad_reference(g, gyd, wd, cbd);
@@ -447,7 +447,7 @@ static void run_nonfinite(const Geo& g, const std::string& label, double bad, do
 // The same for the experimental channels-last dgrad (groups 1, C and K multiples of 8).
 static void run_nonfinite_nhwc(const Geo& g, const std::string& label, double bad) {
     auto wd = rnd((size_t)g.K * g.C * g.R * g.S), gyd = rnd((size_t)g.N * g.K * g.P * g.Q), cbd = rnd(g.C);
-    nonfinite_weights(wd, g, bad);
+    plant_nonfinite_weights(wd, g, bad);
     auto w = cast<__half>(wd), gy = cast<__half>(gyd), bc = cast<__half>(cbd);
     wd = back(w); gyd = back(gy); cbd = back(bc);
     auto gx_ref = dgrad_reference(g, gyd, wd, cbd);
